@@ -1,0 +1,177 @@
+"""The command line: serve, doctor, reindex."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import ConfigError, Settings, load_settings
+from .lockfile import DataDirBusy, DataDirLock, is_locked
+
+log = logging.getLogger("companion")
+
+
+def settings_from(config: str | None, **flags: object) -> Settings:
+    """Settings from the config file, environment and the flags given."""
+    overrides: dict = {}
+    if flags.get("data_dir"):
+        overrides["data_dir"] = flags["data_dir"]
+    for section, key in (("server", "host"), ("server", "port"), ("model", "path")):
+        flag = "model" if key == "path" else key
+        if flags.get(flag) is not None:
+            overrides.setdefault(section, {})[key] = flags[flag]
+    try:
+        return load_settings(config, overrides=overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+config_option = click.option("--config", "config", type=click.Path(dir_okay=False),
+                             help="TOML config file (see config.example.toml).")
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
+                               help="Data dir (default: $COMPANION_HOME or the user data dir).")
+
+
+@click.group()
+@click.version_option(__version__, prog_name="companion")
+def cli() -> None:
+    """companion: a local AI companion daemon with memory."""
+
+
+@cli.command()
+@config_option
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 3000).")
+@data_dir_option
+@click.option("--model", type=click.Path(dir_okay=False), help="GGUF model file to load.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def serve(config, host, port, data_dir, model, verbose) -> None:
+    """Run the daemon: the AI Companion API on a local model."""
+    import waitress
+
+    from .app import create_app
+
+    setup_logging(verbose)
+    settings = settings_from(config, host=host, port=port, data_dir=data_dir, model=model)
+    try:
+        lock = DataDirLock(settings.data_dir).acquire()
+    except DataDirBusy as exc:
+        raise click.ClickException(f"{exc}; stop that daemon first or use another --data-dir") from None
+
+    def stop(signum, frame):  # SIGTERM ends the server like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    app = create_app(settings)
+    services = app.extensions["companion"]
+    host, port = settings.server.host, settings.server.port
+    log.info("companion %s: data in %s, model %s", __version__, settings.data_dir,
+             services.generator.path or "(none)")
+    click.echo(f"companion listening on http://{host}:{port}", err=True)
+    try:
+        waitress.serve(app, host=host, port=port, threads=settings.server.threads,
+                       ident="companion", clear_untrusted_proxy_headers=True,
+                       max_request_body_size=int(settings.server.max_body_mb * 1024 * 1024))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()
+        lock.release()
+        log.info("companion stopped")
+
+
+@cli.command()
+@config_option
+@data_dir_option
+@click.option("--model", type=click.Path(dir_okay=False), help="GGUF model file to check.")
+def doctor(config, data_dir, model) -> None:
+    """Check the setup: config, data dir, database, model, embedder, memory index."""
+    from .services import build_services
+
+    setup_logging()
+    logging.getLogger().setLevel(logging.WARNING)
+    settings = settings_from(config, data_dir=data_dir, model=model)
+    failures = 0
+
+    def report(ok: bool, what: str, detail: str = "") -> None:
+        nonlocal failures
+        failures += not ok
+        click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}")
+
+    data = Path(settings.data_dir)
+    report(True, "config", f"data dir {data}")
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        probe = data / ".doctor-probe"
+        probe.write_text("ok")
+        probe.unlink()
+        report(True, "data dir is writable")
+    except OSError as exc:
+        report(False, "data dir is writable", str(exc))
+        sys.exit(1)
+    services = build_services(settings)
+    check = services.store.integrity_check()
+    report(check == "ok", "database", f"integrity {check}, {services.store.count('messages')} messages, "
+                                      f"{services.store.count('memories')} memories")
+    services.generator.load()
+    report(services.generator.state == "ready", "model",
+           services.generator.error or f"{services.generator.path} (n_ctx {services.generator.n_ctx})")
+    services.embedder.load()
+    if services.embedder.state == "ready":
+        dims = len(services.embedder.embed(["hello"])[0])
+        report(True, "embedder", f"{services.embedder.path} ({dims} dimensions)")
+    else:
+        report(False, "embedder", services.embedder.error or "")
+    if is_locked(settings.data_dir):
+        report(True, "memory index", "skipped: a running daemon holds the data dir")
+    elif services.embedder.state == "ready":
+        try:
+            rows, indexed = services.store.count("memories"), services.memory.indexed_count()
+            report(rows == indexed, "memory index",
+                   f"{indexed} indexed of {rows} memories" + ("" if rows == indexed else
+                                                               " (run `companion reindex`)"))
+        except Exception as exc:
+            report(False, "memory index", f"{type(exc).__name__}: {exc}")
+    services.close()
+    sys.exit(1 if failures else 0)
+
+
+@cli.command()
+@config_option
+@data_dir_option
+def reindex(config, data_dir) -> None:
+    """Rebuild the long-term memory index (Chroma) from the database."""
+    from .services import build_services
+
+    setup_logging()
+    settings = settings_from(config, data_dir=data_dir)
+    try:
+        lock = DataDirLock(settings.data_dir).acquire()
+    except DataDirBusy as exc:
+        raise click.ClickException(f"{exc}; stop the daemon before reindexing") from None
+    try:
+        services = build_services(settings)
+        services.embedder.load()
+        if services.embedder.state != "ready":
+            raise click.ClickException(f"embedder failed: {services.embedder.error}")
+        total = services.store.count("memories")
+        with click.progressbar(length=total, label="embedding memories") as bar:
+            done = services.memory.rebuild(progress=bar.update)
+        click.echo(f"reindexed {done} memories")
+        services.close()
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

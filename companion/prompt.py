@@ -1,0 +1,180 @@
+"""Pure functions that build the prompt from companion, user, history, memories and the prompt.
+
+Layout, built so llama.cpp can reuse the evaluated prefix (KV cache) from turn to turn::
+
+    [system: persona, personality, scenario, user persona, example dialogue, tuning]  stable
+    [history window: oldest .. newest-1]                                             grows by appending
+    [recalled memories, current time]                                                volatile, small
+    [newest user message][assistant cue]
+
+The history window starts on a multiple of half the short-term window, so it stays put for
+several turns and then drops a whole block at once instead of sliding every turn.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+PLACEHOLDER = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(bot|user)>", re.IGNORECASE)
+TIME_WORDS = re.compile(
+    r"\b(time|date|day|days|today|tonight|tomorrow|yesterday|night|morning|evening|afternoon|"
+    r"hour|hours|week|weekend|month|year|clock|now)\b", re.IGNORECASE)
+EXAMPLE_SEPARATOR = re.compile(r"^\s*<START>\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def resolve_placeholders(text: str, char: str, user: str) -> str:
+    """Replace {{char}}, {{user}}, <BOT> and <USER> (any case) with the names."""
+    def name(match: re.Match) -> str:
+        which = (match.group(1) or match.group(2)).lower()
+        return char if which in ("char", "bot") else user
+    return PLACEHOLDER.sub(name, text or "")
+
+
+@dataclass
+class Turn:
+    """One message of the history as the prompt sees it."""
+    ai: bool
+    text: str
+
+
+@dataclass
+class Recalled:
+    """One recalled long-term memory: its raw text and when it happened."""
+    text: str
+    created_at: str
+
+
+@dataclass
+class PromptInput:
+    """Everything a prompt is built from; texts may hold placeholders."""
+    char: str
+    user: str
+    persona: str = ""
+    personality: str = ""
+    scenario: str = ""
+    user_persona: str = ""
+    example_dialogue: str = ""
+    roleplay: bool = False
+    tuning_example: tuple[str, str] | None = None
+    history: list[Turn] = field(default_factory=list)
+    memories: list[Recalled] = field(default_factory=list)
+    newest: str = ""
+    now: datetime | None = None
+
+
+def system_text(p: PromptInput) -> str:
+    """The stable system part: who the companion is, who the user is, how it talks."""
+    parts = [f"You are {{{{char}}}}. Continue the conversation with {{{{user}}}}, "
+             "writing only {{char}}'s next reply, in character."]
+    if p.persona.strip():
+        parts.append(p.persona.strip())
+    if p.personality.strip():
+        parts.append(f"{{{{char}}}}'s personality: {p.personality.strip()}")
+    if p.scenario.strip():
+        parts.append(f"Scenario: {p.scenario.strip()}")
+    if p.user_persona.strip():
+        parts.append(f"About {{{{user}}}}: {p.user_persona.strip()}")
+    if p.roleplay:
+        parts.append("Describe {{char}}'s actions between asterisks, for example *smiles warmly*.")
+    examples = [e.strip() for e in EXAMPLE_SEPARATOR.split(p.example_dialogue or "") if e.strip()]
+    if examples:
+        parts.append("Examples of how {{char}} talks:\n" + "\n\n".join(examples))
+    if p.tuning_example:
+        user_text, ai_text = p.tuning_example
+        parts.append("Imitate the style of this exchange:\n"
+                     f"{{{{user}}}}: {user_text.strip()}\n{{{{char}}}}: {ai_text.strip()}")
+    return resolve_placeholders("\n\n".join(parts), p.char, p.user)
+
+
+def describe_age(created_at: str, now: datetime) -> str:
+    """How long ago, in words: 'just now', '5 minutes ago', '3 days ago'."""
+    try:
+        then = datetime.fromisoformat(created_at)
+    except (TypeError, ValueError):
+        return "some time ago"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = max(0, (now - then).total_seconds())
+    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800),
+                       ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "just now"
+
+
+def volatile_text(p: PromptInput) -> str:
+    """The small part that changes every turn: recalled memories and, when asked, the time."""
+    now = p.now or datetime.now(timezone.utc)
+    parts = []
+    if p.memories:
+        lines = [f"- ({describe_age(m.created_at, now)}) {m.text.strip()}" for m in p.memories]
+        parts.append("{{char}} remembers from earlier conversations:\n" + "\n".join(lines))
+    if TIME_WORDS.search(p.newest or ""):
+        local = now.astimezone()
+        parts.append(f"Current date and time: {local.strftime('%A %d.%m.%Y %H:%M')}")
+    return resolve_placeholders("\n\n".join(parts), p.char, p.user)
+
+
+def build_messages(p: PromptInput) -> list[dict]:
+    """The prompt as chat messages ({role, content}), in the cache-friendly layout."""
+    messages = [{"role": "system", "content": system_text(p)}]
+    for turn in p.history:
+        messages.append({"role": "assistant" if turn.ai else "user",
+                         "content": resolve_placeholders(turn.text, p.char, p.user)})
+    volatile = volatile_text(p)
+    if volatile:
+        messages.append({"role": "system", "content": volatile})
+    messages.append({"role": "user", "content": resolve_placeholders(p.newest, p.char, p.user)})
+    return messages
+
+
+def render_transcript(messages: list[dict], char: str, user: str) -> str:
+    """A plain 'Name: text' transcript for models without a chat template."""
+    lines = []
+    for m in messages:
+        if m["role"] == "system":
+            lines.append(m["content"] + "\n")
+        else:
+            lines.append(f"{char if m['role'] == 'assistant' else user}: {m['content']}")
+    lines.append(f"{char}:")
+    return "\n".join(lines)
+
+
+def window_start(n_history: int, short_term_mem: int) -> int:
+    """First history index in the window: aligned to blocks of half the window size.
+
+    The window holds at most ``short_term_mem`` messages and at least about half of that;
+    its start only moves when a whole block falls out, keeping the prompt prefix stable.
+    """
+    if short_term_mem <= 0:
+        return n_history
+    if n_history <= short_term_mem:
+        return 0
+    block = max(1, short_term_mem // 2)
+    overflow = n_history - short_term_mem
+    return -(-overflow // block) * block
+
+
+def fit_history(p: PromptInput, history: list[Turn], short_term_mem: int,
+                count_tokens: Callable[[list[dict]], int], budget: int) -> tuple[list[dict], int]:
+    """Choose the history window that fits the token budget; returns (messages, start).
+
+    Starts from the aligned short-term window and drops blocks of half the window (then
+    single messages) from the oldest end until the prompt fits. Raises ValueError when even
+    the prompt without history is too long.
+    """
+    start = window_start(len(history), short_term_mem)
+    block = max(1, short_term_mem // 2)
+    while True:
+        p.history = history[start:]
+        messages = build_messages(p)
+        if count_tokens(messages) <= budget:
+            return messages, start
+        if start >= len(history):
+            raise ValueError("the prompt is too long for the model's context window")
+        remaining = len(history) - start
+        start += block if remaining > block else 1

@@ -1,0 +1,86 @@
+"""The service layer, built once from Settings: store, model, memory and the services over them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .chat import ChatService
+from .companions import CompanionService
+from .config import Settings
+from .llm import Generator, LlamaGenerator, resolve_model_path
+from .memory import Embedder, LongTermMemory, bundled_embedder
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the HTTP handlers and the CLI call."""
+    settings: Settings
+    store: Store
+    generator: Generator
+    embedder: Embedder
+    memory: LongTermMemory
+    chat: ChatService
+    companions: CompanionService
+
+    def start(self) -> None:
+        """Load the model and embedder in the background, then reconcile the memory index."""
+        self.generator.start()
+        self.embedder.start()
+        threading.Thread(target=self._reconcile, name="memory-reconcile", daemon=True).start()
+
+    def _reconcile(self) -> None:
+        if not self.embedder.wait_ready():
+            return
+        try:
+            added, removed = self.memory.reconcile()
+            log.info("memory index reconciled: %d indexed, %d removed", added, removed)
+        except Exception:
+            log.exception("memory reconcile failed")
+
+    def status(self) -> dict:
+        """What /api/status and `companion doctor` report."""
+        try:
+            indexed = self.memory.indexed_count()
+        except Exception as exc:
+            indexed = f"error: {exc}"
+        return {
+            "version": __version__,
+            "data_dir": self.settings.data_dir,
+            "model": {"path": self.generator.path, "name": Path(self.generator.path).name,
+                      "n_ctx": self.generator.n_ctx, "state": self.generator.state,
+                      "error": self.generator.error},
+            "embedder": {"path": self.embedder.path, "name": self.embedder.name,
+                         "state": self.embedder.state, "error": self.embedder.error},
+            "counts": {"companions": self.store.count("companions"),
+                       "chats": self.store.count("chats"),
+                       "messages": self.store.count("messages"),
+                       "memories": self.store.count("memories"),
+                       "indexed_memories": indexed},
+        }
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_services(settings: Settings, generator: Generator | None = None,
+                   embedder: Embedder | None = None) -> Services:
+    """Wire the services for a data dir; tests pass an already-loaded generator and embedder."""
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    store = Store(data / "companion.db")
+    if generator is None:
+        generator = LlamaGenerator(resolve_model_path(settings.model, data), settings.model)
+    if embedder is None:
+        path = Path(settings.memory.embedder).expanduser() if settings.memory.embedder else bundled_embedder()
+        embedder = Embedder(path)
+    memory = LongTermMemory(store, embedder, data / "chroma")
+    return Services(settings=settings, store=store, generator=generator, embedder=embedder,
+                    memory=memory, chat=ChatService(store, memory, generator, settings),
+                    companions=CompanionService(store, data / "avatars"))

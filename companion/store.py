@@ -1,0 +1,424 @@
+"""SQLite through sqlite-utils: the schema (as migrations) and every query.
+
+SQLite is the source of truth for all state: companions, user personas, chats, messages,
+long-term memory rows and dialogue-tuning examples. The Chroma index is derived from the
+``memories`` table and can always be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+DEFAULT_COMPANION = {
+    "name": "Assistant",
+    "persona": (
+        "{{char}} is a friendly, curious and warm companion who enjoys talking with {{user}}, "
+        "remembers what {{user}} tells them and answers honestly."
+    ),
+    "example_dialogue": (
+        "{{user}}: Hi! How are you?\n{{char}}: Hi {{user}}! I'm doing well, thanks for asking. "
+        "How was your day?"
+    ),
+    "first_message": "Hello {{user}}, I'm {{char}}. What would you like to talk about?",
+    "long_term_mem": 2,
+    "short_term_mem": 10,
+    "roleplay": 1,
+    "dialogue_tuning": 0,
+}
+DEFAULT_USER = {"name": "User", "persona": "{{user}} is a human who talks with {{char}}."}
+
+COMPANION_FIELDS = (
+    "name", "persona", "personality", "scenario", "example_dialogue", "first_message",
+    "long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning", "avatar", "card",
+)
+
+
+def now_iso() -> str:
+    """The current time, UTC, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- migrations -------------------------------------------------------------------------
+
+migrations = Migrations("companion")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    # AUTOINCREMENT: ids of deleted messages and memories are never handed out again, so a
+    # client's id and a Chroma entry's id always mean the same row.
+    schema = """
+    create table companions (
+        id integer primary key autoincrement,
+        name text not null,
+        persona text not null default '',
+        personality text not null default '',
+        scenario text not null default '',
+        example_dialogue text not null default '',
+        first_message text not null default '',
+        long_term_mem integer not null default 2,
+        short_term_mem integer not null default 10,
+        roleplay integer not null default 1,
+        dialogue_tuning integer not null default 0,
+        avatar text,
+        card text not null default '{}',
+        active_chat_id integer,
+        created_at text not null,
+        updated_at text not null
+    );
+    create table users (
+        id integer primary key autoincrement,
+        name text not null,
+        persona text not null default '',
+        created_at text not null,
+        updated_at text not null
+    );
+    create table chats (
+        id integer primary key autoincrement,
+        companion_id integer not null references companions(id) on delete cascade,
+        title text not null default '',
+        created_at text not null
+    );
+    create table messages (
+        id integer primary key autoincrement,
+        chat_id integer not null references chats(id) on delete cascade,
+        ai integer not null,
+        text text not null,
+        greeting integer not null default 0,
+        created_at text not null
+    );
+    create index messages_chat on messages(chat_id, id);
+    create table memories (
+        id integer primary key autoincrement,
+        companion_id integer not null references companions(id) on delete cascade,
+        text text not null,
+        source text not null,
+        user_message_id integer,
+        reply_message_id integer,
+        created_at text not null
+    );
+    create index memories_companion on memories(companion_id);
+    create index memories_user_message on memories(user_message_id);
+    create index memories_reply_message on memories(reply_message_id);
+    create table tuning_examples (
+        id integer primary key autoincrement,
+        companion_id integer not null references companions(id) on delete cascade,
+        user_text text not null,
+        ai_text text not null,
+        created_at text not null
+    );
+    create table state (
+        key text primary key,
+        value text
+    );
+    """
+    for statement in schema.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+class Store:
+    """All queries over one SQLite file. Thread-safe: one connection behind one lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        migrate(self.db)
+        self._seed()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One atomic write: everything inside commits together or not at all."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self.db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self.db
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self.db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self.db.execute("COMMIT")
+
+    def _insert(self, table: str, row: dict) -> int:
+        """Insert one row with plain SQL (sqlite-utils' helpers commit on their own)."""
+        columns = ", ".join(f"[{c}]" for c in row)
+        marks = ", ".join("?" * len(row))
+        with self.transaction() as db:
+            cursor = db.execute(f"insert into [{table}] ({columns}) values ({marks})", list(row.values()))
+            return int(cursor.lastrowid)
+
+    def _update(self, table: str, row_id: int | str, values: dict, pk: str = "id") -> None:
+        assignments = ", ".join(f"[{c}] = ?" for c in values)
+        with self.transaction() as db:
+            db.execute(f"update [{table}] set {assignments} where [{pk}] = ?", [*values.values(), row_id])
+
+    def _query(self, sql: str, params: Any = ()) -> list[dict]:
+        with self._lock:
+            return list(self.db.query(sql, params))
+
+    def _one(self, sql: str, params: Any = ()) -> dict | None:
+        rows = self._query(sql, params)
+        return rows[0] if rows else None
+
+    # seeding and active ids --------------------------------------------------------------
+
+    def _seed(self) -> None:
+        with self.transaction() as db:
+            if db["companions"].count == 0:
+                companion_id = self.create_companion(DEFAULT_COMPANION)
+                self.set_state("active_companion_id", companion_id)
+            if db["users"].count == 0:
+                now = now_iso()
+                user_id = self._insert("users", {**DEFAULT_USER, "created_at": now, "updated_at": now})
+                self.set_state("active_user_id", user_id)
+
+    def get_state(self, key: str) -> str | None:
+        row = self._one("select value from state where key = ?", [key])
+        return row["value"] if row else None
+
+    def set_state(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("insert into state (key, value) values (?, ?) "
+                       "on conflict(key) do update set value = excluded.value", [key, str(value)])
+
+    def active_companion_id(self) -> int:
+        """The companion the AI Companion API acts on."""
+        value = self.get_state("active_companion_id")
+        if value is None or self.get_companion(int(value)) is None:
+            row = self._one("select id from companions order by id limit 1")
+            return int(row["id"])
+        return int(value)
+
+    def active_user_id(self) -> int:
+        """The user persona in use ({{user}})."""
+        value = self.get_state("active_user_id")
+        if value is None or self.get_user(int(value)) is None:
+            row = self._one("select id from users order by id limit 1")
+            return int(row["id"])
+        return int(value)
+
+    # companions and users ----------------------------------------------------------------
+
+    def create_companion(self, fields: dict) -> int:
+        """Insert a companion and open its first chat with its first message."""
+        now = now_iso()
+        with self.transaction() as db:
+            row = {k: v for k, v in fields.items() if k in COMPANION_FIELDS}
+            companion_id = self._insert("companions", {**row, "created_at": now, "updated_at": now})
+            self.create_chat(companion_id)
+        return int(companion_id)
+
+    def get_companion(self, companion_id: int) -> dict | None:
+        row = self._one("select * from companions where id = ?", [companion_id])
+        if row is not None:
+            row["card"] = json.loads(row["card"] or "{}")
+        return row
+
+    def update_companion(self, companion_id: int, fields: dict) -> None:
+        """Change some fields of a companion (unknown keys are a programming error)."""
+        unknown = set(fields) - set(COMPANION_FIELDS)
+        if unknown:
+            raise KeyError(f"not companion fields: {sorted(unknown)}")
+        values = dict(fields)
+        if "card" in values:
+            values["card"] = json.dumps(values["card"], ensure_ascii=False)
+        values["updated_at"] = now_iso()
+        self._update("companions", companion_id, values)
+
+    def get_user(self, user_id: int) -> dict | None:
+        return self._one("select * from users where id = ?", [user_id])
+
+    def update_user(self, user_id: int, fields: dict) -> None:
+        self._update("users", user_id, {**fields, "updated_at": now_iso()})
+
+    # chats and messages ------------------------------------------------------------------
+
+    def create_chat(self, companion_id: int, title: str = "") -> int:
+        """Open a new chat for a companion, make it its active chat, and greet in it."""
+        with self.transaction() as db:
+            chat_id = self._insert(
+                "chats", {"companion_id": companion_id, "title": title, "created_at": now_iso()})
+            self._update("companions", companion_id, {"active_chat_id": chat_id})
+            self.add_greeting(chat_id)
+        return int(chat_id)
+
+    def add_greeting(self, chat_id: int) -> None:
+        """Open a chat with its companion's first message, when it has one."""
+        row = self._one(
+            "select c.first_message from chats h join companions c on c.id = h.companion_id "
+            "where h.id = ?", [chat_id])
+        if row and row["first_message"]:
+            self.add_message(chat_id, ai=True, text=row["first_message"], greeting=True)
+
+    def active_chat_id(self, companion_id: int) -> int:
+        """The companion's current chat, opening one if it has none."""
+        row = self._one(
+            "select h.id from companions c join chats h on h.id = c.active_chat_id where c.id = ?",
+            [companion_id])
+        if row:
+            return int(row["id"])
+        return self.create_chat(companion_id)
+
+    def messages(self, chat_id: int, limit: int | None = None) -> list[dict]:
+        """A chat's messages, oldest first; with limit, only the newest `limit`."""
+        if limit is None:
+            return self._query("select * from messages where chat_id = ? order by id", [chat_id])
+        rows = self._query(
+            "select * from messages where chat_id = ? order by id desc limit ?", [chat_id, limit])
+        return rows[::-1]
+
+    def count_messages(self, chat_id: int) -> int:
+        return self._one("select count(*) as n from messages where chat_id = ?", [chat_id])["n"]
+
+    def get_message(self, message_id: int) -> dict | None:
+        return self._one("select * from messages where id = ?", [message_id])
+
+    def add_message(self, chat_id: int, ai: bool, text: str, greeting: bool = False,
+                    created_at: str | None = None) -> dict:
+        """Append one message to a chat; returns the stored row."""
+        message_id = self._insert("messages", {
+            "chat_id": chat_id, "ai": int(ai), "text": text, "greeting": int(greeting),
+            "created_at": created_at or now_iso(),
+        })
+        return self.get_message(message_id)
+
+    def add_messages(self, chat_id: int, items: list[tuple[bool, str]]) -> list[int]:
+        """Append many messages in one transaction; returns their ids in order."""
+        now = now_iso()
+        ids = []
+        with self.transaction():
+            for ai, text in items:
+                ids.append(self._insert(
+                    "messages",
+                    {"chat_id": chat_id, "ai": int(ai), "text": text, "greeting": 0, "created_at": now}))
+        return ids
+
+    def set_message_text(self, message_id: int, text: str) -> None:
+        self._update("messages", message_id, {"text": text})
+
+    def delete_message(self, message_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("delete from messages where id = ?", [message_id])
+
+    def clear_chat(self, chat_id: int) -> None:
+        """Delete every message of a chat."""
+        with self.transaction() as db:
+            db.execute("delete from messages where chat_id = ?", [chat_id])
+
+    def count(self, table: str) -> int:
+        with self._lock:
+            return self.db[table].count
+
+    # long-term memory rows ---------------------------------------------------------------
+
+    def add_memory(self, companion_id: int, text: str, source: str,
+                   user_message_id: int | None = None, reply_message_id: int | None = None,
+                   created_at: str | None = None) -> dict:
+        """Insert one memory row; the caller indexes it."""
+        memory_id = self._insert("memories", {
+            "companion_id": companion_id, "text": text, "source": source,
+            "user_message_id": user_message_id, "reply_message_id": reply_message_id,
+            "created_at": created_at or now_iso(),
+        })
+        return self.get_memory(memory_id)
+
+    def get_memory(self, memory_id: int) -> dict | None:
+        return self._one("select * from memories where id = ?", [memory_id])
+
+    def memories_by_ids(self, ids: list[int]) -> list[dict]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return self._query(f"select * from memories where id in ({marks})", list(ids))
+
+    def memories_of_messages(self, message_ids: list[int]) -> list[dict]:
+        """Memory rows made from any of these messages."""
+        if not message_ids:
+            return []
+        marks = ",".join("?" * len(message_ids))
+        return self._query(
+            f"select * from memories where user_message_id in ({marks}) "
+            f"or reply_message_id in ({marks})", list(message_ids) * 2)
+
+    def memory_ids(self, companion_id: int | None = None) -> list[int]:
+        if companion_id is None:
+            return [r["id"] for r in self._query("select id from memories")]
+        return [r["id"] for r in self._query(
+            "select id from memories where companion_id = ?", [companion_id])]
+
+    def iter_memories(self, batch: int = 256) -> Iterator[list[dict]]:
+        """Every memory row, in batches, for (re)indexing."""
+        last = 0
+        while True:
+            rows = self._query(
+                "select * from memories where id > ? order by id limit ?", [last, batch])
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]["id"]
+
+    def set_memory_text(self, memory_id: int, text: str) -> None:
+        self._update("memories", memory_id, {"text": text})
+
+    def delete_memories(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as db:
+            db.execute(f"delete from memories where id in ({marks})", list(ids))
+
+    # dialogue tuning ---------------------------------------------------------------------
+
+    def add_tuning_example(self, companion_id: int, user_text: str, ai_text: str) -> None:
+        self._insert("tuning_examples", {"companion_id": companion_id, "user_text": user_text,
+                                         "ai_text": ai_text, "created_at": now_iso()})
+
+    def latest_tuning_example(self, companion_id: int) -> dict | None:
+        return self._one("select * from tuning_examples where companion_id = ? "
+                         "order by id desc limit 1", [companion_id])
+
+    def clear_tuning_examples(self, companion_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("delete from tuning_examples where companion_id = ?", [companion_id])
+
+    def integrity_check(self) -> str:
+        """SQLite's own check: 'ok' when the file is sound."""
+        return self._one("PRAGMA integrity_check")["integrity_check"]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the pending migrations, each in its own transaction; returns their names."""
+    pending = [m.name for m in migrations.pending(db)]
+    migrations.apply(db)
+    return pending

@@ -1,0 +1,74 @@
+"""Fixtures: the real model and embedder loaded once per session; a fresh data dir per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from companion.app import create_app  # noqa: E402
+from companion.config import Settings, load_settings  # noqa: E402
+from companion.llm import LlamaGenerator, resolve_model_path  # noqa: E402
+from companion.memory import Embedder, bundled_embedder  # noqa: E402
+from companion.services import Services, build_services  # noqa: E402
+
+CARDS = Path(__file__).resolve().parents[2] / "shared" / "cards"
+TEST_GENERATION = {"temperature": 0.0, "max_tokens": 24, "seed": 1, "top_k": 1}
+
+
+def test_settings(data_dir: Path, **sections: dict) -> Settings:
+    """Settings for a test: a tmp data dir, deterministic short generation, no environment."""
+    overrides: dict = {"data_dir": str(data_dir), "generation": dict(TEST_GENERATION)}
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return load_settings(env={}, overrides=overrides)
+
+
+test_settings.__test__ = False  # not a test, despite the name
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The bundled all-MiniLM-L6-v2, loaded once."""
+    emb = Embedder(bundled_embedder())
+    emb.load()
+    assert emb.state == "ready", emb.error
+    return emb
+
+
+@pytest.fixture(scope="session")
+def generator(tmp_path_factory) -> LlamaGenerator:
+    """The bundled SmolLM2-135M-Instruct, loaded once."""
+    settings = test_settings(tmp_path_factory.mktemp("model"))
+    gen = LlamaGenerator(resolve_model_path(settings.model, Path(settings.data_dir)), settings.model)
+    gen.load()
+    assert gen.state == "ready", gen.error
+    return gen
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return test_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def services(settings, generator, embedder) -> Services:
+    svc = build_services(settings, generator=generator, embedder=embedder)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def app(settings, services):
+    app = create_app(settings, services)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -1,0 +1,48 @@
+"""The command line: doctor and reindex, on a real data dir."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from companion.cli import cli
+from companion.lockfile import DataDirLock
+from companion.services import build_services
+
+from conftest import test_settings
+
+
+def test_doctor_ok(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPANION_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["doctor", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for check in ("database", "model", "embedder", "memory index"):
+        assert f"ok    {check}" in result.output
+
+
+def test_doctor_fails_on_a_broken_model(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPANION_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["doctor", "--data-dir", str(tmp_path), "--model", str(tmp_path / "no.gguf")])
+    assert result.exit_code == 1
+    assert "FAIL  model" in result.output and "not found" in result.output
+
+
+def test_bad_config_is_reported(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[server]\nport = 'x'\n")
+    result = CliRunner().invoke(cli, ["serve", "--config", str(config), "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0 and "expected int" in result.output
+
+
+def test_reindex_rebuilds_from_the_database(tmp_path, generator, embedder, monkeypatch):
+    monkeypatch.delenv("COMPANION_CONFIG", raising=False)
+    services = build_services(test_settings(tmp_path), generator=generator, embedder=embedder)
+    companion = services.store.active_companion_id()
+    services.memory.add(companion, "one", "custom")
+    services.store.add_memory(companion, "two, never indexed", "custom")
+    services.close()
+    result = CliRunner().invoke(cli, ["reindex", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "reindexed 2 memories" in result.output
+    with DataDirLock(tmp_path):
+        refused = CliRunner().invoke(cli, ["reindex", "--data-dir", str(tmp_path)])
+    assert refused.exit_code != 0 and "stop the daemon" in refused.output

@@ -1,0 +1,69 @@
+"""Settings: declared once, loaded in order, mirrored in config.example.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from companion.config import ConfigError, describe_settings, load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+
+
+def test_defaults(tmp_path):
+    s = load_settings(env={}, overrides={"data_dir": str(tmp_path)})
+    assert (s.server.host, s.server.port) == ("127.0.0.1", 3000)
+    assert s.data_dir == str(tmp_path.resolve())
+    assert s.model.path == ""
+
+
+def test_order_file_then_env_then_flags(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\nport = 4000\nhost = "127.0.0.2"\n[generation]\ntemperature = 0.5\n')
+    env = {"COMPANION_SERVER_PORT": "5000", "COMPANION_HOME": str(tmp_path / "home")}
+    s = load_settings(config, env=env)
+    assert (s.server.port, s.server.host, s.generation.temperature) == (5000, "127.0.0.2", 0.5)
+    assert s.data_dir == str((tmp_path / "home").resolve())
+    s = load_settings(config, env=env, overrides={"server": {"port": 6000}, "data_dir": str(tmp_path / "x")})
+    assert s.server.port == 6000 and s.data_dir.endswith("x")
+
+
+def test_platform_data_dir_when_nothing_given():
+    s = load_settings(env={})
+    assert "companion" in s.data_dir
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[server]\nprot = 1\n", "unknown setting server.prot"),
+    ("nonsense = 1\n", "unknown setting nonsense"),
+    ("[server]\nport = 'abc'\n", "expected int"),
+    ("[server]\nport = 70000\n", "server.port"),
+    ("[generation]\nstop = [1, 2]\n", "expected list"),
+    ("[model]\nchat_template = 'x'\n", "chat_template"),
+    ("this is not toml", "not valid TOML"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, text, message):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, env={}, overrides={"data_dir": str(tmp_path)})
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_example_documents_every_setting_with_its_default():
+    example = tomllib.loads(EXAMPLE.read_text())
+    text = EXAMPLE.read_text()
+    for section, key, default, help_text in describe_settings():
+        table = example.get(section, {}) if section else example
+        if section == "" and key == "data_dir":
+            assert "# data_dir = " in text and f"# {help_text}" in text
+            continue
+        assert key in table, f"config.example.toml lacks {section}.{key}"
+        assert table[key] == default, f"{section}.{key}: example says {table[key]!r}, default is {default!r}"
+        assert f"# {help_text}" in text, f"help of {section}.{key} missing"

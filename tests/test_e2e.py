@@ -1,0 +1,106 @@
+"""End to end: `companion serve` as a subprocess, the real model, a restart, the data still there."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+COMPANION = Path(sys.executable).parent / "companion"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPANION_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+class Daemon:
+    """One `companion serve` process on a free port."""
+
+    def __init__(self, data_dir: Path, config: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [str(COMPANION), "serve", "--config", str(config), "--data-dir", str(data_dir),
+             "--port", str(self.port)], env=clean_env(), stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_until(self, ready, timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "the daemon exited early"
+            try:
+                status = requests.get(self.url + "/api/status", timeout=5).json()
+                if ready(status):
+                    return status
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("the daemon did not become ready in time")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.log.close()
+
+
+def is_ready(status: dict) -> bool:
+    return status["model"]["state"] == "ready" and status["embedder"]["state"] == "ready"
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text("[generation]\ntemperature = 0.0\nmax_tokens = 24\nseed = 1\n")
+    return path
+
+
+def test_serve_prompt_restart_and_remember(tmp_path, config):
+    data_dir = tmp_path / "data"
+    log = tmp_path / "daemon.log"
+    daemon = Daemon(data_dir, config, log)
+    try:
+        started = time.monotonic()
+        status = daemon.wait_until(lambda s: True, timeout=60)
+        assert time.monotonic() - started < 60
+        assert status["data_dir"] == str(data_dir.resolve())
+        daemon.wait_until(is_ready)
+        reply = requests.post(daemon.url + "/api/prompt", json={"prompt": "Hi! My name is Ada."}, timeout=120)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["text"].strip()
+        added = requests.post(daemon.url + "/api/addData", json={"text": "Ada's cat is named Pixel."}, timeout=60)
+        assert added.text == "Added custom data to AI long term memory"
+        before = requests.get(daemon.url + "/api/messages", timeout=10).json()
+        # a second daemon on the same data dir refuses to start
+        second = subprocess.run([str(COMPANION), "serve", "--data-dir", str(data_dir), "--port", str(free_port())],
+                                env=clean_env(), capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and "another companion process" in second.stderr
+    finally:
+        assert daemon.stop() == 0
+
+    daemon = Daemon(data_dir, config, log)
+    try:
+        status = daemon.wait_until(is_ready)
+        assert requests.get(daemon.url + "/api/messages", timeout=10).json() == before
+        assert status["counts"]["memories"] == 2
+        status = daemon.wait_until(lambda s: s["counts"]["indexed_memories"] == 2, timeout=60)
+        reply = requests.post(daemon.url + "/api/prompt", json={"prompt": "What is my cat called?"}, timeout=120)
+        assert reply.status_code == 200 and reply.json()["text"].strip()
+    finally:
+        assert daemon.stop() == 0

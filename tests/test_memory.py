@@ -1,0 +1,64 @@
+"""Long-term memory on the real embedder and real Chroma: recall, reconcile, rebuild."""
+
+from __future__ import annotations
+
+from companion.memory import Embedder, LongTermMemory
+from companion.store import Store
+
+
+def make_memory(tmp_path, embedder) -> LongTermMemory:
+    return LongTermMemory(Store(tmp_path / "c.db"), embedder, tmp_path / "chroma")
+
+
+def test_recall_ranks_by_relevance_and_filters(tmp_path, embedder):
+    memory = make_memory(tmp_path, embedder)
+    companion = memory.store.active_companion_id()
+    memory.add(companion, "{{user}} has a sister called Maria who lives in Rome.", "custom")
+    memory.add(companion, "{{user}} plays the cello every evening.", "custom")
+    memory.add(companion, "The weather report says rain tomorrow.", "custom")
+    found = memory.recall(companion, "What instrument do I play?", k=2, min_relevance=0.0)
+    assert "cello" in found[0].text and 0 < found[0].score <= 1
+    assert len(found) == 2
+    assert memory.recall(companion, "What instrument do I play?", k=3, min_relevance=0.99) == []
+    assert memory.recall(companion, "anything", k=0, min_relevance=0.0) == []
+    assert memory.recall(companion + 1, "cello", k=3, min_relevance=0.0) == []
+
+
+def test_recall_skips_memories_of_messages_in_the_window(tmp_path, embedder):
+    memory = make_memory(tmp_path, embedder)
+    companion = memory.store.active_companion_id()
+    chat = memory.store.active_chat_id(companion)
+    ids = memory.store.add_messages(chat, [(False, "I love hiking"), (True, "Hiking is great!")])
+    memory.add(companion, "{{user}}: I love hiking\n{{char}}: Hiking is great!", "exchange", ids[0], ids[1])
+    assert memory.recall(companion, "hiking", 2, 0.0)
+    assert memory.recall(companion, "hiking", 2, 0.0, exclude_message_ids={ids[1]}) == []
+
+
+def test_reconcile_indexes_missing_rows_and_drops_orphans(tmp_path, embedder):
+    memory = make_memory(tmp_path, embedder)
+    companion = memory.store.active_companion_id()
+    kept = memory.add(companion, "indexed", "custom")
+    orphan = memory.add(companion, "orphan", "custom")
+    memory.store.delete_memories([orphan["id"]])          # row gone, vector left behind
+    missing = memory.store.add_memory(companion, "never indexed", "custom")   # row without vector
+    assert memory.reconcile() == (1, 1)
+    assert memory.indexed_ids() == {kept["id"], missing["id"]}
+    assert memory.reconcile() == (0, 0)
+
+
+def test_rebuild_and_embedder_change(tmp_path, embedder):
+    memory = make_memory(tmp_path, embedder)
+    companion = memory.store.active_companion_id()
+    for n in range(5):
+        memory.add(companion, f"fact number {n}", "custom")
+    assert memory.rebuild() == 5 and memory.indexed_count() == 5
+    # a different embedding model name: the old vectors are dropped, not mixed
+    renamed = Embedder(embedder.path)
+    renamed.name, renamed.state, renamed._model = "another-model", "ready", embedder._model
+    renamed._ready.set()
+    other = LongTermMemory(memory.store, renamed, tmp_path / "chroma2")
+    other.index(memory.store.memories_by_ids(memory.store.memory_ids()))
+    other._collection = None
+    switched = LongTermMemory(memory.store, embedder, tmp_path / "chroma2")
+    assert switched.indexed_count() == 0
+    assert switched.reconcile() == (5, 0)

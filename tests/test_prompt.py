@@ -1,0 +1,103 @@
+"""The prompt builder: pure functions, tested directly."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from companion.prompt import (PromptInput, Recalled, Turn, build_messages, describe_age, fit_history,
+                              render_transcript, resolve_placeholders, window_start)
+
+
+def test_placeholders_any_case():
+    text = "{{char}} {{CHAR}} {{ User }} <BOT> <user> {{user}}"
+    assert resolve_placeholders(text, "Mira", "Ann") == "Mira Mira Ann Mira Ann Ann"
+    assert resolve_placeholders("", "a", "b") == ""
+
+
+def test_layout_is_stable_then_volatile_then_newest():
+    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    p = PromptInput(char="Mira", user="Ann", persona="{{char}} is a botanist.", personality="calm",
+                    scenario="a greenhouse", user_persona="{{user}} paints.", roleplay=True,
+                    example_dialogue="<START>\n{{user}}: hi\n{{char}}: hello\n<START>\n{{char}}: bye",
+                    history=[Turn(True, "Hello {{user}}"), Turn(False, "Hi!")],
+                    memories=[Recalled("{{user}}: I like ferns", (now - timedelta(days=3)).isoformat())],
+                    newest="What do I like?", now=now)
+    messages = build_messages(p)
+    assert [m["role"] for m in messages] == ["system", "assistant", "user", "system", "user"]
+    system = messages[0]["content"]
+    for part in ("Mira is a botanist.", "calm", "a greenhouse", "Ann paints.", "asterisks",
+                 "Ann: hi\nMira: hello", "Mira: bye"):
+        assert part in system
+    assert "<START>" not in system and "{{" not in system
+    assert messages[1]["content"] == "Hello Ann"
+    assert "3 days ago" in messages[3]["content"] and "Ann: I like ferns" in messages[3]["content"]
+    assert messages[-1]["content"] == "What do I like?"
+
+
+def test_no_volatile_block_without_memories_or_time_words():
+    p = PromptInput(char="A", user="B", newest="hello there")
+    assert [m["role"] for m in build_messages(p)] == ["system", "user"]
+    p.newest = "what time is it?"
+    messages = build_messages(p)
+    assert "Current date and time" in messages[-2]["content"]
+
+
+def test_system_part_does_not_change_with_history():
+    p = PromptInput(char="A", user="B", persona="p", newest="x")
+    first = build_messages(p)[0]
+    p.history = [Turn(False, "one"), Turn(True, "two")]
+    p.newest = "y"
+    assert build_messages(p)[0] == first
+
+
+@pytest.mark.parametrize("n, window, start", [
+    (0, 10, 0), (10, 10, 0), (11, 10, 5), (15, 10, 5), (16, 10, 10), (20, 10, 10), (21, 10, 15),
+    (5, 0, 5), (3, 1, 2),
+])
+def test_window_start_moves_in_blocks(n, window, start):
+    assert window_start(n, window) == start
+    if window:
+        assert n - start <= window
+
+
+def test_window_prefix_stays_put_for_several_turns():
+    starts = {window_start(n, 10) for n in range(11, 16)}
+    assert starts == {5}
+
+
+def test_fit_history_drops_oldest_blocks_until_it_fits():
+    history = [Turn(i % 2 == 1, f"message {i}") for i in range(10)]
+    p = PromptInput(char="A", user="B", newest="hello")
+
+    def count(messages):
+        return sum(len(m["content"].split()) for m in messages) + 5 * len(messages)
+
+    messages, start = fit_history(p, history, 10, count, budget=10_000)
+    assert start == 0 and len(messages) == 12
+    limit = count(messages) - 20
+    messages, start = fit_history(p, history, 10, count, budget=limit)
+    assert start == 5 and count(messages) <= limit
+
+
+def test_fit_history_raises_when_nothing_fits():
+    p = PromptInput(char="A", user="B", newest="word " * 100)
+    with pytest.raises(ValueError):
+        fit_history(p, [], 10, lambda m: 10_000, budget=100)
+
+
+def test_transcript_rendering():
+    text = render_transcript([{"role": "system", "content": "S"}, {"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": "hello"}], "Mira", "Ann")
+    assert text == "S\n\nAnn: hi\nMira: hello\nMira:"
+
+
+@pytest.mark.parametrize("delta, words", [
+    (timedelta(seconds=5), "just now"), (timedelta(minutes=5), "5 minutes ago"),
+    (timedelta(hours=1), "1 hour ago"), (timedelta(days=3), "3 days ago"), (timedelta(days=400), "1 year ago"),
+])
+def test_describe_age(delta, words):
+    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    assert describe_age((now - delta).isoformat(), now) == words
+    assert describe_age("not a date", now) == "some time ago"
