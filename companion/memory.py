@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .loading import BackgroundLoaded
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -32,49 +33,24 @@ def bundled_embedder() -> Path | None:
     return None
 
 
-class Embedder:
+class Embedder(BackgroundLoaded):
     """A sentence-transformers model, loaded once (in the background), offline."""
 
+    kind = "embedder"
+
     def __init__(self, path: Path | None) -> None:
-        self.path = str(path) if path else ""
-        self.name = Path(self.path).name if self.path else ""
-        self.state = "loading"
-        self.error: str | None = None
+        super().__init__(path)
         self._model = None
-        self._ready = threading.Event()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Begin loading in a background thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._load, name="embedder-loader", daemon=True)
-            self._thread.start()
+    def _open(self) -> None:
+        if not self.path or not Path(self.path).is_dir():
+            raise FileNotFoundError(f"embedding model folder not found: {self.path or '(none)'}")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
 
-    def load(self) -> None:
-        """Load in this thread."""
-        self._load()
-
-    def _load(self) -> None:
-        try:
-            if not self.path or not Path(self.path).is_dir():
-                raise FileNotFoundError(f"embedding model folder not found: {self.path or '(none)'}")
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
-            self.state = "ready"
-        except Exception as exc:
-            self.state = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error("embedder failed to load: %s", self.error)
-        finally:
-            self._ready.set()
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        self._ready.wait(timeout)
-        return self.state == "ready"
+        self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Normalized embeddings of the texts (waits for the model to load)."""

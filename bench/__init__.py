@@ -1,0 +1,1 @@
+"""Benchmarks: each prints JSON; compare A against B in one run, interleaved."""
