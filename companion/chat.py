@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from .config import Settings
@@ -47,6 +46,7 @@ class ChatService:
         self.generator = generator
         self.settings = settings
         self._turn_lock = threading.Lock()
+        self._running: threading.Event | None = None
 
     # context ---------------------------------------------------------------------------------
 
@@ -79,9 +79,8 @@ class ChatService:
 
     # turns -----------------------------------------------------------------------------------
 
-    @contextmanager
-    def _turn(self) -> Iterator[None]:
-        """One generating turn at a time; 503 while the model is not ready, 429 while busy."""
+    def _acquire_model(self) -> None:
+        """One generating turn at a time; 503 while a model is not ready, 429 while busy."""
         if self.generator.state == "loading":
             raise ModelUnavailable("the model is still loading", retry_after=5)
         if self.generator.state != "ready":
@@ -92,26 +91,39 @@ class ChatService:
         acquired = self._turn_lock.acquire(timeout=timeout) if timeout > 0 else self._turn_lock.acquire(False)
         if not acquired:
             raise Busy("another reply is being generated; try again shortly", retry_after=2)
-        try:
-            yield
-        finally:
-            self._turn_lock.release()
 
-    def send(self, prompt: str) -> Reply:
-        """Store the user's message, generate the reply, remember the exchange."""
+    def _params(self, companion: dict, overrides: dict | None) -> GenerationParams:
+        """Global defaults < the companion's own settings < this request's overrides."""
+        values = asdict(self.settings.generation)
+        values.update(companion.get("generation") or {})
+        values.update(overrides or {})
+        params = GenerationParams(**values)
+        if params.max_tokens >= self.generator.n_ctx:
+            raise BadRequest(f"max_tokens must be below the context size ({self.generator.n_ctx})")
+        return params
+
+    def start_send(self, prompt: str, overrides: dict | None = None) -> "TurnStream":
+        """Store the user's message and hold the model for the reply; the stream generates it."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequest("prompt must be a non-empty string")
-        with self._turn():
+        self._acquire_model()
+        try:
             companion, user, chat_id = self._active()
-            self._check_fits(companion, user, prompt)
+            params = self._params(companion, overrides)
+            self._check_fits(companion, user, prompt, params)
             user_message = self.store.add_message(chat_id, ai=False, text=prompt)
             history = self.store.messages(chat_id)[:-1]
-            return self._reply(companion, user, chat_id, history, user_message, replaced=None)
+        except BaseException:
+            self._turn_lock.release()
+            raise
+        return TurnStream(self, companion, user, chat_id, history, user_message, None, params)
 
-    def regenerate(self) -> Reply:
-        """Generate the last reply again (or a missing reply to the last user message)."""
-        with self._turn():
+    def start_regenerate(self, overrides: dict | None = None) -> "TurnStream":
+        """Hold the model to generate the last reply again (or a missing reply to the last message)."""
+        self._acquire_model()
+        try:
             companion, user, chat_id = self._active()
+            params = self._params(companion, overrides)
             rows = self.store.messages(chat_id)
             replaced = None
             if rows and rows[-1]["ai"] and not rows[-1]["greeting"]:
@@ -119,27 +131,45 @@ class ChatService:
             if not rows or rows[-1]["ai"]:
                 raise BadRequest("there is no user message to reply to")
             user_message = rows.pop()
-            return self._reply(companion, user, chat_id, rows, user_message, replaced)
+        except BaseException:
+            self._turn_lock.release()
+            raise
+        return TurnStream(self, companion, user, chat_id, rows, user_message, replaced, params)
 
-    def _reply(self, companion: dict, user: dict, chat_id: int, history: list[dict],
-               user_message: dict, replaced: dict | None) -> Reply:
-        text, memories = self._generate(companion, user, history, user_message)
+    def send(self, prompt: str, overrides: dict | None = None) -> Reply:
+        """Store the user's message, generate the reply, remember the exchange."""
+        return self.start_send(prompt, overrides).run()
+
+    def regenerate(self, overrides: dict | None = None) -> Reply:
+        """Generate the last reply again."""
+        return self.start_regenerate(overrides).run()
+
+    def abort(self) -> bool:
+        """Stop the running generation after the current token; True when one was running."""
+        stop = self._running
+        if stop is None:
+            return False
+        stop.set()
+        return True
+
+    def _store_reply(self, turn: "TurnStream", text: str) -> Reply:
+        companion, user = turn.companion, turn.user
+        old_memories: list[int] = []
         with self.store.transaction():
-            if replaced is not None:
-                old_memories = [m["id"] for m in self.store.memories_of_messages([replaced["id"]])]
+            if turn.replaced is not None:
+                old_memories = [m["id"] for m in self.store.memories_of_messages([turn.replaced["id"]])]
                 self.store.delete_memories(old_memories)
-                self.store.delete_message(replaced["id"])
-            reply = self.store.add_message(chat_id, ai=True, text=text)
-            row = self.store.add_memory(companion["id"], exchange_text(user_message["text"], text),
-                                        "exchange", user_message["id"], reply["id"])
-        if replaced is not None:
-            self.memory.unindex(old_memories)
+                self.store.delete_message(turn.replaced["id"])
+            reply = self.store.add_message(turn.chat_id, ai=True, text=text)
+            row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
+                                        "exchange", turn.user_message["id"], reply["id"])
+        self.memory.unindex(old_memories)
         try:
             self.memory.index([row])
         except Exception:
             log.exception("memory %s stored but not indexed; the next start indexes it", row["id"])
         reply["text"] = resolve_placeholders(text, companion["name"], user["name"])
-        return Reply(reply, memories)
+        return Reply(reply, turn.memories)
 
     def _prompt_input(self, companion: dict, user: dict, newest: str) -> PromptInput:
         tuning = None
@@ -159,32 +189,28 @@ class ChatService:
                 self.generator.render(messages, companion["name"], user["name"])[0])
         return count
 
-    def _budget(self) -> int:
-        return self.generator.n_ctx - self.settings.generation.max_tokens
-
-    def _check_fits(self, companion: dict, user: dict, prompt: str) -> None:
+    def _check_fits(self, companion: dict, user: dict, prompt: str, params: GenerationParams) -> None:
         """Refuse a prompt that cannot fit the context even with no history (nothing is stored)."""
         try:
             fit_history(self._prompt_input(companion, user, prompt), [], 0,
-                        self._counter(companion, user), self._budget())
+                        self._counter(companion, user), self.generator.n_ctx - params.max_tokens)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
 
-    def _generate(self, companion: dict, user: dict, history: list[dict],
-                  user_message: dict) -> tuple[str, list[RecalledMemory]]:
-        """Recall, build the prompt within the context budget, generate; returns (text, memories)."""
-        params = GenerationParams.from_settings(self.settings.generation)
-        prompt_input = self._prompt_input(companion, user, user_message["text"])
+    def _build_prompt(self, turn: "TurnStream") -> str:
+        """Recall memories and build the prompt within the context budget; sets turn.memories."""
+        companion, user, history = turn.companion, turn.user, turn.history
+        prompt_input = self._prompt_input(companion, user, turn.user_message["text"])
         turns = [Turn(bool(m["ai"]), m["text"]) for m in history]
         short_term = companion["short_term_mem"]
         window_ids = {m["id"] for m in history[-short_term:]} if short_term else set()
         memories: list[RecalledMemory] = []
         if self.memory.embedder.state == "ready":  # a failed embedder costs recall, not the reply
             memories = self.memory.recall(
-                companion["id"], user_message["text"], companion["long_term_mem"],
-                self.settings.memory.min_relevance, window_ids | {user_message["id"]})
+                companion["id"], turn.user_message["text"], companion["long_term_mem"],
+                self.settings.memory.min_relevance, window_ids | {turn.user_message["id"]})
         prompt_input.memories = [Recalled(m.text, m.created_at) for m in memories]
-        count, budget = self._counter(companion, user), self._budget()
+        count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
         try:
             messages, _ = fit_history(prompt_input, turns, short_term, count, budget)
         except ValueError:
@@ -193,16 +219,13 @@ class ChatService:
                 messages, _ = fit_history(prompt_input, turns, short_term, count, budget)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
+        for memory in memories:
+            memory.text = resolve_placeholders(memory.text, companion["name"], user["name"])
+        turn.memories = memories
         prompt, stops = self.generator.render(messages, companion["name"], user["name"])
-        params.stop = stops + list(params.stop)
-        try:
-            text = "".join(self.generator.generate(prompt, params)).strip()
-        except CompanionError:
-            raise
-        except Exception as exc:
-            log.exception("generation failed")
-            raise CompanionError(f"generation failed: {exc}") from exc
-        return text, memories
+        turn.params.stop = stops + list(turn.params.stop)
+        return prompt
+
 
     # editing ---------------------------------------------------------------------------------
 
@@ -294,3 +317,100 @@ class ChatService:
         """Forget the active companion's whole long-term memory."""
         companion, _, _ = self._active()
         return self.memory.erase(companion["id"])
+
+
+class ReplyTrimmer:
+    """Trims a streamed reply on the fly: the pieces it lets out add up to the stripped text.
+
+    Leading whitespace is dropped; trailing whitespace is held back until more text follows.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self.held = ""
+        self.text = ""
+
+    def feed(self, piece: str) -> str:
+        if not self.started:
+            piece = piece.lstrip()
+            if not piece:
+                return ""
+            self.started = True
+        pending = self.held + piece
+        out = pending.rstrip()
+        self.held = pending[len(out):]
+        self.text += out
+        return out
+
+
+class TurnStream:
+    """A started turn holding the model: iterate events() to generate, or close() to let go.
+
+    events() yields ("token", text) pieces and finally ("done", Reply). Aborting (abort(), or
+    closing the stream mid-way as a disconnected client does) keeps the partial reply.
+    """
+
+    def __init__(self, chat: ChatService, companion: dict, user: dict, chat_id: int,
+                 history: list[dict], user_message: dict, replaced: dict | None,
+                 params: GenerationParams) -> None:
+        self.chat = chat
+        self.companion, self.user, self.chat_id = companion, user, chat_id
+        self.history, self.user_message, self.replaced = history, user_message, replaced
+        self.params = params
+        self.memories: list[RecalledMemory] = []
+        self.stop = threading.Event()
+        self._held = True
+        self._started = False
+        chat._running = self.stop
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            if self.chat._running is self.stop:
+                self.chat._running = None
+            self.chat._turn_lock.release()
+
+    def events(self) -> Iterator[tuple[str, object]]:
+        """Generate: token pieces as they come, then the stored reply."""
+        self._started = True
+        trimmer = ReplyTrimmer()
+        pieces = None
+        try:
+            prompt = self.chat._build_prompt(self)
+            pieces = self.chat.generator.generate(prompt, self.params, self.stop)
+            try:
+                for piece in pieces:
+                    out = trimmer.feed(piece)
+                    if out:
+                        yield "token", out
+            except GeneratorExit:  # the client went away: stop, keep what was said
+                self.stop.set()
+                pieces.close()
+                if trimmer.text:
+                    self.chat._store_reply(self, trimmer.text)
+                raise
+            except CompanionError:
+                raise
+            except Exception as exc:
+                log.exception("generation failed")
+                raise CompanionError(f"generation failed: {exc}") from exc
+            pieces.close()
+            reply = self.chat._store_reply(self, trimmer.text)
+            self._release()
+            yield "done", reply
+        finally:
+            if pieces is not None:
+                pieces.close()
+            self._release()
+
+    def run(self) -> Reply:
+        """Generate to the end and return the stored reply."""
+        for kind, value in self.events():
+            if kind == "done":
+                return value  # type: ignore[return-value]
+        raise CompanionError("generation ended without a reply")
+
+    def close(self) -> None:
+        """Let go of the model if the events were never generated."""
+        if not self._started:
+            self._release()

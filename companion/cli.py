@@ -173,5 +173,13 @@ def reindex(config, data_dir) -> None:
         lock.release()
 
 
+@cli.command("config-example")
+def config_example() -> None:
+    """Print every setting with its default and help, as config.example.toml."""
+    from .config import example_toml
+
+    click.echo(example_toml(), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     cli()

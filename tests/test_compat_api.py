@@ -65,12 +65,15 @@ def test_prompt_returns_the_stored_reply(client):
     response = client.post("/api/prompt", json={"prompt": "Hello! What is your name?"})
     assert response.status_code == 200
     reply = response.get_json()
-    assert set(reply) == {"id", "ai", "text", "date"}
+    assert list(reply)[:4] == ["id", "ai", "text", "date"]
+    assert set(reply) == {"id", "ai", "text", "date", "memories", "lore"}
+    assert reply["memories"] == [] and reply["lore"] == []
     assert reply["ai"] is True and reply["text"].strip()
     messages = client.get("/api/messages").get_json()
     assert [m["ai"] for m in messages] == ["true", "false", "true"]
     assert messages[1]["text"] == "Hello! What is your name?"
     assert messages[-1] == {"id": reply["id"], "ai": "true", "text": reply["text"], "date": reply["date"]}
+    assert reply["text"] == reply["text"].strip()
     counts = client.get("/api/status").get_json()["counts"]
     assert counts["memories"] == 1 and counts["indexed_memories"] == 1
 
@@ -98,7 +101,7 @@ def test_regenerate_replaces_the_last_reply(client, services):
         response = client.open("/api/regenerate_message", method=method)
         assert response.status_code == 200
         again = response.get_json()
-        assert set(again) == {"id", "ai", "text", "date"} and again["ai"] is True
+        assert {"id", "ai", "text", "date"} <= set(again) and again["ai"] is True
         messages = client.get("/api/messages").get_json()
         assert len(messages) == 3 and messages[-1]["id"] == again["id"]
         assert first["id"] not in [m["id"] for m in messages]
@@ -363,6 +366,9 @@ def test_add_data_and_recall(client, services):
     companion_id = client.get("/api/companionData").get_json()["id"]
     recalled = services.memory.recall(companion_id, "What is my favourite colour?", 2, 0.2)
     assert recalled and "teal" in recalled[0].text
+    reply = client.post("/api/prompt", json={"prompt": "What is my favourite colour?"}).get_json()
+    assert reply["memories"][0]["text"] == "User's favourite colour is teal."
+    assert 0 < reply["memories"][0]["score"] <= 1
 
 
 @pytest.mark.parametrize("body", [{}, {"text": ""}, {"text": 12}])

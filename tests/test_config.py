@@ -42,6 +42,7 @@ def test_platform_data_dir_when_nothing_given():
     ("[server]\nport = 70000\n", "server.port"),
     ("[generation]\nstop = [1, 2]\n", "expected list"),
     ("[model]\nchat_template = 'x'\n", "chat_template"),
+    ("[model]\nflash_attn = 'maybe'\n", "expected bool"),
     ("this is not toml", "not valid TOML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, text, message):
@@ -54,6 +55,12 @@ def test_bad_config_is_a_clear_error(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_example_file_is_generated_from_config_py():
+    from companion.config import example_toml
+
+    assert EXAMPLE.read_text() == example_toml(), "run: companion config-example > config.example.toml"
 
 
 def test_example_documents_every_setting_with_its_default():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from companion.config import ModelSettings
@@ -41,11 +42,12 @@ def test_generation_is_deterministic_at_temperature_zero(generator):
     assert "<|im_end|>" not in first
 
 
-def test_abort_stops_after_the_current_token(generator):
+def test_stop_event_ends_generation_after_the_current_token(generator):
     prompt, stops = generator.render([{"role": "user", "content": "Count from one to fifty."}], "Mira", "Ann")
     pieces = []
-    for piece in generator.generate(prompt, GenerationParams(max_tokens=64, temperature=0.0, stop=stops)):
+    stop = threading.Event()
+    for piece in generator.generate(prompt, GenerationParams(max_tokens=64, temperature=0.0, stop=stops), stop):
         pieces.append(piece)
         if len(pieces) == 3:
-            generator.abort()
+            stop.set()
     assert 3 <= len(pieces) <= 5

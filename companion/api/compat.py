@@ -9,12 +9,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, send_file
 
 from ..cards import CardError, normalize_card
-from ..chat import Reply
+from ..chat import Reply, TurnStream
 from ..errors import BadRequest
 from ..companions import AVATAR_PATH
 from ..images import default_avatar_png
 from . import services
-from .validate import bool_field, int_field, json_object, name_field, raw_body, text_field
+from .sse import message_json, recalled_json, stream_response
+from .validate import (bool_field, generation_settings, int_field, json_object, name_field,
+                       optional_json_object, raw_body, text_field, wants_stream)
 
 bp = Blueprint("compat", __name__)
 
@@ -28,10 +30,20 @@ def text(sentence: str) -> Response:
     return Response(sentence, mimetype="text/plain")
 
 
-def reply_json(reply: Reply) -> Response:
-    message = reply.message
-    return jsonify({"id": message["id"], "ai": True, "text": message["text"],
-                    "date": message["created_at"]})
+def reply_body(reply: Reply) -> dict:
+    """The documented {id, ai, text, date}, plus what was recalled for the reply."""
+    return {**message_json(reply), "memories": recalled_json(reply), "lore": []}
+
+
+def done_body(reply: Reply) -> dict:
+    return {"message": message_json(reply), "memories": recalled_json(reply), "lore": []}
+
+
+def turn_response(turn: TurnStream, stream: bool) -> Response:
+    """Stream the turn as SSE, or generate it whole and answer the JSON reply."""
+    if stream:
+        return stream_response(turn, done_body)
+    return jsonify(reply_body(turn.run()))
 
 
 # messages ------------------------------------------------------------------------------------
@@ -39,12 +51,16 @@ def reply_json(reply: Reply) -> Response:
 @bp.post("/api/prompt")
 def prompt():
     body = json_object()
-    return reply_json(services().chat.send(text_field(body, "prompt", allow_empty=False)))
+    prompt_text = text_field(body, "prompt", allow_empty=False)
+    overrides = generation_settings(body)
+    return turn_response(services().chat.start_send(prompt_text, overrides), wants_stream(body))
 
 
 @bp.route("/api/regenerate_message", methods=["GET", "POST"])
 def regenerate_message():
-    return reply_json(services().chat.regenerate())
+    body = optional_json_object()
+    overrides = generation_settings(body)
+    return turn_response(services().chat.start_regenerate(overrides), wants_stream(body))
 
 
 @bp.get("/api/messages")

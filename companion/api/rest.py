@@ -13,3 +13,9 @@ bp = Blueprint("rest", __name__)
 def status():
     """Version, model and embedder state, counts and the data dir."""
     return jsonify(services().status())
+
+
+@bp.post("/api/abort")
+def abort():
+    """Stop the running generation after its current token; the partial reply is kept."""
+    return jsonify({"aborted": services().chat.abort()})

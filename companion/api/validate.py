@@ -67,3 +67,55 @@ def raw_body() -> bytes:
     if not data:
         raise BadRequest("the request body is empty")
     return data
+
+
+GENERATION_LIMITS: dict[str, tuple[type, float, float]] = {
+    "max_tokens": (int, 1, 32768),
+    "temperature": (float, 0.0, 5.0),
+    "top_p": (float, 0.0, 1.0),
+    "top_k": (int, 0, 100_000),
+    "min_p": (float, 0.0, 1.0),
+    "repeat_penalty": (float, 0.01, 5.0),
+    "seed": (int, -1, 2**31 - 1),
+}
+MAX_STOP_STRINGS = 16
+
+
+def generation_settings(body: dict) -> dict:
+    """The generation settings present in a body, each checked: JSON numbers in range, stop a list."""
+    values: dict[str, Any] = {}
+    for key, (kind, low, high) in GENERATION_LIMITS.items():
+        if key not in body or body[key] is None:
+            continue
+        value = body[key]
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise BadRequest(f"'{key}' must be {'an integer' if kind is int else 'a number'}")
+        if not low <= value <= high:
+            raise BadRequest(f"'{key}' must be between {low:g} and {high:g}")
+        values[key] = kind(value)
+    if body.get("stop") is not None:
+        stop = body["stop"]
+        if isinstance(stop, str):
+            stop = [stop]
+        if (not isinstance(stop, list) or len(stop) > MAX_STOP_STRINGS
+                or not all(isinstance(s, str) and 0 < len(s) <= 200 for s in stop)):
+            raise BadRequest(f"'stop' must be a list of at most {MAX_STOP_STRINGS} non-empty strings")
+        values["stop"] = stop
+    return values
+
+
+def wants_stream(body: dict | None = None) -> bool:
+    """Whether the client asked for Server-Sent Events (Accept header, "stream": true or ?stream=1)."""
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return True
+    if body and body.get("stream") is True:
+        return True
+    return request.args.get("stream", "").lower() in ("1", "true", "yes")
+
+
+def optional_json_object() -> dict:
+    """A JSON object body when there is one; {} for an empty body (GET, or POST without body)."""
+    if not request.get_data(cache=True):
+        return {}
+    return json_object()

@@ -1,0 +1,61 @@
+"""Server-Sent Events for a generating turn, and the JSON shapes of a reply."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Iterator
+
+from flask import Response
+
+from ..chat import Reply, TurnStream
+from ..errors import CompanionError
+
+
+def event(name: str, data: dict) -> str:
+    """One SSE event."""
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def message_json(reply: Reply) -> dict:
+    """The AI Companion API's reply shape: {id, ai, text, date}."""
+    m = reply.message
+    return {"id": m["id"], "ai": True, "text": m["text"], "date": m["created_at"]}
+
+
+def recalled_json(reply: Reply) -> list[dict]:
+    """What was recalled for a reply."""
+    return [{"id": m.id, "text": m.text, "score": m.score, "created_at": m.created_at}
+            for m in reply.memories]
+
+
+class EventStream:
+    """The body of an SSE response: token events, then done (or error).
+
+    WSGI servers call close() when the client goes away or the response ends; closing
+    mid-way stops the generation and keeps the partial reply.
+    """
+
+    def __init__(self, turn: TurnStream, done: Callable[[Reply], dict]) -> None:
+        self.turn = turn
+        self.done = done
+        self._events = turn.events()
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for kind, value in self._events:
+                if kind == "token":
+                    yield event("token", {"text": value})
+                else:
+                    yield event("done", self.done(value))  # type: ignore[arg-type]
+        except CompanionError as exc:
+            yield event("error", {"message": exc.message, "code": exc.code})
+
+    def close(self) -> None:
+        self._events.close()
+        self.turn.close()
+
+
+def stream_response(turn: TurnStream, done: Callable[[Reply], dict]) -> Response:
+    """An SSE response that generates as it is sent."""
+    return Response(EventStream(turn, done), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
