@@ -144,6 +144,11 @@ class ChatService:
         """Generate the last reply again."""
         return self.start_regenerate(overrides).run()
 
+    def replace_generator(self, generator: Generator) -> None:
+        """Serve with another (loaded) generator from the next turn on."""
+        with self._turn_lock:
+            self.generator = generator
+
     def abort(self) -> bool:
         """Stop the running generation after the current token; True when one was running."""
         stop = self._running

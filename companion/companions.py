@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from pathlib import Path
 
 from .cards import CardError, read_card
-from .errors import BadRequest
+from .config import GenerationSettings
+from .errors import BadRequest, NotFound
 from .images import ImageError, avatar_png, open_image
 from .store import Store
 
@@ -135,3 +137,25 @@ class CompanionService:
         companion = self.companion()
         return {"name": companion["name"], "description": companion["persona"],
                 "first_mes": companion["first_message"], "mes_example": companion["example_dialogue"]}
+
+    # generation settings -------------------------------------------------------------------
+
+    def _get(self, companion_id: int) -> dict:
+        companion = self.store.get_companion(companion_id)
+        if companion is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        return companion
+
+    def generation(self, companion_id: int, defaults: GenerationSettings) -> dict:
+        """A companion's generation settings: the defaults, its own, and what applies."""
+        own = self._get(companion_id)["generation"]
+        base = dataclasses.asdict(defaults)
+        return {"companion_id": companion_id, "defaults": base, "companion": own, "effective": {**base, **own}}
+
+    def set_generation(self, companion_id: int, values: dict, removed: list[str]) -> None:
+        """Change a companion's own generation settings; removed keys fall back to the defaults."""
+        own = dict(self._get(companion_id)["generation"])
+        own.update(values)
+        for key in removed:
+            own.pop(key, None)
+        self.store.update_companion(companion_id, {"generation": own})

@@ -13,6 +13,7 @@ from .companions import CompanionService
 from .config import Settings
 from .llm import Generator, LlamaGenerator, resolve_model_path
 from .memory import Embedder, LongTermMemory, bundled_embedder
+from .models import ModelService, apply_saved_config
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -23,11 +24,16 @@ class Services:
     """Everything the HTTP handlers and the CLI call."""
     settings: Settings
     store: Store
-    generator: Generator
     embedder: Embedder
     memory: LongTermMemory
     chat: ChatService
     companions: CompanionService
+    models: ModelService
+
+    @property
+    def generator(self) -> Generator:
+        """The model serving now (it can be swapped at run time)."""
+        return self.chat.generator
 
     def start(self) -> None:
         """Load the model and embedder in the background, then reconcile the memory index."""
@@ -75,12 +81,14 @@ def build_services(settings: Settings, generator: Generator | None = None,
     data = Path(settings.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     store = Store(data / "companion.db")
+    apply_saved_config(settings, store)
     if generator is None:
         generator = LlamaGenerator(resolve_model_path(settings.model, data), settings.model)
     if embedder is None:
         path = Path(settings.memory.embedder).expanduser() if settings.memory.embedder else bundled_embedder()
         embedder = Embedder(path)
     memory = LongTermMemory(store, embedder, data / "chroma")
-    return Services(settings=settings, store=store, generator=generator, embedder=embedder,
-                    memory=memory, chat=ChatService(store, memory, generator, settings),
-                    companions=CompanionService(store, data / "avatars"))
+    chat = ChatService(store, memory, generator, settings)
+    return Services(settings=settings, store=store, embedder=embedder, memory=memory, chat=chat,
+                    companions=CompanionService(store, data / "avatars"),
+                    models=ModelService(settings, store, chat, LlamaGenerator))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from ..errors import BadRequest
 from . import services
+from .validate import generation_settings, json_object, model_settings
 
 bp = Blueprint("rest", __name__)
 
@@ -19,3 +21,57 @@ def status():
 def abort():
     """Stop the running generation after its current token; the partial reply is kept."""
     return jsonify({"aborted": services().chat.abort()})
+
+
+@bp.get("/api/models")
+def models():
+    """The GGUF files the daemon can use, with size and chat template."""
+    items = services().models.models()
+    return jsonify({"items": items, "total": len(items)})
+
+
+@bp.get("/api/config")
+def get_config():
+    """The model and generation settings in force, and a model still loading."""
+    return jsonify(services().models.config())
+
+
+@bp.put("/api/config")
+def put_config():
+    """Change model settings (a new model loads in the background, then takes over) and defaults."""
+    body = json_object()
+    unknown = set(body) - {"model", "generation"}
+    if unknown:
+        raise BadRequest(f"unknown key(s): {', '.join(sorted(unknown))}; use 'model' and 'generation'")
+    model = model_settings(body.get("model", {}))
+    generation_body = body.get("generation", {})
+    if not isinstance(generation_body, dict):
+        raise BadRequest("'generation' must be an object")
+    generation = generation_settings(generation_body)
+    unknown = set(generation_body) - set(generation)
+    if unknown:
+        raise BadRequest(f"unknown generation setting(s): {', '.join(sorted(unknown))}")
+    config = services().models.update(model, generation)
+    response = jsonify(config)
+    response.status_code = 202 if config["pending_model"] else 200
+    return response
+
+
+@bp.get("/api/companions/<int:companion_id>/generation")
+def get_companion_generation(companion_id: int):
+    """A companion's own generation settings over the global defaults."""
+    return jsonify(services().companions.generation(companion_id, services().settings.generation))
+
+
+@bp.patch("/api/companions/<int:companion_id>/generation")
+def patch_companion_generation(companion_id: int):
+    """Set (or, with null, remove) a companion's own generation settings."""
+    body = json_object()
+    values = generation_settings(body)
+    unknown = set(body) - set(values) - {k for k, v in body.items() if v is None}
+    if unknown:
+        raise BadRequest(f"unknown generation setting(s): {', '.join(sorted(unknown))}")
+    removed = [k for k, v in body.items() if v is None]
+    companions = services().companions
+    companions.set_generation(companion_id, values, removed)
+    return jsonify(companions.generation(companion_id, services().settings.generation))

@@ -119,3 +119,33 @@ def optional_json_object() -> dict:
     if not request.get_data(cache=True):
         return {}
     return json_object()
+
+
+MODEL_LIMITS: dict[str, tuple[type, int, int]] = {
+    "n_ctx": (int, 256, 1_048_576),
+    "n_threads": (int, 0, 1024),
+    "n_batch": (int, 1, 65_536),
+    "n_gpu_layers": (int, -1, 100_000),
+}
+
+
+def model_settings(body: Any) -> dict:
+    """Model settings to change at run time, each checked."""
+    if not isinstance(body, dict):
+        raise BadRequest("'model' must be an object")
+    values: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in MODEL_LIMITS:
+            _, low, high = MODEL_LIMITS[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise BadRequest(f"'model.{key}' must be an integer between {low} and {high}")
+        elif key in ("flash_attn", "use_mmap"):
+            if not isinstance(value, bool):
+                raise BadRequest(f"'model.{key}' must be true or false")
+        elif key in ("path", "chat_template"):
+            if not isinstance(value, str) or not value.strip():
+                raise BadRequest(f"'model.{key}' must be a non-empty string")
+        else:
+            raise BadRequest(f"unknown model setting 'model.{key}'")
+        values[key] = value
+    return values

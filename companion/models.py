@@ -1,0 +1,170 @@
+"""The model service: which GGUF files can be used, and changing model settings at run time.
+
+A new model (or new settings) loads in the background while the current model keeps
+serving; it takes over between two turns. Changes are kept in the database, so they survive
+a restart, over the config file's values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+from .chat import ChatService
+from .config import CHAT_TEMPLATES, GenerationSettings, ModelSettings, Settings
+from .errors import BadRequest
+from .gguf import GGUFError, read_metadata
+from .llm import CHECKOUT_MODELS, LlamaGenerator, bundled_model
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "config_overrides"
+MODEL_KEYS = ("path", "n_ctx", "n_threads", "n_batch", "n_gpu_layers", "flash_attn", "use_mmap",
+              "chat_template")
+
+
+def model_files(data_dir: Path) -> list[Path]:
+    """The bundled model and every *.gguf in the data dir's and the checkout's models/."""
+    found: list[Path] = []
+    bundled = bundled_model()
+    if bundled:
+        found.append(bundled)
+    for folder in (data_dir / "models", CHECKOUT_MODELS):
+        if folder.is_dir():
+            found += sorted(p for p in folder.glob("*.gguf") if p.is_file())
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), None)
+    return list(unique)
+
+
+def describe_model(path: Path) -> dict:
+    """A model file as /api/models lists it: name, size, context length, chat template."""
+    entry = {"path": str(path), "name": path.name, "size": path.stat().st_size}
+    try:
+        meta = read_metadata(path, {"general.name", "general.architecture", "tokenizer.chat_template"})
+        architecture = meta.get("general.architecture")
+        context = read_metadata(path, {f"{architecture}.context_length"}) if architecture else {}
+        entry.update({
+            "model_name": meta.get("general.name"),
+            "architecture": architecture,
+            "context_length": context.get(f"{architecture}.context_length"),
+            "chat_template": meta.get("tokenizer.chat_template"),
+        })
+    except (GGUFError, OSError) as exc:
+        entry["error"] = str(exc)
+    return entry
+
+
+class ModelService:
+    """Lists models and applies model and generation settings at run time."""
+
+    def __init__(self, settings: Settings, store: Store, chat: ChatService,
+                 make_generator: Callable[[Path | None, ModelSettings], LlamaGenerator]) -> None:
+        self.settings = settings
+        self.store = store
+        self.chat = chat
+        self.make_generator = make_generator
+        self.pending: LlamaGenerator | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def models(self) -> list[dict]:
+        current = Path(self.chat.generator.path).resolve() if self.chat.generator.path else None
+        items = [describe_model(p) for p in model_files(Path(self.settings.data_dir))]
+        for item in items:
+            item["active"] = Path(item["path"]) == current
+        return items
+
+    def config(self) -> dict:
+        generator = self.chat.generator
+        model = dataclasses.asdict(self.settings.model)
+        model.update({"path": generator.path, "state": generator.state, "error": generator.error,
+                      "template": getattr(generator, "template", "")})
+        pending = None
+        if self.pending is not None:
+            pending = {"path": self.pending.path, "state": self.pending.state, "error": self.pending.error}
+        return {"model": model, "generation": dataclasses.asdict(self.settings.generation),
+                "pending_model": pending, "last_error": self.last_error}
+
+    def update(self, model: dict, generation: dict) -> dict:
+        """Apply changes: generation at once, model settings by loading a new model in the background."""
+        new_model = self._checked_model(model)
+        if generation:
+            self.settings.generation = dataclasses.replace(self.settings.generation, **generation)
+        if new_model is not None:
+            self._load(new_model)
+        self._save(model, generation)
+        return self.config()
+
+    def _checked_model(self, changes: dict) -> ModelSettings | None:
+        unknown = set(changes) - set(MODEL_KEYS)
+        if unknown:
+            raise BadRequest(f"unknown model setting(s): {', '.join(sorted(unknown))}")
+        if not changes:
+            return None
+        if "path" in changes:
+            path = Path(str(changes["path"])).expanduser()
+            if not path.is_file():
+                raise BadRequest(f"no model file at {path}")
+            try:
+                read_metadata(path, {"general.architecture"})
+            except (GGUFError, OSError) as exc:
+                raise BadRequest(str(exc)) from None
+            changes = {**changes, "path": str(path)}
+        if "chat_template" in changes and changes["chat_template"] not in CHAT_TEMPLATES:
+            raise BadRequest(f"chat_template must be one of {', '.join(CHAT_TEMPLATES)}")
+        if "n_ctx" in changes and changes["n_ctx"] <= self.settings.generation.max_tokens:
+            raise BadRequest("n_ctx must be above generation.max_tokens")
+        current = dataclasses.replace(self.settings.model, path=self.chat.generator.path)
+        return dataclasses.replace(current, **changes)
+
+    def _load(self, new: ModelSettings) -> None:
+        with self._lock:
+            generator = self.make_generator(Path(new.path) if new.path else None, new)
+            self.pending = generator
+            self.last_error = None
+        threading.Thread(target=self._swap_when_loaded, args=(generator, new), name="model-swap",
+                         daemon=True).start()
+
+    def _swap_when_loaded(self, generator: LlamaGenerator, new: ModelSettings) -> None:
+        generator.load()
+        with self._lock:
+            if self.pending is not generator:   # a newer change replaced this one
+                return
+            self.pending = None
+            if generator.state != "ready":
+                self.last_error = f"the new model failed to load, the old one stays: {generator.error}"
+                log.error(self.last_error)
+                return
+        self.chat.replace_generator(generator)
+        self.settings.model = dataclasses.replace(new, path=generator.path)
+        log.info("now serving %s", generator.path)
+
+    # kept in the database -----------------------------------------------------------------
+
+    def _save(self, model: dict, generation: dict) -> None:
+        saved = self.saved()
+        saved.setdefault("model", {}).update(model)
+        saved.setdefault("generation", {}).update(generation)
+        self.store.set_state(STATE_KEY, json.dumps(saved))
+
+    def saved(self) -> dict:
+        return json.loads(self.store.get_state(STATE_KEY) or "{}")
+
+
+def apply_saved_config(settings: Settings, store: Store) -> None:
+    """Put the changes made through PUT /api/config over the settings (at start-up)."""
+    saved = json.loads(store.get_state(STATE_KEY) or "{}")
+    model = {k: v for k, v in saved.get("model", {}).items() if k in MODEL_KEYS}
+    if settings.model.path or not Path(model.get("path") or ".").is_file():
+        model.pop("path", None)   # a path given in the config or on the command line wins
+    generation = {k: v for k, v in saved.get("generation", {}).items()
+                  if k in {f.name for f in dataclasses.fields(GenerationSettings)}}
+    settings.model = dataclasses.replace(settings.model, **model)
+    settings.generation = dataclasses.replace(settings.generation, **generation)
