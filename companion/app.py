@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .api import compat, rest
+from .api import companions, compat, rest
 from .config import Settings
 from .errors import CompanionError, error_response
 from .services import Services, build_services
@@ -34,6 +34,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.json.sort_keys = False
     app.register_blueprint(compat.bp)
     app.register_blueprint(rest.bp)
+    app.register_blueprint(companions.bp)
 
     @app.get("/")
     def index() -> Response:

@@ -422,3 +422,56 @@ def _as_timestamp(value: Any) -> Optional[int]:
         except ValueError:
             return None
     return None
+
+
+# --------------------------------------------------------------------------
+# cards out
+
+V2_DATA_FIELDS = (
+    "name", "description", "personality", "scenario", "first_mes", "mes_example",
+    "creator_notes", "system_prompt", "post_history_instructions", "alternate_greetings",
+    "character_book", "tags", "creator", "character_version", "extensions",
+)
+V3_ONLY_FIELDS = ("nickname", "group_only_greetings", "assets", "creation_date",
+                  "modification_date", "source")
+
+
+def card_data(card: dict, v3: bool = True) -> dict:
+    """The `data` section of a card for export: its fields plus the unknown keys it came with."""
+    fields = V2_DATA_FIELDS + (V3_ONLY_FIELDS if v3 else ())
+    data = {k: copy.deepcopy(card.get(k)) for k in fields}
+    if data.get("character_book") is None:
+        data.pop("character_book")
+    if v3:   # absent optional V3 fields stay absent, so a card comes back as it went out
+        for key in ("assets", "source", "creation_date", "modification_date"):
+            if data.get(key) is None:
+                data.pop(key)
+    for key, value in (card.get("unknown") or {}).items():
+        data.setdefault(key, copy.deepcopy(value))
+    return data
+
+
+def to_v3(card: dict) -> dict:
+    """A Character Card V3 object (`chara_card_v3`)."""
+    return {"spec": SPEC_V3, "spec_version": "3.0", "data": card_data(card, v3=True)}
+
+
+def to_v2(card: dict) -> dict:
+    """A Character Card V2 object (`chara_card_v2`), for readers that know only V2."""
+    return {"spec": SPEC_V2, "spec_version": "2.0", "data": card_data(card, v3=False)}
+
+
+def png_with_card(image_png: bytes, card: dict) -> bytes:
+    """The PNG with the card in a V3 `ccv3` chunk and a V2 `chara` chunk (other text dropped)."""
+    from PIL import PngImagePlugin
+
+    def encoded(obj: dict) -> str:
+        return base64.b64encode(json.dumps(obj, ensure_ascii=False).encode("utf-8")).decode("ascii")
+
+    image = Image.open(io.BytesIO(image_png))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("chara", encoded(to_v2(card)))
+    info.add_text("ccv3", encoded(to_v3(card)))
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=info)
+    return out.getvalue()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from .config import Settings
 from .errors import BadRequest, Busy, CompanionError, ModelUnavailable, NotFound
 from .llm import GenerationParams, Generator
+from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .prompt import PromptInput, Recalled, Turn, fit_history, resolve_placeholders
 from .store import Store
@@ -26,9 +27,15 @@ IMPORT_BATCH = 256
 
 @dataclass
 class Reply:
-    """A stored reply and the memories recalled for it."""
+    """A stored reply, the memories recalled for it and the lore entries that went in."""
     message: dict
     memories: list[RecalledMemory]
+    lore: list[dict] = field(default_factory=list)
+
+
+def char_name(companion: dict) -> str:
+    """What {{char}} stands for: the card's nickname when it has one, else the name."""
+    return (companion.get("card") or {}).get("nickname") or companion["name"]
 
 
 def exchange_text(user_text: str, reply_text: str) -> str:
@@ -40,8 +47,9 @@ class ChatService:
     """Conversations of the active companion, in its active chat."""
 
     def __init__(self, store: Store, memory: LongTermMemory, generator: Generator,
-                 settings: Settings) -> None:
+                 settings: Settings, lorebooks: LorebookService) -> None:
         self.store = store
+        self.lorebooks = lorebooks
         self.memory = memory
         self.generator = generator
         self.settings = settings
@@ -69,7 +77,7 @@ class ChatService:
         companion, user, chat_id = self._active()
         rows = self.store.messages(chat_id)
         for row in rows:
-            row["text"] = resolve_placeholders(row["text"], companion["name"], user["name"])
+            row["text"] = resolve_placeholders(row["text"], char_name(companion), user["name"])
         return rows
 
     def export_messages(self) -> list[dict]:
@@ -173,8 +181,8 @@ class ChatService:
             self.memory.index([row])
         except Exception:
             log.exception("memory %s stored but not indexed; the next start indexes it", row["id"])
-        reply["text"] = resolve_placeholders(text, companion["name"], user["name"])
-        return Reply(reply, turn.memories)
+        reply["text"] = resolve_placeholders(text, char_name(companion), user["name"])
+        return Reply(reply, turn.memories, turn.lore)
 
     def _prompt_input(self, companion: dict, user: dict, newest: str) -> PromptInput:
         tuning = None
@@ -182,17 +190,38 @@ class ChatService:
             example = self.store.latest_tuning_example(companion["id"])
             if example:
                 tuning = (example["user_text"], example["ai_text"])
+        card = companion.get("card") or {}
         return PromptInput(
-            char=companion["name"], user=user["name"], persona=companion["persona"],
+            char=char_name(companion), user=user["name"], persona=companion["persona"],
             personality=companion["personality"] or "", scenario=companion["scenario"] or "",
             user_persona=user["persona"], example_dialogue=companion["example_dialogue"],
-            roleplay=bool(companion["roleplay"]), tuning_example=tuning, newest=newest)
+            roleplay=bool(companion["roleplay"]), tuning_example=tuning, newest=newest,
+            system_prompt=card.get("system_prompt") or "",
+            post_history_instructions=card.get("post_history_instructions") or "")
 
     def _counter(self, companion: dict, user: dict):
         def count(messages: list[dict]) -> int:
             return self.generator.count_tokens(
-                self.generator.render(messages, companion["name"], user["name"])[0])
+                self.generator.render(messages, char_name(companion), user["name"])[0])
         return count
+
+    def _lore(self, companion: dict, user: dict, prompt_input: PromptInput, window: list[dict]) -> list[dict]:
+        """Activate the companion's lorebooks on the newest messages; fills the prompt's lore parts."""
+        names = (char_name(companion), user["name"])
+        recent = [resolve_placeholders(m["text"], *names) for m in window]
+        recent.append(resolve_placeholders(prompt_input.newest, *names))
+        activated = self.lorebooks.activate(companion["id"], recent, self.generator.count_tokens,
+                                            self.settings.lore.scan_depth, self.settings.lore.token_budget)
+        used = []
+        for lorebook_id, item in activated:
+            text = resolve_placeholders(item.content, *names)
+            if item.reason == "constant":
+                (prompt_input.lore_after if item.position == "after_char" else prompt_input.lore_before).append(text)
+            else:
+                prompt_input.lore_triggered.append(text)
+            used.append({"lorebook_id": lorebook_id, "book": item.book_name, "entry": item.entry_index,
+                         "comment": item.entry.comment, "reason": item.reason, "content": text})
+        return used
 
     def _check_fits(self, companion: dict, user: dict, prompt: str, params: GenerationParams) -> None:
         """Refuse a prompt that cannot fit the context even with no history (nothing is stored)."""
@@ -215,6 +244,7 @@ class ChatService:
                 companion["id"], turn.user_message["text"], companion["long_term_mem"],
                 self.settings.memory.min_relevance, window_ids | {turn.user_message["id"]})
         prompt_input.memories = [Recalled(m.text, m.created_at) for m in memories]
+        turn.lore = self._lore(companion, user, prompt_input, history[-short_term:] if short_term else [])
         count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
         try:
             messages, _ = fit_history(prompt_input, turns, short_term, count, budget)
@@ -225,9 +255,9 @@ class ChatService:
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
         for memory in memories:
-            memory.text = resolve_placeholders(memory.text, companion["name"], user["name"])
+            memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
         turn.memories = memories
-        prompt, stops = self.generator.render(messages, companion["name"], user["name"])
+        prompt, stops = self.generator.render(messages, char_name(companion), user["name"])
         turn.params.stop = stops + list(turn.params.stop)
         return prompt
 
@@ -363,6 +393,7 @@ class TurnStream:
         self.history, self.user_message, self.replaced = history, user_message, replaced
         self.params = params
         self.memories: list[RecalledMemory] = []
+        self.lore: list[dict] = []
         self.stop = threading.Event()
         self._held = True
         self._started = False

@@ -1,29 +1,68 @@
-"""The companion and user-persona service: data, avatar, character cards in and out."""
+"""Companions and user personas: several of each, one active; avatars; character cards in and out.
+
+A companion's six classic card fields live in columns (``name``, ``persona`` = description,
+``personality``, ``scenario``, ``first_message`` = first_mes, ``example_dialogue`` =
+mes_example); every other field of its card, unknown keys included, lives in the ``card``
+JSON column, so a card comes out as it went in.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import uuid
 from pathlib import Path
 
-from .cards import CardError, read_card
+from .cards import CardError, normalize_card, png_with_card, read_card, to_v3
 from .config import GenerationSettings
-from .errors import BadRequest, NotFound
-from .images import ImageError, avatar_png, open_image
+from .errors import BadRequest, Conflict, NotFound
+from .images import ImageError, avatar_png, default_avatar_png, open_image
+from .lore import LoreError, parse_lorebook
+from .lorebooks import LorebookService
+from .memory import LongTermMemory
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 AVATAR_PATH = "/assets/avatar.png"
+THUMB_SIZE = 256
+# column -> card field
+CARD_COLUMNS = {"name": "name", "persona": "description", "personality": "personality",
+                "scenario": "scenario", "first_message": "first_mes", "example_dialogue": "mes_example"}
+SETTING_COLUMNS = ("long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning")
+
+
+def card_of(row: dict) -> dict:
+    """A companion row as a normalized card (columns over the stored card)."""
+    card = dict(row.get("card") or {})
+    for column, field in CARD_COLUMNS.items():
+        card[field] = row[column] or ""
+    return normalize_card({"spec": "chara_card_v3", "data": _card_data(card)})
+
+
+def _card_data(card: dict) -> dict:
+    data = {k: v for k, v in card.items() if k not in ("spec", "unknown")}
+    data.update(card.get("unknown") or {})
+    return data
+
+
+def columns_of(card: dict) -> dict:
+    """The column values of a normalized card."""
+    return {column: card[field] for column, field in CARD_COLUMNS.items()}
 
 
 class CompanionService:
-    """The active companion and user persona, as the AI Companion API sees them."""
+    """Companions and personas; the AI Companion API acts on the active one of each."""
 
-    def __init__(self, store: Store, avatars_dir: Path) -> None:
+    def __init__(self, store: Store, memory: LongTermMemory, lorebooks: LorebookService,
+                 avatars_dir: Path) -> None:
         self.store = store
+        self.memory = memory
+        self.lorebooks = lorebooks
         self.avatars_dir = Path(avatars_dir)
+
+    # the active ones -----------------------------------------------------------------------
 
     def companion(self) -> dict:
         """The active companion's row (card data included)."""
@@ -33,13 +72,14 @@ class CompanionService:
         """The active user persona's row."""
         return self.store.get_user(self.store.active_user_id())
 
-    def update_companion(self, fields: dict) -> None:
-        """Change fields of the active companion; a new first message also replaces the greeting."""
-        companion = self.companion()
+    def update_companion(self, fields: dict, companion_id: int | None = None) -> None:
+        """Change fields of a companion (the active one by default); a new first message
+        also replaces the greeting at the top of its chat."""
+        companion_id = companion_id or self.store.active_companion_id()
         with self.store.transaction():
-            self.store.update_companion(companion["id"], fields)
+            self.store.update_companion(companion_id, fields)
             if "first_message" in fields:
-                self._replace_greeting(companion["id"], fields["first_message"])
+                self._replace_greeting(companion_id, fields["first_message"])
 
     def _replace_greeting(self, companion_id: int, text: str) -> None:
         chat_id = self.store.active_chat_id(companion_id)
@@ -52,66 +92,211 @@ class CompanionService:
         elif not first:
             self.store.add_greeting(chat_id)
 
-    def update_user(self, fields: dict) -> None:
-        """Change fields (name, persona) of the active user persona."""
-        self.store.update_user(self.user()["id"], fields)
+    def update_user(self, fields: dict, user_id: int | None = None) -> None:
+        """Change fields (name, persona) of a user persona (the active one by default)."""
+        self.store.update_user(user_id or self.store.active_user_id(), fields)
 
-    # avatar --------------------------------------------------------------------------------
+    # companions ----------------------------------------------------------------------------
 
-    def set_avatar(self, data: bytes) -> None:
-        """Make an uploaded image the active companion's avatar."""
+    def get(self, companion_id: int) -> dict:
+        companion = self.store.get_companion(companion_id)
+        if companion is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        return companion
+
+    def list(self, limit: int, offset: int) -> tuple[list[dict], int]:
+        return self.store.list_rows("companions", limit, offset), self.store.count("companions")
+
+    def create(self, card: dict, settings: dict, avatar: bytes | None = None) -> dict:
+        """A new companion from a normalized card; its first chat opens with its greeting.
+
+        A card's character_book becomes a lorebook attached to the companion."""
+        book = card_book(card)
+        name = None
+        if avatar is not None:
+            name = self._write_avatar(avatar)
+        try:
+            with self.store.transaction():
+                companion_id = self.store.create_companion(
+                    {**columns_of(card), **settings, "card": _stored_card(card), "avatar": name})
+                self._attach_card_book(companion_id, card, book)
+        except Exception:
+            self._remove_avatar(name)
+            raise
+        return self.get(companion_id)
+
+    def _attach_card_book(self, companion_id: int, card: dict, book) -> None:
+        """Keep a card's lorebook as a lorebook of the companion (replacing an earlier card's)."""
+        old = self.store.get_companion(companion_id).get("card_lorebook_id")
+        if old:
+            self.store.detach_lorebook(companion_id, old)
+        lorebook_id = None
+        if book is not None:
+            lorebook_id = self.lorebooks.add(book, f"{card['name']}'s lorebook")["id"]
+            self.store.attach_lorebook(companion_id, lorebook_id)
+        self.store.update_companion(companion_id, {"card_lorebook_id": lorebook_id})
+
+    def update(self, companion_id: int, card_changes: dict, settings: dict) -> dict:
+        """Change card fields and settings of a companion; the card is checked whole."""
+        companion = self.get(companion_id)
+        fields = dict(settings)
+        if card_changes:
+            merged = {**_card_data(card_of(companion)), **card_changes}
+            try:
+                card = normalize_card({"spec": "chara_card_v3", "data": merged})
+            except CardError as exc:
+                raise BadRequest(str(exc)) from None
+            fields.update(columns_of(card))
+            fields["card"] = _stored_card(card)
+        if fields:
+            self.update_companion(fields, companion_id)
+        return self.get(companion_id)
+
+    def delete(self, companion_id: int) -> None:
+        """Delete a companion with its chats and memories; the last one cannot go."""
+        companion = self.get(companion_id)
+        if self.store.count("companions") <= 1:
+            raise Conflict("the last companion cannot be deleted")
+        self.memory.erase(companion_id)
+        with self.store.transaction():
+            was_active = self.store.active_companion_id() == companion_id
+            self.store.delete_companion(companion_id)
+            if was_active:
+                self.store.set_state("active_companion_id", self.store.list_rows("companions", 1, 0)[0]["id"])
+        self._remove_avatar(companion.get("avatar"))
+
+    def activate(self, companion_id: int) -> dict:
+        """Make a companion the one the AI Companion API talks to."""
+        self.get(companion_id)
+        self.store.set_state("active_companion_id", companion_id)
+        return self.get(companion_id)
+
+    # personas ------------------------------------------------------------------------------
+
+    def get_user(self, user_id: int) -> dict:
+        user = self.store.get_user(user_id)
+        if user is None:
+            raise NotFound(f"no persona with id {user_id}")
+        return user
+
+    def list_users(self, limit: int, offset: int) -> tuple[list[dict], int]:
+        return self.store.list_rows("users", limit, offset), self.store.count("users")
+
+    def create_user(self, name: str, persona: str) -> dict:
+        return self.get_user(self.store.create_user(name, persona))
+
+    def patch_user(self, user_id: int, fields: dict) -> dict:
+        self.get_user(user_id)
+        if fields:
+            self.store.update_user(user_id, fields)
+        return self.get_user(user_id)
+
+    def delete_user(self, user_id: int) -> None:
+        self.get_user(user_id)
+        if self.store.count("users") <= 1:
+            raise Conflict("the last persona cannot be deleted")
+        with self.store.transaction():
+            was_active = self.store.active_user_id() == user_id
+            self.store.delete_user(user_id)
+            if was_active:
+                self.store.set_state("active_user_id", self.store.list_rows("users", 1, 0)[0]["id"])
+
+    def activate_user(self, user_id: int) -> dict:
+        self.get_user(user_id)
+        self.store.set_state("active_user_id", user_id)
+        return self.get_user(user_id)
+
+    # avatars -------------------------------------------------------------------------------
+
+    def _write_avatar(self, png: bytes) -> str:
+        self.avatars_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{uuid.uuid4().hex}.png"
+        (self.avatars_dir / name).write_bytes(png)
+        return name
+
+    def _remove_avatar(self, name: str | None) -> None:
+        if name:
+            for path in (self.avatars_dir / Path(name).name, self._thumb_path(name)):
+                path.unlink(missing_ok=True)
+
+    def _thumb_path(self, name: str) -> Path:
+        return self.avatars_dir / f"{Path(name).stem}.thumb.png"
+
+    def set_avatar(self, data: bytes, companion_id: int | None = None) -> None:
+        """Make an uploaded image a companion's avatar (the active one by default)."""
         try:
             png = avatar_png(open_image(data))
         except ImageError as exc:
             raise BadRequest(str(exc)) from None
-        self._change_avatar(png, {})
+        self._change(companion_id or self.store.active_companion_id(), {}, png)
 
-    def _change_avatar(self, png: bytes | None, fields: dict, new_chat: bool = False) -> None:
-        """Update the active companion, with a new avatar file under a generated name.
+    def _change(self, companion_id: int, fields: dict, png: bytes | None, new_chat: bool = False,
+                card: dict | None = None) -> None:
+        """Update a companion, with a new avatar file under a generated name.
 
         The new file is written first and the old one removed only once the row points to
         the new one, so a failure leaves the companion with a working avatar.
         """
-        companion = self.companion()
-        name = None
-        if png is not None:
-            self.avatars_dir.mkdir(parents=True, exist_ok=True)
-            name = f"{uuid.uuid4().hex}.png"
-            (self.avatars_dir / name).write_bytes(png)
+        companion = self.get(companion_id)
+        book = card_book(card) if card is not None else None
+        name = self._write_avatar(png) if png is not None else None
+        if name:
             fields = {**fields, "avatar": name}
         try:
             with self.store.transaction():
-                self.store.update_companion(companion["id"], fields)
+                self.store.update_companion(companion_id, fields)
+                if card is not None:
+                    self._attach_card_book(companion_id, card, book)
                 if new_chat:
-                    self.store.create_chat(companion["id"])
+                    self.store.create_chat(companion_id)
         except Exception:
-            if name:
-                (self.avatars_dir / name).unlink(missing_ok=True)
+            self._remove_avatar(name)
             raise
-        if name and companion.get("avatar"):
-            (self.avatars_dir / Path(companion["avatar"]).name).unlink(missing_ok=True)
+        if name:
+            self._remove_avatar(companion.get("avatar"))
 
-    def avatar_file(self) -> Path | None:
-        """The active companion's avatar file, or None for the default avatar."""
-        name = self.companion().get("avatar")
-        if not name:
-            return None
-        path = self.avatars_dir / Path(name).name
-        return path if path.is_file() else None
+    def avatar_png(self, companion_id: int | None = None, thumb: bool = False) -> bytes:
+        """A companion's avatar as PNG bytes (the default picture when it has none)."""
+        companion = self.get(companion_id or self.store.active_companion_id())
+        name = companion.get("avatar")
+        path = self.avatars_dir / Path(name).name if name else None
+        if path is None or not path.is_file():
+            return default_avatar_png()
+        if not thumb:
+            return path.read_bytes()
+        thumb_path = self._thumb_path(name)
+        if not thumb_path.is_file():
+            from PIL import Image
+
+            thumb_path.write_bytes(avatar_png(Image.open(io.BytesIO(path.read_bytes())), THUMB_SIZE))
+        return thumb_path.read_bytes()
 
     # character cards -----------------------------------------------------------------------
 
-    def import_card(self, data: bytes) -> dict:
-        """Replace the active companion with a character card (PNG/WebP/JPEG or JSON bytes)."""
+    @staticmethod
+    def parse_card(data: bytes) -> tuple[dict, bytes | None]:
+        """A card and its picture (re-encoded) from uploaded bytes; 400 when there is no card."""
         try:
             card = read_card(data)
         except CardError as exc:
             raise BadRequest(str(exc)) from None
         try:
-            avatar = avatar_png(open_image(data))
+            picture = avatar_png(open_image(data))
         except ImageError:  # a JSON card: no picture
-            avatar = None
-        return self._become(card, avatar)
+            picture = None
+        return card, picture
+
+    def import_new(self, data: bytes) -> dict:
+        """A new companion from a card file (PNG/WebP/JPEG or JSON)."""
+        card, picture = self.parse_card(data)
+        companion = self.create(card, {}, picture)
+        log.info("imported character %r as companion %d", card["name"], companion["id"])
+        return companion
+
+    def import_card(self, data: bytes) -> dict:
+        """Replace the active companion with a character card (the AI Companion API's import)."""
+        card, picture = self.parse_card(data)
+        return self._become(card, picture)
 
     def import_character_json(self, card: dict) -> dict:
         """Replace the active companion with the fields of a character JSON."""
@@ -119,18 +304,27 @@ class CompanionService:
 
     def _become(self, card: dict, avatar: bytes | None) -> dict:
         """Make the active companion this character, in a new chat that opens with its greeting."""
-        fields = {
-            "name": card["name"].strip(),
-            "persona": card.get("description", ""),
-            "personality": card.get("personality", ""),
-            "scenario": card.get("scenario", ""),
-            "first_message": card.get("first_mes", ""),
-            "example_dialogue": card.get("mes_example", ""),
-            "card": card,
-        }
-        self._change_avatar(avatar, fields, new_chat=True)
-        log.info("imported character %r", fields["name"])
-        return self.companion()
+        companion_id = self.store.active_companion_id()
+        self._change(companion_id, {**columns_of(card), "card": _stored_card(card)}, avatar, new_chat=True,
+                     card=card)
+        log.info("imported character %r", card["name"])
+        return self.get(companion_id)
+
+    def card(self, companion_id: int) -> dict:
+        """A companion's card, normalized, with its lorebook as the character_book."""
+        row = self.get(companion_id)
+        card = card_of(row)
+        if row.get("card_lorebook_id"):
+            card["character_book"] = self.lorebooks.character_book(row["card_lorebook_id"])
+        return card
+
+    def card_json(self, companion_id: int) -> dict:
+        """A companion as a V3 card object."""
+        return to_v3(self.card(companion_id))
+
+    def card_png(self, companion_id: int) -> bytes:
+        """A companion's avatar with its card in `ccv3` (V3) and `chara` (V2) chunks."""
+        return png_with_card(self.avatar_png(companion_id), self.card(companion_id))
 
     def character_json(self) -> dict:
         """The active companion as {name, description, first_mes, mes_example}."""
@@ -140,22 +334,31 @@ class CompanionService:
 
     # generation settings -------------------------------------------------------------------
 
-    def _get(self, companion_id: int) -> dict:
-        companion = self.store.get_companion(companion_id)
-        if companion is None:
-            raise NotFound(f"no companion with id {companion_id}")
-        return companion
-
     def generation(self, companion_id: int, defaults: GenerationSettings) -> dict:
         """A companion's generation settings: the defaults, its own, and what applies."""
-        own = self._get(companion_id)["generation"]
+        own = self.get(companion_id)["generation"]
         base = dataclasses.asdict(defaults)
         return {"companion_id": companion_id, "defaults": base, "companion": own, "effective": {**base, **own}}
 
     def set_generation(self, companion_id: int, values: dict, removed: list[str]) -> None:
         """Change a companion's own generation settings; removed keys fall back to the defaults."""
-        own = dict(self._get(companion_id)["generation"])
+        own = dict(self.get(companion_id)["generation"])
         own.update(values)
         for key in removed:
             own.pop(key, None)
         self.store.update_companion(companion_id, {"generation": own})
+
+
+def _stored_card(card: dict) -> dict:
+    """What the card column keeps: the card less the fields that live in columns or lorebooks."""
+    return {k: v for k, v in card.items() if k not in CARD_COLUMNS.values() and k != "character_book"}
+
+
+def card_book(card: dict):
+    """A card's character_book parsed as a lorebook (None when it has none); 400 when broken."""
+    if not card.get("character_book"):
+        return None
+    try:
+        return parse_lorebook(card["character_book"])
+    except LoreError as exc:
+        raise BadRequest(f"the card's lorebook: {exc}") from None

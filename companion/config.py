@@ -91,6 +91,12 @@ class MemorySettings:
 
 
 @dataclass
+class LoreSettings:
+    scan_depth: int = setting(2, "Lorebook keys are looked for in this many of the newest messages.")
+    token_budget: int = setting(512, "Most tokens of lorebook entries in one prompt.")
+
+
+@dataclass
 class Settings:
     data_dir: str = setting(
         "",
@@ -101,6 +107,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
+    lore: LoreSettings = field(default_factory=LoreSettings)
 
     @property
     def data_path(self) -> Path:
@@ -108,7 +115,7 @@ class Settings:
         return Path(self.data_dir)
 
 
-SECTIONS = ("server", "model", "generation", "memory")
+SECTIONS = ("server", "model", "generation", "memory", "lore")
 CHAT_TEMPLATES = ("auto", "chatml", "llama-3", "mistral", "alpaca", "transcript")
 
 
@@ -280,6 +287,8 @@ def _validate(settings: Settings) -> None:
         (0 <= settings.generation.min_p <= 1, "generation.min_p must be between 0 and 1"),
         (settings.generation.repeat_penalty > 0, "generation.repeat_penalty must be above 0"),
         (-1 <= settings.memory.min_relevance <= 1, "memory.min_relevance must be between -1 and 1"),
+        (settings.lore.scan_depth >= 0, "lore.scan_depth must be 0 or more"),
+        (settings.lore.token_budget >= 0, "lore.token_budget must be 0 or more"),
     ]
     for ok, message in checks:
         if not ok:

@@ -59,22 +59,40 @@ class PromptInput:
     example_dialogue: str = ""
     roleplay: bool = False
     tuning_example: tuple[str, str] | None = None
+    system_prompt: str = ""                 # the card's: replaces the default system text
+    post_history_instructions: str = ""     # the card's: after the history, every turn
+    lore_before: list[str] = field(default_factory=list)   # constant lore, before the character
+    lore_after: list[str] = field(default_factory=list)    # constant lore, after the character
+    lore_triggered: list[str] = field(default_factory=list)  # lore this turn's messages triggered
     history: list[Turn] = field(default_factory=list)
     memories: list[Recalled] = field(default_factory=list)
     newest: str = ""
     now: datetime | None = None
 
 
+DEFAULT_SYSTEM = ("You are {{char}}. Continue the conversation with {{user}}, "
+                  "writing only {{char}}'s next reply, in character.")
+ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
+
+
 def system_text(p: PromptInput) -> str:
-    """The stable system part: who the companion is, who the user is, how it talks."""
-    parts = [f"You are {{{{char}}}}. Continue the conversation with {{{{user}}}}, "
-             "writing only {{char}}'s next reply, in character."]
+    """The stable system part: who the companion is, who the user is, how it talks.
+
+    A card's system_prompt replaces the default first line; {{original}} in it stands for
+    that default. Constant lore goes before or after the character as its entries say.
+    """
+    opening = DEFAULT_SYSTEM
+    if p.system_prompt.strip():
+        opening = ORIGINAL.sub(lambda _: DEFAULT_SYSTEM, p.system_prompt.strip())
+    parts = [opening]
+    parts += [text.strip() for text in p.lore_before if text.strip()]
     if p.persona.strip():
         parts.append(p.persona.strip())
     if p.personality.strip():
         parts.append(f"{{{{char}}}}'s personality: {p.personality.strip()}")
     if p.scenario.strip():
         parts.append(f"Scenario: {p.scenario.strip()}")
+    parts += [text.strip() for text in p.lore_after if text.strip()]
     if p.user_persona.strip():
         parts.append(f"About {{{{user}}}}: {p.user_persona.strip()}")
     if p.roleplay:
@@ -107,15 +125,18 @@ def describe_age(created_at: str, now: datetime) -> str:
 
 
 def volatile_text(p: PromptInput) -> str:
-    """The small part that changes every turn: recalled memories and, when asked, the time."""
+    """The small part that changes every turn: triggered lore, recalled memories, the time when
+    the user mentions it, and the card's post-history instructions."""
     now = p.now or datetime.now(timezone.utc)
-    parts = []
+    parts = [text.strip() for text in p.lore_triggered if text.strip()]
     if p.memories:
         lines = [f"- ({describe_age(m.created_at, now)}) {m.text.strip()}" for m in p.memories]
         parts.append("{{char}} remembers from earlier conversations:\n" + "\n".join(lines))
     if TIME_WORDS.search(p.newest or ""):
         local = now.astimezone()
         parts.append(f"Current date and time: {local.strftime('%A %d.%m.%Y %H:%M')}")
+    if p.post_history_instructions.strip():
+        parts.append(ORIGINAL.sub("", p.post_history_instructions).strip())
     return resolve_placeholders("\n\n".join(parts), p.char, p.user)
 
 

@@ -12,6 +12,7 @@ from .chat import ChatService
 from .companions import CompanionService
 from .config import Settings
 from .llm import Generator, LlamaGenerator, resolve_model_path
+from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, bundled_embedder
 from .models import ModelService, apply_saved_config
 from .store import Store
@@ -29,6 +30,7 @@ class Services:
     chat: ChatService
     companions: CompanionService
     models: ModelService
+    lorebooks: LorebookService
 
     @property
     def generator(self) -> Generator:
@@ -88,7 +90,9 @@ def build_services(settings: Settings, generator: Generator | None = None,
         path = Path(settings.memory.embedder).expanduser() if settings.memory.embedder else bundled_embedder()
         embedder = Embedder(path)
     memory = LongTermMemory(store, embedder, data / "chroma")
-    chat = ChatService(store, memory, generator, settings)
+    lorebooks = LorebookService(store)
+    chat = ChatService(store, memory, generator, settings, lorebooks)
     return Services(settings=settings, store=store, embedder=embedder, memory=memory, chat=chat,
-                    companions=CompanionService(store, data / "avatars"),
+                    lorebooks=lorebooks,
+                    companions=CompanionService(store, memory, lorebooks, data / "avatars"),
                     models=ModelService(settings, store, chat, LlamaGenerator))

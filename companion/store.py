@@ -39,6 +39,7 @@ DEFAULT_USER = {"name": "User", "persona": "{{user}} is a human who talks with {
 COMPANION_FIELDS = (
     "name", "persona", "personality", "scenario", "example_dialogue", "first_message",
     "long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning", "avatar", "card", "generation",
+    "card_lorebook_id",
 )
 JSON_FIELDS = ("card", "generation")
 
@@ -131,6 +132,28 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 def m002_companion_generation(db: sqlite_utils.Database) -> None:
     # per-companion generation settings over the global defaults, as a JSON object
     db.execute("alter table companions add column generation text not null default '{}'")
+
+
+@migrations()
+def m003_lorebooks(db: sqlite_utils.Database) -> None:
+    # a lorebook is kept as the JSON it came in (its own format), so it exports unchanged
+    for statement in """
+    create table lorebooks (
+        id integer primary key autoincrement,
+        name text not null default '',
+        format text not null,
+        data text not null,
+        created_at text not null,
+        updated_at text not null
+    );
+    create table companion_lorebooks (
+        companion_id integer not null references companions(id) on delete cascade,
+        lorebook_id integer not null references lorebooks(id) on delete cascade,
+        primary key (companion_id, lorebook_id)
+    );
+    alter table companions add column card_lorebook_id integer
+    """.split(";"):
+        db.execute(statement)
 
 
 # --- the store --------------------------------------------------------------------------
@@ -242,6 +265,9 @@ class Store:
         now = now_iso()
         with self.transaction() as db:
             row = {k: v for k, v in fields.items() if k in COMPANION_FIELDS}
+            for key in JSON_FIELDS:
+                if key in row:
+                    row[key] = json.dumps(row[key], ensure_ascii=False)
             companion_id = self._insert("companions", {**row, "created_at": now, "updated_at": now})
             self.create_chat(companion_id)
         return int(companion_id)
@@ -264,6 +290,29 @@ class Store:
                 values[key] = json.dumps(values[key], ensure_ascii=False)
         values["updated_at"] = now_iso()
         self._update("companions", companion_id, values)
+
+    def list_rows(self, table: str, limit: int, offset: int) -> list[dict]:
+        """A page of companions or users, oldest first."""
+        assert table in ("companions", "users")
+        rows = self._query(f"select * from [{table}] order by id limit ? offset ?", [limit, offset])
+        if table == "companions":
+            for row in rows:
+                for key in JSON_FIELDS:
+                    row[key] = json.loads(row[key] or "{}")
+        return rows
+
+    def delete_companion(self, companion_id: int) -> None:
+        """Delete a companion; its chats, messages, memories and examples go with it."""
+        with self.transaction() as db:
+            db.execute("delete from companions where id = ?", [companion_id])
+
+    def create_user(self, name: str, persona: str) -> int:
+        now = now_iso()
+        return self._insert("users", {"name": name, "persona": persona, "created_at": now, "updated_at": now})
+
+    def delete_user(self, user_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("delete from users where id = ?", [user_id])
 
     def get_user(self, user_id: int) -> dict | None:
         return self._one("select * from users where id = ?", [user_id])
@@ -348,6 +397,50 @@ class Store:
     def count(self, table: str) -> int:
         with self._lock:
             return self.db[table].count
+
+    # lorebooks ---------------------------------------------------------------------------
+
+    def add_lorebook(self, name: str, fmt: str, data: dict) -> int:
+        now = now_iso()
+        return self._insert("lorebooks", {"name": name, "format": fmt, "created_at": now, "updated_at": now,
+                                          "data": json.dumps(data, ensure_ascii=False)})
+
+    def get_lorebook(self, lorebook_id: int) -> dict | None:
+        row = self._one("select * from lorebooks where id = ?", [lorebook_id])
+        if row is not None:
+            row["data"] = json.loads(row["data"])
+            row["companion_ids"] = [r["companion_id"] for r in self._query(
+                "select companion_id from companion_lorebooks where lorebook_id = ? order by companion_id",
+                [lorebook_id])]
+        return row
+
+    def list_lorebooks(self, limit: int, offset: int) -> list[dict]:
+        rows = self._query("select id from lorebooks order by id limit ? offset ?", [limit, offset])
+        return [self.get_lorebook(r["id"]) for r in rows]
+
+    def set_lorebook(self, lorebook_id: int, name: str, data: dict) -> None:
+        self._update("lorebooks", lorebook_id, {"name": name, "updated_at": now_iso(),
+                                                "data": json.dumps(data, ensure_ascii=False)})
+
+    def delete_lorebook(self, lorebook_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("delete from lorebooks where id = ?", [lorebook_id])
+
+    def attach_lorebook(self, companion_id: int, lorebook_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("insert or ignore into companion_lorebooks (companion_id, lorebook_id) values (?, ?)",
+                       [companion_id, lorebook_id])
+
+    def detach_lorebook(self, companion_id: int, lorebook_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("delete from companion_lorebooks where companion_id = ? and lorebook_id = ?",
+                       [companion_id, lorebook_id])
+
+    def companion_lorebooks(self, companion_id: int) -> list[dict]:
+        """The lorebooks attached to a companion, in the order they were attached."""
+        rows = self._query("select lorebook_id from companion_lorebooks where companion_id = ? order by rowid",
+                           [companion_id])
+        return [self.get_lorebook(r["lorebook_id"]) for r in rows]
 
     # long-term memory rows ---------------------------------------------------------------
 

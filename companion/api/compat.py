@@ -6,13 +6,12 @@ a plain-text reason and changes nothing.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, send_file
+from flask import Blueprint, Response, jsonify
 
 from ..cards import CardError, normalize_card
 from ..chat import Reply, TurnStream
 from ..errors import BadRequest
 from ..companions import AVATAR_PATH
-from ..images import default_avatar_png
 from . import services
 from .sse import message_json, recalled_json, stream_response
 from .validate import (bool_field, generation_settings, int_field, json_object, name_field,
@@ -215,10 +214,8 @@ def change_companion_avatar():
 
 @bp.get(AVATAR_PATH)
 def avatar():
-    path = services().companions.avatar_file()
-    if path is None:
-        return Response(default_avatar_png(), mimetype="image/png")
-    return send_file(path, mimetype="image/png", max_age=0)
+    return Response(services().companions.avatar_png(), mimetype="image/png",
+                    headers={"Cache-Control": "no-cache"})
 
 
 @bp.post("/api/change/userName")

@@ -1,0 +1,218 @@
+"""REST for companions and user personas: list, create, read, change, delete, activate; cards in and out."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..cards import CARD_FIELDS, CardError, normalize_card
+from ..companions import card_of
+from ..errors import BadRequest
+from . import services
+from .validate import bool_field, int_field, json_object, name_field, raw_body, text_field
+
+bp = Blueprint("companions", __name__)
+
+MAX_LONG_TERM = 100
+MAX_SHORT_TERM = 1000
+EDITABLE_CARD_FIELDS = tuple(f for f in CARD_FIELDS if f != "character_book")
+
+
+def page() -> tuple[int, int]:
+    """limit (1..200, default 50) and offset (0 or more) from the query string."""
+    args = {k: request.args[k] for k in ("limit", "offset") if k in request.args}
+    limit = int_field(args, "limit", minimum=1, maximum=200) if "limit" in args else 50
+    offset = int_field(args, "offset", minimum=0, maximum=10**9) if "offset" in args else 0
+    return limit, offset
+
+
+def companion_json(row: dict) -> dict:
+    """A companion as the REST API shows it: its card fields, settings and state."""
+    card = card_of(row)
+    active = services().store.active_companion_id()
+    return {
+        "id": row["id"],
+        **{k: card[k] for k in CARD_FIELDS},
+        "long_term_mem": row["long_term_mem"], "short_term_mem": row["short_term_mem"],
+        "roleplay": bool(row["roleplay"]), "dialogue_tuning": bool(row["dialogue_tuning"]),
+        "generation": row["generation"], "active": row["id"] == active,
+        "avatar_url": f"/api/companions/{row['id']}/avatar",
+        "created_at": row["created_at"], "updated_at": row["updated_at"],
+    }
+
+
+def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
+    """Card fields and settings from a request body, each checked; unknown keys are a 400."""
+    allowed = set(EDITABLE_CARD_FIELDS) | {"long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning"}
+    unknown = set(body) - allowed - {"id"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    if creating or "name" in body:
+        name_field(body, "name")
+    card = {k: v for k, v in body.items() if k in EDITABLE_CARD_FIELDS}
+    try:   # the card rules check every field's type
+        normalize_card({"spec": "chara_card_v3", "data": {"name": body.get("name", "x"), **card}})
+    except CardError as exc:
+        raise BadRequest(str(exc)) from None
+    settings = {}
+    if "long_term_mem" in body:
+        settings["long_term_mem"] = int_field(body, "long_term_mem", maximum=MAX_LONG_TERM)
+    if "short_term_mem" in body:
+        settings["short_term_mem"] = int_field(body, "short_term_mem", maximum=MAX_SHORT_TERM)
+    for key in ("roleplay", "dialogue_tuning"):
+        if key in body:
+            settings[key] = int(bool_field(body, key))
+    return card, settings
+
+
+def created(body: dict) -> Response:
+    response = jsonify(body)
+    response.status_code = 201
+    return response
+
+
+# companions ----------------------------------------------------------------------------------
+
+@bp.get("/api/companions")
+def list_companions():
+    rows, total = services().companions.list(*page())
+    return jsonify({"items": [companion_json(r) for r in rows], "total": total})
+
+
+@bp.post("/api/companions")
+def create_companion():
+    card, settings = split_companion_body(json_object(), creating=True)
+    try:
+        normalized = normalize_card({"spec": "chara_card_v3", "data": card})
+    except CardError as exc:
+        raise BadRequest(str(exc)) from None
+    return created(companion_json(services().companions.create(normalized, settings)))
+
+
+@bp.post("/api/companions/import")
+def import_companion():
+    """A new companion from a card: raw body, or multipart field `file`."""
+    if request.files:
+        upload = request.files.get("file")
+        if upload is None:
+            raise BadRequest("send the card in the multipart field 'file'")
+        data = upload.read()
+        if not data:
+            raise BadRequest("the uploaded file is empty")
+    else:
+        data = raw_body()
+    return created(companion_json(services().companions.import_new(data)))
+
+
+@bp.get("/api/companions/<int:companion_id>")
+def get_companion(companion_id: int):
+    return jsonify(companion_json(services().companions.get(companion_id)))
+
+
+@bp.patch("/api/companions/<int:companion_id>")
+def patch_companion(companion_id: int):
+    card, settings = split_companion_body(json_object(), creating=False)
+    return jsonify(companion_json(services().companions.update(companion_id, card, settings)))
+
+
+@bp.delete("/api/companions/<int:companion_id>")
+def delete_companion(companion_id: int):
+    services().companions.delete(companion_id)
+    return Response(status=204)
+
+
+@bp.post("/api/companions/<int:companion_id>/activate")
+def activate_companion(companion_id: int):
+    return jsonify(companion_json(services().companions.activate(companion_id)))
+
+
+@bp.get("/api/companions/<int:companion_id>/avatar")
+def companion_avatar(companion_id: int):
+    size = request.args.get("size", "full")
+    if size not in ("full", "thumb"):
+        raise BadRequest("size must be 'full' or 'thumb'")
+    png = services().companions.avatar_png(companion_id, thumb=size == "thumb")
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+
+
+@bp.put("/api/companions/<int:companion_id>/avatar")
+def put_companion_avatar(companion_id: int):
+    services().companions.get(companion_id)
+    services().companions.set_avatar(raw_body(), companion_id)
+    return jsonify(companion_json(services().companions.get(companion_id)))
+
+
+@bp.get("/api/companions/<int:companion_id>/card.json")
+def companion_card_json(companion_id: int):
+    card = services().companions.card_json(companion_id)
+    response = jsonify(card)
+    response.headers["Content-Disposition"] = f'attachment; filename="{download_name(card)}.json"'
+    return response
+
+
+@bp.get("/api/companions/<int:companion_id>/card.png")
+def companion_card_png(companion_id: int):
+    companions = services().companions
+    png = companions.card_png(companion_id)
+    name = download_name(companions.card_json(companion_id))
+    return Response(png, mimetype="image/png",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.png"'})
+
+
+def download_name(card: dict) -> str:
+    """A safe file name from a card's name."""
+    name = "".join(c for c in card["data"]["name"] if c.isalnum() or c in " -_").strip()
+    return name or "companion"
+
+
+# personas ------------------------------------------------------------------------------------
+
+def persona_json(row: dict) -> dict:
+    return {"id": row["id"], "name": row["name"], "persona": row["persona"],
+            "active": row["id"] == services().store.active_user_id(),
+            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+def persona_fields(body: dict, creating: bool) -> dict:
+    unknown = set(body) - {"name", "persona", "id"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    fields = {}
+    if creating or "name" in body:
+        fields["name"] = name_field(body, "name")
+    if "persona" in body or creating:
+        fields["persona"] = text_field(body, "persona") if "persona" in body else ""
+    return fields
+
+
+@bp.get("/api/personas")
+def list_personas():
+    rows, total = services().companions.list_users(*page())
+    return jsonify({"items": [persona_json(r) for r in rows], "total": total})
+
+
+@bp.post("/api/personas")
+def create_persona():
+    fields = persona_fields(json_object(), creating=True)
+    return created(persona_json(services().companions.create_user(fields["name"], fields["persona"])))
+
+
+@bp.get("/api/personas/<int:user_id>")
+def get_persona(user_id: int):
+    return jsonify(persona_json(services().companions.get_user(user_id)))
+
+
+@bp.patch("/api/personas/<int:user_id>")
+def patch_persona(user_id: int):
+    fields = persona_fields(json_object(), creating=False)
+    return jsonify(persona_json(services().companions.patch_user(user_id, fields)))
+
+
+@bp.delete("/api/personas/<int:user_id>")
+def delete_persona(user_id: int):
+    services().companions.delete_user(user_id)
+    return Response(status=204)
+
+
+@bp.post("/api/personas/<int:user_id>/activate")
+def activate_persona(user_id: int):
+    return jsonify(persona_json(services().companions.activate_user(user_id)))
