@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .api import companions, compat, rest
+from .api import companions, compat, lorebooks, rest
 from .config import Settings
 from .errors import CompanionError, error_response
 from .services import Services, build_services
@@ -35,6 +35,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(compat.bp)
     app.register_blueprint(rest.bp)
     app.register_blueprint(companions.bp)
+    app.register_blueprint(lorebooks.bp)
 
     @app.get("/")
     def index() -> Response:

@@ -262,6 +262,18 @@ class ChatService:
         return prompt
 
 
+    def new_chat(self, companion_id: int, title: str = "", greeting_index: int = 0) -> dict:
+        """Open a new chat for a companion, greeting with its first message (0) or one of its
+        alternate greetings (1..n), and make it the companion's active chat."""
+        companion = self.store.get_companion(companion_id)
+        if companion is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        greetings = [companion["first_message"]] + list((companion.get("card") or {}).get("alternate_greetings") or [])
+        if not 0 <= greeting_index < len(greetings):
+            raise BadRequest(f"greeting_index must be between 0 and {len(greetings) - 1}")
+        chat_id = self.store.create_chat(companion_id, title, greetings[greeting_index])
+        return self.store.get_chat(chat_id)
+
     # editing ---------------------------------------------------------------------------------
 
     def edit_message(self, message_id: int, text: str) -> None:

@@ -44,9 +44,9 @@ class LorebookService:
         return self.store.list_lorebooks(limit, offset), self.store.count("lorebooks")
 
     def add(self, book: Lorebook, name: str = "") -> dict:
-        """Store a parsed lorebook; returns its row."""
-        book.name = book.name or name or "Lorebook"
-        return self.get(self.store.add_lorebook(book.name, book.source_format, export_lorebook(book)))
+        """Store a parsed lorebook (named after the file when it has no name of its own)."""
+        label = book.name or name or "Lorebook"
+        return self.get(self.store.add_lorebook(label, book.source_format, export_lorebook(book)))
 
     def import_bytes(self, data: bytes, name: str = "") -> dict:
         """A lorebook file (SillyTavern world info, V3 lorebook or a character_book) in."""
@@ -65,7 +65,8 @@ class LorebookService:
         return self.add(book)
 
     def _save(self, lorebook_id: int, book: Lorebook) -> dict:
-        self.store.set_lorebook(lorebook_id, book.name, export_lorebook(book))
+        label = book.name or self.get(lorebook_id)["name"]
+        self.store.set_lorebook(lorebook_id, label, export_lorebook(book))
         return self.get(lorebook_id)
 
     def update(self, lorebook_id: int, fields: dict) -> dict:

@@ -322,14 +322,21 @@ class Store:
 
     # chats and messages ------------------------------------------------------------------
 
-    def create_chat(self, companion_id: int, title: str = "") -> int:
-        """Open a new chat for a companion, make it its active chat, and greet in it."""
-        with self.transaction() as db:
+    def create_chat(self, companion_id: int, title: str = "", greeting: str | None = None) -> int:
+        """Open a new chat for a companion, make it its active chat, and greet in it
+        (with its first message, or the greeting given)."""
+        with self.transaction():
             chat_id = self._insert(
                 "chats", {"companion_id": companion_id, "title": title, "created_at": now_iso()})
             self._update("companions", companion_id, {"active_chat_id": chat_id})
-            self.add_greeting(chat_id)
+            if greeting is None:
+                self.add_greeting(chat_id)
+            elif greeting:
+                self.add_message(chat_id, ai=True, text=greeting, greeting=True)
         return int(chat_id)
+
+    def get_chat(self, chat_id: int) -> dict | None:
+        return self._one("select * from chats where id = ?", [chat_id])
 
     def add_greeting(self, chat_id: int) -> None:
         """Open a chat with its companion's first message, when it has one."""
@@ -435,6 +442,10 @@ class Store:
         with self.transaction() as db:
             db.execute("delete from companion_lorebooks where companion_id = ? and lorebook_id = ?",
                        [companion_id, lorebook_id])
+
+    def companion_lorebook_ids(self, companion_id: int) -> list[int]:
+        return [r["lorebook_id"] for r in self._query(
+            "select lorebook_id from companion_lorebooks where companion_id = ? order by rowid", [companion_id])]
 
     def companion_lorebooks(self, companion_id: int) -> list[dict]:
         """The lorebooks attached to a companion, in the order they were attached."""

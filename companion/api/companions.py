@@ -35,6 +35,7 @@ def companion_json(row: dict) -> dict:
         "long_term_mem": row["long_term_mem"], "short_term_mem": row["short_term_mem"],
         "roleplay": bool(row["roleplay"]), "dialogue_tuning": bool(row["dialogue_tuning"]),
         "generation": row["generation"], "active": row["id"] == active,
+        "lorebook_ids": services().store.companion_lorebook_ids(row["id"]),
         "avatar_url": f"/api/companions/{row['id']}/avatar",
         "created_at": row["created_at"], "updated_at": row["updated_at"],
     }
@@ -216,3 +217,17 @@ def delete_persona(user_id: int):
 @bp.post("/api/personas/<int:user_id>/activate")
 def activate_persona(user_id: int):
     return jsonify(persona_json(services().companions.activate_user(user_id)))
+
+
+# chats ---------------------------------------------------------------------------------------
+
+@bp.post("/api/chats")
+def create_chat():
+    """A new chat for a companion (the active one by default), opening with the chosen greeting."""
+    body = json_object()
+    companion_id = (int_field(body, "companion_id", minimum=1, maximum=2**62) if "companion_id" in body
+                    else services().store.active_companion_id())
+    title = text_field(body, "title", max_length=200) if "title" in body else ""
+    greeting_index = int_field(body, "greeting_index", maximum=1000) if "greeting_index" in body else 0
+    chat = services().chat.new_chat(companion_id, title, greeting_index)
+    return created({**chat, "messages": services().store.messages(chat["id"])})

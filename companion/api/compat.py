@@ -31,11 +31,11 @@ def text(sentence: str) -> Response:
 
 def reply_body(reply: Reply) -> dict:
     """The documented {id, ai, text, date}, plus what was recalled for the reply."""
-    return {**message_json(reply), "memories": recalled_json(reply), "lore": []}
+    return {**message_json(reply), "memories": recalled_json(reply), "lore": reply.lore}
 
 
 def done_body(reply: Reply) -> dict:
-    return {"message": message_json(reply), "memories": recalled_json(reply), "lore": []}
+    return {"message": message_json(reply), "memories": recalled_json(reply), "lore": reply.lore}
 
 
 def turn_response(turn: TurnStream, stream: bool) -> Response:
