@@ -128,6 +128,9 @@ def test_import_export_round_trip(client, card_file, name):
     assert {"ccv3", "chara"} <= set(text)
     assert json.loads(base64.b64decode(text["chara"]))["spec"] == "chara_card_v2"
     assert card_fields(read_card(card_png.data)) == card_fields(original)
+    client.post(f"/api/companions/{companion['id']}/activate")          # the card works in a prompt
+    reply = client.post("/api/prompt", json={"prompt": "Hello!", "max_tokens": 2})
+    assert reply.status_code == 200 and reply.get_json()["text"]
     again = client.post("/api/companions/import", data=card_png.data, content_type="image/png").get_json()
     assert card_fields(read_card(client.get(f"/api/companions/{again['id']}/card.json").data)) == \
         card_fields(original)
