@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from .api import companions, compat, lorebooks, rest
 from .config import Settings
 from .errors import CompanionError, error_response
+from .security import add_cors_headers, check_request
 from .services import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(rest.bp)
     app.register_blueprint(companions.bp)
     app.register_blueprint(lorebooks.bp)
+
+    @app.before_request
+    def access_rules() -> None:
+        check_request(request, settings.server)
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        return add_cors_headers(request, response, settings.server)
 
     @app.get("/")
     def index() -> Response:

@@ -157,6 +157,13 @@ class ChatService:
         with self._turn_lock:
             self.generator = generator
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no turn holds the model (its reply stored); False after the timeout."""
+        if self._turn_lock.acquire(timeout=timeout):
+            self._turn_lock.release()
+            return True
+        return False
+
     def abort(self) -> bool:
         """Stop the running generation after the current token; True when one was running."""
         stop = self._running

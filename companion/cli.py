@@ -12,6 +12,7 @@ import click
 from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .lockfile import DataDirBusy, DataDirLock, is_locked
+from .security import is_loopback
 
 log = logging.getLogger("companion")
 
@@ -63,6 +64,11 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
 
     setup_logging(verbose)
     settings = settings_from(config, host=host, port=port, data_dir=data_dir, model=model)
+    if not is_loopback(settings.server.host) and not settings.server.api_key:
+        raise click.ClickException(
+            f"refusing to listen on {settings.server.host} without an API key: anyone on the network "
+            "could read and change everything. Set [server] api_key (or COMPANION_SERVER_API_KEY), "
+            "or listen on 127.0.0.1.")
     try:
         lock = DataDirLock(settings.data_dir).acquire()
     except DataDirBusy as exc:
@@ -85,6 +91,10 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if services.chat.abort():   # a reply in progress: stop it and keep what it said
+            log.info("stopping the running generation; its partial reply is kept")
+        if not services.chat.wait_idle(timeout=30):
+            log.warning("a generation did not end in time")
         services.close()
         lock.release()
         log.info("companion stopped")

@@ -44,6 +44,21 @@ class ServerSettings:
         "0 answers 429 at once.",
     )
     max_body_mb: float = setting(16.0, "Largest request body accepted, in MiB (413 above).")
+    api_key: str = setting(
+        "",
+        "When set, every /api and /v1 request needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. "
+        "Required to listen on anything but a loopback address.",
+    )
+    allowed_hosts: list = setting(
+        [],
+        "Host names (besides localhost, IP addresses and the bind address) the daemon answers for; "
+        "others get 421, against DNS rebinding.",
+    )
+    cors_origins: list = setting(
+        [],
+        "Web page origins (e.g. 'http://192.168.1.20:8000') allowed to call the API from a browser; "
+        "other cross-site requests that change data get 403.",
+    )
 
 
 @dataclass

@@ -104,3 +104,30 @@ def test_serve_prompt_restart_and_remember(tmp_path, config):
         assert reply.status_code == 200 and reply.json()["text"].strip()
     finally:
         assert daemon.stop() == 0
+
+
+def test_sigterm_mid_stream_keeps_the_partial_reply(tmp_path, config):
+    data_dir = tmp_path / "data"
+    config.write_text("[generation]\ntemperature = 0.0\nmax_tokens = 400\nseed = 1\n")
+    daemon = Daemon(data_dir, config, tmp_path / "daemon.log")
+    try:
+        daemon.wait_until(is_ready)
+        response = requests.post(daemon.url + "/api/prompt", stream=True, timeout=60,
+                                 json={"prompt": "Write a very long story about the sea.", "stream": True})
+        lines = response.iter_lines(decode_unicode=True)
+        tokens = 0
+        for line in lines:
+            if line.startswith("event: token"):
+                tokens += 1
+                if tokens == 3:
+                    break
+    finally:
+        assert daemon.stop() == 0
+    daemon = Daemon(data_dir, config, tmp_path / "daemon.log")
+    try:
+        daemon.wait_until(is_ready)
+        messages = requests.get(daemon.url + "/api/messages", timeout=10).json()
+        assert [m["ai"] for m in messages] == ["true", "false", "true"]
+        assert messages[-1]["text"].strip()
+    finally:
+        assert daemon.stop() == 0
