@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .api import companions, compat, lorebooks, rest
@@ -40,33 +41,37 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
 
     @app.before_request
     def access_rules() -> None:
+        g.request_id = uuid.uuid4().hex[:12]
         check_request(request, settings.server)
 
     @app.after_request
-    def cors(response: Response) -> Response:
+    def headers(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
         return add_cors_headers(request, response, settings.server)
 
     @app.get("/")
     def index() -> Response:
         return Response(INDEX_HTML, mimetype="text/html")
 
-    def plain_text() -> bool:
-        return request.blueprint == "compat"
+    def failed(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
+        """Log a 4xx/5xx with its request id (never the body: prompts are private) and answer it."""
+        request_id = g.get("request_id") or uuid.uuid4().hex[:12]
+        log.log(logging.ERROR if status >= 500 else logging.WARNING, "[%s] %s %s -> %d %s: %s",
+                request_id, request.method, request.path, status, code, message)
+        return error_response(status, code, message, request.blueprint == "compat", retry_after, request_id)
 
     @app.errorhandler(CompanionError)
     def companion_error(err: CompanionError) -> Response:
-        if err.status >= 500:
-            log.error("%s %s: %s", request.method, request.path, err.message)
-        return error_response(err.status, err.code, err.message, plain_text(), err.retry_after)
+        return failed(err.status, err.code, err.message, err.retry_after)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
         code = (err.name or "error").lower().replace(" ", "_")
-        return error_response(err.code or 500, code, err.description or err.name, plain_text())
+        return failed(err.code or 500, code, err.description or err.name)
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "internal error; see the daemon's log", plain_text())
+        log.exception("[%s] unhandled error on %s %s", g.get("request_id"), request.method, request.path)
+        return failed(500, "internal_error", "internal error; see the daemon's log")
 
     return app

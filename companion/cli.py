@@ -32,9 +32,21 @@ def settings_from(config: str | None, **flags: object) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(verbose: bool = False, data_dir: str | None = None) -> None:
+    """One log format, to stderr and (for the daemon) a rotating file in the data dir."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
+    if data_dir:
+        from logging.handlers import RotatingFileHandler
+
+        folder = Path(data_dir) / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(folder / "companion.log", maxBytes=1_000_000, backupCount=5,
+                                      encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
 
 
 config_option = click.option("--config", "config", type=click.Path(dir_okay=False),
@@ -62,8 +74,8 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
 
     from .app import create_app
 
-    setup_logging(verbose)
     settings = settings_from(config, host=host, port=port, data_dir=data_dir, model=model)
+    setup_logging(verbose, settings.data_dir)
     if not is_loopback(settings.server.host) and not settings.server.api_key:
         raise click.ClickException(
             f"refusing to listen on {settings.server.host} without an API key: anyone on the network "

@@ -57,12 +57,18 @@ class ModelUnavailable(CompanionError):
 
 
 def error_response(status: int, code: str, message: str, plain_text: bool,
-                   retry_after: int | None = None) -> Response:
-    """The one error shape: JSON for modern routes, plain text for the AI Companion API."""
+                   retry_after: int | None = None, request_id: str | None = None) -> Response:
+    """The one error shape: JSON for modern routes, plain text for the AI Companion API.
+
+    The request id (also in the X-Request-ID header and the log) is repeated in the body."""
     if plain_text:
-        response = Response(message, status=status, mimetype="text/plain")
+        body = f"{message} [request {request_id}]" if request_id else message
+        response = Response(body, status=status, mimetype="text/plain")
     else:
-        response = jsonify({"error": {"code": code, "message": message}})
+        error = {"code": code, "message": message}
+        if request_id:
+            error["request_id"] = request_id
+        response = jsonify({"error": error})
         response.status_code = status
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)

@@ -102,3 +102,20 @@ def test_host_name(header, name):
 def test_bind_host_is_allowed():
     assert host_allowed("mypi.local:3000", ServerSettings(host="mypi.local"))
     assert not host_allowed("mypi.local:3000", ServerSettings(host="0.0.0.0"))
+
+
+def test_errors_carry_a_request_id_that_the_log_repeats(client, caplog):
+    response = client.get("/api/nothing")
+    request_id = response.headers["X-Request-ID"]
+    assert response.get_json()["error"]["request_id"] == request_id and len(request_id) == 12
+    plain = client.post("/api/addData", json={})
+    assert plain.get_data(as_text=True).endswith(f"[request {plain.headers['X-Request-ID']}]")
+    assert any(plain.headers["X-Request-ID"] in r.getMessage() for r in caplog.records)
+
+
+def test_prompts_are_not_logged(client, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    client.post("/api/prompt", json={"prompt": "my secret diary entry", "max_tokens": 2})
+    assert not any("secret diary" in r.getMessage() for r in caplog.records)
