@@ -7,6 +7,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from .api import companions, compat, lorebooks, rest
 from .config import Settings
@@ -25,9 +26,18 @@ INDEX_HTML = """<!doctype html>
 """
 
 
+class RowIdConverter(IntegerConverter):
+    """<int:...> in routes: a non-negative integer that fits a SQLite row id."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Flask:
     """Build the app from Settings; without services, build them and start loading the models."""
     app = Flask(__name__, static_folder=None)
+    app.url_map.converters["int"] = RowIdConverter   # ids past SQLite's range are a 404, not a 500
     if services is None:
         services = build_services(settings)
         services.start()

@@ -1,4 +1,4 @@
-"""The command line: serve, doctor, reindex."""
+"""The command line: serve, doctor, reindex, backup, restore."""
 
 from __future__ import annotations
 
@@ -193,6 +193,63 @@ def reindex(config, data_dir) -> None:
         services.close()
     finally:
         lock.release()
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@config_option
+@data_dir_option
+@click.option("--force", is_flag=True, help="Overwrite FILE when it exists.")
+def backup(file, config, data_dir, force) -> None:
+    """Write a backup zip of the data dir to FILE (safe while the daemon runs).
+
+    It holds a consistent snapshot of the database, the avatars, the config file (--config or
+    $COMPANION_CONFIG) when there is one, and a manifest. The memory index is not in it: a
+    restore rebuilds it from the database.
+    """
+    import os
+
+    from .backup import BackupError, create_backup
+
+    settings = settings_from(config, data_dir=data_dir)
+    config_path = config or os.environ.get("COMPANION_CONFIG") or None
+    try:
+        manifest = create_backup(settings, file, config_path=config_path, force=force)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    counts = manifest["counts"]
+    click.echo(f"backed up {settings.data_dir} to {file}: {counts['companions']} companions, "
+               f"{counts['messages']} messages, {counts['memories']} memories, {counts['avatars']} avatars"
+               + (", config file" if manifest["config"] else ""))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@config_option
+@data_dir_option
+@click.option("--force", is_flag=True, help="Replace the data dir's database and avatars when it has some.")
+def restore(file, config, data_dir, force) -> None:
+    """Restore a backup zip made by `companion backup` into the data dir (stop the daemon first).
+
+    The memory index is deleted and rebuilt from the restored database on the next start.
+    A config file in the backup is not put anywhere: extract it with `unzip FILE config.toml`.
+    """
+    from .backup import BackupError, restore_backup
+
+    settings = settings_from(config, data_dir=data_dir)
+    try:
+        result = restore_backup(settings, file, force=force)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    counts = result["counts"]
+    click.echo(f"restored {counts['companions']} companions, {counts['messages']} messages, "
+               f"{counts['memories']} memories and {counts['avatars']} avatars from {file} "
+               f"(made {result['created_at']}) into {result['data_dir']}"
+               + (", replacing its data" if result["replaced"] else ""))
+    click.echo("the memory index is rebuilt from the database on the next start "
+               f"({counts['memories']} memories to embed)")
+    if result["config_in_backup"]:
+        click.echo(f"the backup also holds a config file: `unzip -p {file} config.toml > config.toml` to get it")
 
 
 @cli.command("config-example")

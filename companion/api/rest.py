@@ -75,3 +75,11 @@ def patch_companion_generation(companion_id: int):
     companions = services().companions
     companions.set_generation(companion_id, values, removed)
     return jsonify(companions.generation(companion_id, services().settings.generation))
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of every route."""
+    from ..openapi import openapi_document
+
+    return jsonify(openapi_document())

@@ -1,0 +1,301 @@
+"""The OpenAPI 3.1 description of every route, served at GET /api/openapi.json.
+
+Written by hand, route by route; a test compares it with the app's URL map so it stays true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+
+JSON = "application/json"
+TEXT = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+NUM = {"type": "number"}
+STR_LIST = {"type": "array", "items": TEXT}
+
+
+def obj(required: list[str] | None = None, **properties: Any) -> dict:
+    """A JSON object schema."""
+    schema: dict = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def page_of(item: dict) -> dict:
+    return obj(["items", "total"], items={"type": "array", "items": item}, total=INT)
+
+
+GENERATION = obj(
+    max_tokens={"type": "integer", "minimum": 1, "maximum": 32768},
+    temperature={"type": "number", "minimum": 0, "maximum": 5},
+    top_p={"type": "number", "minimum": 0, "maximum": 1},
+    top_k={"type": "integer", "minimum": 0, "maximum": 100000},
+    min_p={"type": "number", "minimum": 0, "maximum": 1},
+    repeat_penalty={"type": "number", "minimum": 0.01, "maximum": 5},
+    seed={"type": "integer", "minimum": -1, "maximum": 2**31 - 1},
+    stop={"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 16},
+)
+CARD_PROPS = {
+    "name": TEXT, "description": TEXT, "personality": TEXT, "scenario": TEXT, "first_mes": TEXT,
+    "mes_example": TEXT, "creator_notes": TEXT, "system_prompt": TEXT, "post_history_instructions": TEXT,
+    "alternate_greetings": STR_LIST, "tags": STR_LIST, "creator": TEXT, "character_version": TEXT,
+    "extensions": {"type": "object"}, "nickname": TEXT, "group_only_greetings": STR_LIST,
+    "assets": {"type": ["array", "null"]}, "creation_date": {"type": ["integer", "null"]},
+    "modification_date": {"type": ["integer", "null"]}, "source": {"type": ["array", "null"]},
+}
+COMPANION_SETTINGS = {"long_term_mem": {"type": "integer", "minimum": 0, "maximum": 100},
+                      "short_term_mem": {"type": "integer", "minimum": 0, "maximum": 1000},
+                      "roleplay": BOOL, "dialogue_tuning": BOOL}
+ENTRY_PROPS = {"keys": STR_LIST, "secondary_keys": STR_LIST, "content": TEXT, "comment": TEXT,
+               "constant": BOOL, "selective": BOOL, "insertion_order": INT, "enabled": BOOL,
+               "position": {"type": "string", "enum": ["before_char", "after_char"]}, "case_sensitive": BOOL}
+
+SCHEMAS = {
+    "Error": obj(["error"], error=obj(["code", "message"], code=TEXT, message=TEXT, request_id=TEXT)),
+    "Message": obj(["id", "ai", "text", "date"], id=INT, ai=BOOL, text=TEXT, date=TEXT),
+    "Reply": obj(["id", "ai", "text", "date"], id=INT, ai=BOOL, text=TEXT, date=TEXT,
+                 memories={"type": "array", "items": obj(id=INT, text=TEXT, score=NUM, created_at=TEXT)},
+                 lore={"type": "array", "items": {"type": "object"}}),
+    "CompatMessage": obj(["id", "ai", "text", "date"], id=INT, ai={"type": "string", "enum": ["true", "false"]},
+                         text=TEXT, date=TEXT),
+    "MessagesJson": obj(["messages"], messages={"type": "array", "items": obj(["ai", "text"], ai=BOOL,
+                                                                                text={"type": "string", "minLength": 1})}),
+    "CharacterJson": obj(["name", "description", "first_mes", "mes_example"], name=TEXT, description=TEXT,
+                         first_mes=TEXT, mes_example=TEXT),
+    "CompanionData": obj(["id", "name", "persona", "example_dialogue", "first_message", "long_term_mem",
+                          "short_term_mem", "roleplay", "avatar_path"], id=INT, name=TEXT, persona=TEXT,
+                         example_dialogue=TEXT, first_message=TEXT, long_term_mem=INT, short_term_mem=INT,
+                         roleplay=INT, dialogue_tuning=INT, avatar_path=TEXT),
+    "UserData": obj(["id", "name", "persona"], id=INT, name=TEXT, persona=TEXT),
+    "Companion": obj(["id", "name"], id=INT, **CARD_PROPS, **COMPANION_SETTINGS, generation={"type": "object"},
+                     active=BOOL, lorebook_ids={"type": "array", "items": INT}, avatar_url=TEXT,
+                     created_at=TEXT, updated_at=TEXT),
+    "Persona": obj(["id", "name", "persona"], id=INT, name=TEXT, persona=TEXT, active=BOOL,
+                   created_at=TEXT, updated_at=TEXT),
+    "Lorebook": obj(["id", "name"], id=INT, name=TEXT, description=TEXT, format=TEXT,
+                    scan_depth={"type": ["integer", "null"]}, token_budget={"type": ["integer", "null"]},
+                    entry_count=INT, companion_ids={"type": "array", "items": INT},
+                    entries={"type": "array", "items": ref("LoreEntry")}, created_at=TEXT, updated_at=TEXT),
+    "LoreEntry": obj(["index"], index=INT, id={"type": ["integer", "null"]}, **ENTRY_PROPS),
+    "Generation": GENERATION,
+    "CompanionGeneration": obj(["companion_id", "defaults", "companion", "effective"], companion_id=INT,
+                               defaults={"type": "object"}, companion={"type": "object"},
+                               effective={"type": "object"}),
+    "Config": obj(["model", "generation"], model={"type": "object"}, generation={"type": "object"},
+                  pending_model={"type": ["object", "null"]}, last_error={"type": ["string", "null"]}),
+    "Status": obj(["version", "data_dir", "model", "embedder", "counts"], version=TEXT, data_dir=TEXT,
+                  model={"type": "object"}, embedder={"type": "object"}, counts={"type": "object"}),
+}
+
+PLAIN = {"content": {"text/plain": {"schema": TEXT}}}
+ERRORS = {
+    "400": {"description": "bad input: nothing changed", "content": {JSON: {"schema": ref("Error")},
+                                                                     "text/plain": {"schema": TEXT}}},
+    "4XX": {"description": "refused (401, 403, 404, 409, 413, 421, 429)",
+            "content": {JSON: {"schema": ref("Error")}, "text/plain": {"schema": TEXT}}},
+    "503": {"description": "the model is loading or failed to load",
+            "content": {JSON: {"schema": ref("Error")}, "text/plain": {"schema": TEXT}}},
+}
+
+
+def ok(schema: dict | None = None, status: str = "200", description: str = "ok", text: bool = False,
+       media: str | None = None) -> dict:
+    if text:
+        return {status: {"description": description, **PLAIN}}
+    if media:
+        return {status: {"description": description, "content": {media: {"schema": {"type": "string",
+                                                                                         "format": "binary"}}}}}
+    if schema is None:
+        return {status: {"description": description}}
+    return {status: {"description": description, "content": {JSON: {"schema": schema}}}}
+
+
+def op(summary: str, responses: dict, body: dict | None = None, params: list[dict] | None = None,
+       raw: str | None = None, optional_body: bool = False, stream: bool = False) -> dict:
+    """One operation: summary, request body (JSON, or raw bytes of a media type), responses."""
+    operation: dict = {"summary": summary, "responses": {**responses, **ERRORS}}
+    if body is not None:
+        operation["requestBody"] = {"required": not optional_body, "content": {JSON: {"schema": body}}}
+    if raw is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            raw: {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {"schema": obj(["file"], file={"type": "string", "format": "binary"})}}}
+    if params:
+        operation["parameters"] = params
+    if stream:   # each Server-Sent Event: token pieces, then done (or error); data is JSON text
+        operation["responses"]["200"]["content"]["text/event-stream"] = {"schema": obj(
+            ["event", "data"], event={"type": "string", "enum": ["token", "done", "error"]}, data=TEXT)}
+    return operation
+
+
+def path_param(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+
+
+def query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+PAGE = [query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+        query("offset", {"type": "integer", "minimum": 0})]
+CID, LID, UID, IDX = (path_param("companion_id"), path_param("lorebook_id"), path_param("user_id"),
+                      path_param("index"))
+
+
+def change(field: str, schema: dict, sentence: str) -> dict:
+    return {"post": op(f"Change {field} (AI Companion API)", ok(text=True, description=sentence),
+                       body=obj([field], **{field: schema}))}
+
+
+PATHS: dict[str, dict] = {
+    "/": {"get": op("The web page", {"200": {"description": "HTML", "content": {"text/html": {"schema": TEXT}}}})},
+    "/assets/avatar.png": {"get": op("The active companion's avatar", ok(media="image/png"))},
+    # the AI Companion API
+    "/api/prompt": {"post": op("Send a message; the reply (JSON, or SSE when asked)", ok(ref("Reply")),
+                               body={**obj(["prompt"], prompt={"type": "string", "minLength": 1}, stream=BOOL),
+                                     "properties": {**GENERATION["properties"], "prompt": {"type": "string", "minLength": 1},
+                                                    "stream": BOOL}}, stream=True)},
+    "/api/regenerate_message": {
+        method: op("Generate the last reply again", ok(ref("Reply")), body=GENERATION, optional_body=True, stream=True)
+        for method in ("get", "post")},
+    "/api/messages": {"get": op("The active chat's messages, oldest first",
+                                ok({"type": "array", "items": ref("CompatMessage")}))},
+    "/api/editMessage": {"post": op("Edit a message", ok(text=True, description="Removed message"),
+                                    body=obj(["new_text", "id"], new_text=TEXT, id=INT))},
+    "/api/removeMessage": {"post": op("Remove a message", ok(text=True, description="Removed message"),
+                                      body=obj(["id"], id=INT))},
+    "/api/clearMessages": {"get": op("Clear the chat log", ok(text=True, description="Chat log cleared"))},
+    "/api/companionData": {"get": op("The active companion", ok(ref("CompanionData")))},
+    "/api/userData": {"get": op("The active user persona", ok(ref("UserData")))},
+    "/api/change/firstMessage": change("first_message", TEXT, "Changed first message"),
+    "/api/change/companionName": change("companion_name", TEXT, "Changed companion name"),
+    "/api/change/companionPersona": change("companion_persona", TEXT, "Changed companion persona"),
+    "/api/change/companionExampleDialogue": change("example_dialogue", TEXT, "Changed companion example dialogue"),
+    "/api/change/longTermMemory": change("limit", INT, "Changed long term memory limit for ai"),
+    "/api/change/shortTermMemory": change("limit", INT, "Changed short term memory limit for ai"),
+    "/api/change/roleplay": change("enable", BOOL, "Enabled roleplay / Disabled roleplay"),
+    "/api/change/dialogue_tuning": change("enable", BOOL, "Enabled dialogue tuning / Disabled dialogue tuning"),
+    "/api/change/companionData": {"post": op(
+        "Change the active companion", ok(text=True, description="Data of your AI companion has been changed"),
+        body=obj(["name", "persona", "example_dialogue", "first_message", "long_term_mem", "short_term_mem",
+                  "roleplay"], id=INT, name=TEXT, persona=TEXT, example_dialogue=TEXT, first_message=TEXT,
+                 long_term_mem=INT, short_term_mem=INT, roleplay=BOOL))},
+    "/api/change/userName": change("user_name", TEXT, "Changed user name"),
+    "/api/change/userPersona": change("user_persona", TEXT, "Changed user persona"),
+    "/api/change/userData": {"post": op("Change the active user persona",
+                                        ok(text=True, description="Data of user has been changed"),
+                                        body=obj(["name", "persona"], id=INT, name=TEXT, persona=TEXT))},
+    "/api/change/companionAvatar": {"post": op("Change the avatar (raw image body)",
+                                               ok(text=True, description="Changed avatar of your ai companion"),
+                                               raw="image/png")},
+    "/api/addData": {"post": op("Add to long-term memory",
+                                ok(text=True, description="Added custom data to AI long term memory"),
+                                body=obj(["text"], text=TEXT))},
+    "/api/erase/longTermMemory": {"get": op("Erase long-term memory",
+                                            ok(text=True, description="Erased AI's long term memory"))},
+    "/api/import/characterJson": {"post": op("Replace the active companion from character JSON",
+                                             ok(text=True, description="Data of your ai companion has been changed"),
+                                             body=ref("CharacterJson"))},
+    "/api/import/characterCard": {"post": op("Replace the active companion from a card (raw PNG)",
+                                             ok(text=True, description="Data of your ai companion has been changed"),
+                                             raw="image/png")},
+    "/api/import/messagesJson": {"post": op("Import messages into short- and long-term memory",
+                                            ok(text=True, description="Imported messages to your ai companion memory"),
+                                            body=ref("MessagesJson"))},
+    "/api/messagesJson": {"get": op("Export the active chat", ok(ref("MessagesJson")))},
+    "/api/characterJson": {"get": op("The active companion as character JSON", ok(ref("CharacterJson")))},
+    "/api/saveTunedDialogue": {"post": op("Save the last exchange as a tuning example",
+                                          ok(text=True, description="Saved messages as tuned dialogue"))},
+    "/api/clearTuningMessages": {"get": op("Erase tuning examples",
+                                           ok(text=True, description="Tuning dialogue messages erased"))},
+    # status, generation, models
+    "/api/status": {"get": op("Version, model and embedder state, counts", ok(ref("Status")))},
+    "/api/openapi.json": {"get": op("This document", ok({"type": "object"}))},
+    "/api/abort": {"post": op("Stop the running generation", ok(obj(["aborted"], aborted=BOOL)))},
+    "/api/models": {"get": op("GGUF models the daemon can use", ok(page_of({"type": "object"})))},
+    "/api/config": {"get": op("Model and generation settings", ok(ref("Config"))),
+                    "put": op("Change model and generation settings",
+                              {**ok(ref("Config")), **ok(ref("Config"), "202", "a new model is loading")},
+                              body=obj(model={"type": "object"}, generation=GENERATION))},
+    # companions, personas, chats
+    "/api/companions": {"get": op("List companions", ok(page_of(ref("Companion"))), params=PAGE),
+                        "post": op("Create a companion", ok(ref("Companion"), "201"),
+                                   body=obj(["name"], **CARD_PROPS, **COMPANION_SETTINGS))},
+    "/api/companions/import": {"post": op("A new companion from a card file", ok(ref("Companion"), "201"),
+                                          raw="application/octet-stream")},
+    "/api/companions/{companion_id}": {
+        "get": op("A companion", ok(ref("Companion")), params=[CID]),
+        "patch": op("Change a companion", ok(ref("Companion")), params=[CID],
+                    body=obj(**CARD_PROPS, **COMPANION_SETTINGS)),
+        "delete": op("Delete a companion with its chats and memories", ok(None, "204"), params=[CID])},
+    "/api/companions/{companion_id}/activate": {"post": op("Make a companion the active one",
+                                                           ok(ref("Companion")), params=[CID])},
+    "/api/companions/{companion_id}/avatar": {
+        "get": op("A companion's avatar", ok(media="image/png"),
+                  params=[CID, query("size", {"type": "string", "enum": ["full", "thumb"]})]),
+        "put": op("Change a companion's avatar", ok(ref("Companion")), params=[CID], raw="image/png")},
+    "/api/companions/{companion_id}/card.json": {"get": op("The companion as a V3 card", ok({"type": "object"}),
+                                                           params=[CID])},
+    "/api/companions/{companion_id}/card.png": {"get": op("The avatar with the card in ccv3 and chara",
+                                                          ok(media="image/png"), params=[CID])},
+    "/api/companions/{companion_id}/generation": {
+        "get": op("A companion's generation settings", ok(ref("CompanionGeneration")), params=[CID]),
+        "patch": op("Change a companion's generation settings (null removes one)", ok(ref("CompanionGeneration")),
+                    params=[CID], body=GENERATION)},
+    "/api/companions/{companion_id}/lorebooks": {"post": op("Attach a lorebook", ok(ref("Lorebook")), params=[CID],
+                                                            body=obj(["lorebook_id"], lorebook_id=INT))},
+    "/api/companions/{companion_id}/lorebooks/{lorebook_id}": {"delete": op("Detach a lorebook", ok(None, "204"),
+                                                                            params=[CID, LID])},
+    "/api/personas": {"get": op("List personas", ok(page_of(ref("Persona"))), params=PAGE),
+                      "post": op("Create a persona", ok(ref("Persona"), "201"),
+                                 body=obj(["name"], name=TEXT, persona=TEXT))},
+    "/api/personas/{user_id}": {
+        "get": op("A persona", ok(ref("Persona")), params=[UID]),
+        "patch": op("Change a persona", ok(ref("Persona")), params=[UID], body=obj(name=TEXT, persona=TEXT)),
+        "delete": op("Delete a persona", ok(None, "204"), params=[UID])},
+    "/api/personas/{user_id}/activate": {"post": op("Make a persona the active one", ok(ref("Persona")),
+                                                    params=[UID])},
+    "/api/chats": {"post": op("A new chat opening with a chosen greeting", ok({"type": "object"}, "201"),
+                              body=obj(companion_id=INT, title=TEXT, greeting_index=INT))},
+    # lorebooks
+    "/api/lorebooks": {"get": op("List lorebooks", ok(page_of(ref("Lorebook"))), params=PAGE),
+                       "post": op("Create a lorebook", ok(ref("Lorebook"), "201"),
+                                  body=obj(name=TEXT, description=TEXT, scan_depth=INT, token_budget=INT,
+                                           entries={"type": "array", "items": obj(**ENTRY_PROPS)}))},
+    "/api/lorebooks/import": {"post": op("Import a lorebook file", ok(ref("Lorebook"), "201"), raw=JSON)},
+    "/api/lorebooks/{lorebook_id}": {
+        "get": op("A lorebook with its entries", ok(ref("Lorebook")), params=[LID]),
+        "patch": op("Change a lorebook", ok(ref("Lorebook")), params=[LID],
+                    body=obj(name=TEXT, description=TEXT, scan_depth=INT, token_budget=INT)),
+        "delete": op("Delete a lorebook", ok(None, "204"), params=[LID])},
+    "/api/lorebooks/{lorebook_id}/export": {"get": op(
+        "Export a lorebook", ok({"type": "object"}),
+        params=[LID, query("format", {"type": "string", "enum": ["character_book", "sillytavern", "lorebook_v3"]})])},
+    "/api/lorebooks/{lorebook_id}/entries": {"post": op("Add an entry", ok(ref("LoreEntry"), "201"), params=[LID],
+                                                        body=obj(**ENTRY_PROPS))},
+    "/api/lorebooks/{lorebook_id}/entries/{index}": {
+        "patch": op("Change an entry", ok(ref("LoreEntry")), params=[LID, IDX], body=obj(**ENTRY_PROPS)),
+        "delete": op("Delete an entry", ok(None, "204"), params=[LID, IDX])},
+}
+
+
+def openapi_document() -> dict:
+    """The whole OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "companion", "version": __version__,
+                 "description": "A local AI companion daemon: the AI Companion API and a modern REST API."},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "paths": PATHS,
+    }

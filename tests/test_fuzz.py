@@ -1,0 +1,75 @@
+"""Schemathesis against /api/openapi.json, with a fast fake generator: no 5xx, responses as documented."""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
+                                 status_code_conformance)
+
+from companion.app import create_app
+from companion.llm import GenerationParams
+from companion.openapi import openapi_document
+from companion.services import build_services
+
+from conftest import test_settings
+
+
+class FakeGenerator:
+    """Answers at once with a fixed reply: for HTTP-shape tests only."""
+
+    path = "/models/fake.gguf"
+    n_ctx = 2048
+    state = "ready"
+    error = None
+    template = "transcript"
+
+    def start(self) -> None: ...
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return True
+
+    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
+        return "\n".join(m["content"] for m in messages), [f"\n{user}:"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4 + 1
+
+    def generate(self, prompt: str, params: GenerationParams,
+                 stop_event: threading.Event | None = None) -> Iterator[str]:
+        yield from ["Hello", " from", " the", " fake", " model."]
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(tmp_path_factory, embedder):
+    settings_ = test_settings(tmp_path_factory.mktemp("fuzz"))
+    services = build_services(settings_, generator=FakeGenerator(), embedder=embedder)
+    app = create_app(settings_, services)
+    yield app
+    services.close()
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzz_app):
+    return schemathesis.openapi.from_wsgi("/api/openapi.json", fuzz_app)
+
+
+OPERATIONS = [(path, method) for path, item in openapi_document()["paths"].items() for method in item]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
+def test_api_matches_its_document(api_schema, path, method):
+    operation = api_schema[path][method]
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def run(case):
+        case.call_and_validate(checks=CHECKS)
+
+    run()
