@@ -119,3 +119,11 @@ def test_prompts_are_not_logged(client, caplog):
     caplog.set_level(logging.INFO)
     client.post("/api/prompt", json={"prompt": "my secret diary entry", "max_tokens": 2})
     assert not any("secret diary" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
+                                  b'{"prompt": "x", "stop": ' + b"[" * 40 + b"]" * 40 + b"}"])
+def test_deep_json_is_a_400(client, body):
+    for path in ("/api/prompt", "/api/companions"):
+        response = client.post(path, data=body, content_type="application/json")
+        assert response.status_code == 400, (path, response.status_code)
