@@ -195,6 +195,13 @@ def reindex(config, data_dir) -> None:
         lock.release()
 
 
+def _counted(counts: dict) -> str:
+    """'1 companion, 3 messages, 2 memories and 1 avatar'."""
+    words = (("companions", "companion"), ("messages", "message"), ("memories", "memory"), ("avatars", "avatar"))
+    parts = [f"{counts[key]} {key if counts[key] != 1 else one}" for key, one in words]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @config_option
@@ -215,12 +222,11 @@ def backup(file, config, data_dir, force) -> None:
     config_path = config or os.environ.get("COMPANION_CONFIG") or None
     try:
         manifest = create_backup(settings, file, config_path=config_path, force=force)
-    except BackupError as exc:
+    except (BackupError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    counts = manifest["counts"]
-    click.echo(f"backed up {settings.data_dir} to {file}: {counts['companions']} companions, "
-               f"{counts['messages']} messages, {counts['memories']} memories, {counts['avatars']} avatars"
-               + (", config file" if manifest["config"] else ""))
+    click.echo(f"backed up {_counted(manifest['counts'])}"
+               + (", plus the config file," if manifest["config"] else "")
+               + f" from {settings.data_dir} to {file}")
 
 
 @cli.command()
@@ -239,15 +245,14 @@ def restore(file, config, data_dir, force) -> None:
     settings = settings_from(config, data_dir=data_dir)
     try:
         result = restore_backup(settings, file, force=force)
-    except BackupError as exc:
+    except (BackupError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     counts = result["counts"]
-    click.echo(f"restored {counts['companions']} companions, {counts['messages']} messages, "
-               f"{counts['memories']} memories and {counts['avatars']} avatars from {file} "
+    click.echo(f"restored {_counted(counts)} from {file} "
                f"(made {result['created_at']}) into {result['data_dir']}"
                + (", replacing its data" if result["replaced"] else ""))
     click.echo("the memory index is rebuilt from the database on the next start "
-               f"({counts['memories']} memories to embed)")
+               f"({counts['memories']} {'memory' if counts['memories'] == 1 else 'memories'} to embed)")
     if result["config_in_backup"]:
         click.echo(f"the backup also holds a config file: `unzip -p {file} config.toml > config.toml` to get it")
 

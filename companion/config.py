@@ -103,6 +103,11 @@ class MemorySettings:
     min_relevance: float = setting(
         0.2, "Recalled memories below this cosine similarity to the prompt are dropped."
     )
+    relevance_weight: float = setting(1.0, "Weight of relevance (cosine similarity) in a memory's recall score.")
+    recency_weight: float = setting(0.15, "Weight of recency in a memory's recall score (0 ignores age).")
+    half_life_hours: float = setting(168.0, "Hours after which a memory's recency has halved.")
+    duplicate_similarity: float = setting(
+        0.95, "A recalled memory this similar to a better one is a near-duplicate and left out.")
 
 
 @dataclass
@@ -302,6 +307,8 @@ def _validate(settings: Settings) -> None:
         (0 <= settings.generation.min_p <= 1, "generation.min_p must be between 0 and 1"),
         (settings.generation.repeat_penalty > 0, "generation.repeat_penalty must be above 0"),
         (-1 <= settings.memory.min_relevance <= 1, "memory.min_relevance must be between -1 and 1"),
+        (settings.memory.half_life_hours > 0, "memory.half_life_hours must be above 0"),
+        (0 < settings.memory.duplicate_similarity <= 1, "memory.duplicate_similarity must be in (0, 1]"),
         (settings.lore.scan_depth >= 0, "lore.scan_depth must be 0 or more"),
         (settings.lore.token_budget >= 0, "lore.token_budget must be 0 or more"),
     ]

@@ -11,9 +11,11 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from .config import MemorySettings
 from .loading import BackgroundLoaded
 from .store import Store
 
@@ -77,12 +79,32 @@ class RecalledMemory:
     text: str
     created_at: str
     score: float
+    relevance: float = 0.0
+
+
+def recency(created_at: str, now: datetime, half_life_hours: float) -> float:
+    """1.0 for a memory made now, halving every half_life_hours."""
+    try:
+        then = datetime.fromisoformat(created_at)
+    except (TypeError, ValueError):
+        return 0.0
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    hours = max(0.0, (now - then).total_seconds() / 3600)
+    return 0.5 ** (hours / half_life_hours) if half_life_hours > 0 else 0.0
+
+
+def cosine(a, b) -> float:
+    """Cosine similarity of two vectors (ours are normalized, so a dot product)."""
+    return float(sum(x * y for x, y in zip(a, b)))
 
 
 class LongTermMemory:
     """Memory rows plus their Chroma index, always changed together."""
 
-    def __init__(self, store: Store, embedder: Embedder, chroma_path: Path) -> None:
+    def __init__(self, store: Store, embedder: Embedder, chroma_path: Path,
+                 scoring: MemorySettings | None = None) -> None:
+        self.scoring = scoring or MemorySettings()
         self.store = store
         self.embedder = embedder
         self.chroma_path = Path(chroma_path)
@@ -162,7 +184,13 @@ class LongTermMemory:
 
     def recall(self, companion_id: int, query: str, k: int, min_relevance: float,
                exclude_message_ids: set[int] = frozenset()) -> list[RecalledMemory]:
-        """The companion's k memories most relevant to the query, weak and in-window ones dropped."""
+        """The companion's k best memories for the query.
+
+        Score (after the Generative Agents retrieval score): relevance (cosine similarity) times
+        its weight plus recency (halving every half_life_hours) times its weight. Memories less
+        relevant than min_relevance, made from messages in exclude_message_ids (the short-term
+        window), or near-duplicates of a better one are left out.
+        """
         if k <= 0 or not query.strip():
             return []
         with self._lock:
@@ -171,21 +199,35 @@ class LongTermMemory:
             if total == 0:
                 return []
             vector = self.embedder.embed([query])[0]
-            found = collection.query(query_embeddings=[vector], n_results=min(total, k * 3 + 5),
+            found = collection.query(query_embeddings=[vector], n_results=min(total, k * 4 + 10),
                                      where={"companion_id": int(companion_id)},
-                                     include=["distances"])
+                                     include=["distances", "embeddings"])
         ids = [int(i) for i in found["ids"][0]]
-        scores = {i: 1.0 - d for i, d in zip(ids, found["distances"][0])}
+        relevance = {i: 1.0 - d for i, d in zip(ids, found["distances"][0])}
+        vectors = {i: v for i, v in zip(ids, found["embeddings"][0])}
         rows = {row["id"]: row for row in self.store.memories_by_ids(ids)}
-        recalled = []
+        now = datetime.now(timezone.utc)
+        candidates = []
         for memory_id in ids:
             row = rows.get(memory_id)
-            if row is None or scores[memory_id] < min_relevance:
+            if row is None or relevance[memory_id] < min_relevance:
                 continue
             if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
                 continue
-            recalled.append(RecalledMemory(memory_id, row["text"], row["created_at"],
-                                           round(scores[memory_id], 4)))
+            score = (self.scoring.relevance_weight * relevance[memory_id]
+                     + self.scoring.recency_weight * recency(row["created_at"], now, self.scoring.half_life_hours))
+            candidates.append((score, memory_id, row))
+        candidates.sort(key=lambda c: -c[0])
+        recalled: list[RecalledMemory] = []
+        kept: list[tuple[str, list[float]]] = []
+        for score, memory_id, row in candidates:
+            text = " ".join(row["text"].lower().split())
+            if any(text == other or cosine(vectors[memory_id], v) >= self.scoring.duplicate_similarity
+                   for other, v in kept):
+                continue
+            kept.append((text, vectors[memory_id]))
+            recalled.append(RecalledMemory(memory_id, row["text"], row["created_at"], round(score, 4),
+                                           round(relevance[memory_id], 4)))
             if len(recalled) == k:
                 break
         return recalled

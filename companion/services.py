@@ -89,7 +89,7 @@ def build_services(settings: Settings, generator: Generator | None = None,
     if embedder is None:
         path = Path(settings.memory.embedder).expanduser() if settings.memory.embedder else bundled_embedder()
         embedder = Embedder(path)
-    memory = LongTermMemory(store, embedder, data / "chroma")
+    memory = LongTermMemory(store, embedder, data / "chroma", settings.memory)
     lorebooks = LorebookService(store)
     chat = ChatService(store, memory, generator, settings, lorebooks)
     return Services(settings=settings, store=store, embedder=embedder, memory=memory, chat=chat,

@@ -137,7 +137,7 @@ def test_backup_while_serving_then_restore_into_a_new_data_dir(tmp_path, config)
 
         made = run_cli("backup", backup, "--data-dir", data1, "--config", config)
         assert made.returncode == 0, made.stderr
-        assert "3 messages, 2 memories, 1 avatars, config file" in made.stdout
+        assert "1 companion, 3 messages, 2 memories and 1 avatar, plus the config file," in made.stdout
         with zipfile.ZipFile(backup) as zf:
             manifest = json.loads(zf.read("manifest.json"))
             assert zf.read("config.toml") == config.read_bytes()
@@ -164,10 +164,11 @@ def test_backup_while_serving_then_restore_into_a_new_data_dir(tmp_path, config)
 
     restored = run_cli("restore", backup, "--data-dir", data2)
     assert restored.returncode == 0, restored.stderr
-    assert "1 companions, 3 messages, 2 memories and 1 avatars" in restored.stdout
+    assert "1 companion, 3 messages, 2 memories and 1 avatar from" in restored.stdout
     assert not (data2 / "chroma").exists() and not list(data2.glob(".restore-*"))
-    assert sorted(p.name for p in (data2 / "avatars").iterdir()) == \
-        sorted(p.name for p in (data1 / "avatars").iterdir() if not p.name.endswith(".thumb.png"))
+    assert sorted(p.name for p in (data2 / "avatars").iterdir()) == sorted(p.name for p in (data1 / "avatars").iterdir())
+    for restored_avatar in (data2 / "avatars").iterdir():
+        assert restored_avatar.read_bytes() == (data1 / "avatars" / restored_avatar.name).read_bytes()
 
     daemon = Daemon(data2, config, tmp_path / "daemon2.log")
     try:
@@ -314,7 +315,7 @@ def test_restore_refused_while_the_data_dir_is_locked(tmp_path, runner, good_zip
     assert result.exit_code != 0 and "stop it before restoring" in result.output
     result = runner.invoke(cli, ["restore", str(good_zip), "--data-dir", str(target)])
     assert result.exit_code == 0, result.output
-    assert "1 messages, 1 memories" in result.output
+    assert "1 message, 1 memory and 0 avatars" in result.output
 
 
 def test_restore_replaces_a_stale_wal(tmp_path, runner, good_zip, data_dir):

@@ -62,3 +62,29 @@ def test_rebuild_and_embedder_change(tmp_path, embedder):
     switched = LongTermMemory(memory.store, embedder, tmp_path / "chroma2")
     assert switched.indexed_count() == 0
     assert switched.reconcile() == (5, 0)
+
+
+def test_recency_breaks_ties_and_duplicates_are_left_out(tmp_path, embedder):
+    memory = make_memory(tmp_path, embedder)
+    companion = memory.store.active_companion_id()
+    old = memory.store.add_memory(companion, "{{user}}: My car is a Volvo.", "custom",
+                                  created_at="2020-01-01T00:00:00+00:00")
+    new = memory.store.add_memory(companion, "{{user}}: My car is a Tesla.", "custom")
+    twin = memory.store.add_memory(companion, "{{user}}: My car is a Tesla.", "custom")
+    memory.index([old, new, twin])
+    found = memory.recall(companion, "What car do I drive?", k=3, min_relevance=0.0)
+    ids = [m.id for m in found]
+    assert ids[0] in (new["id"], twin["id"]) and old["id"] in ids
+    assert not {new["id"], twin["id"]} <= set(ids), "the same memory twice"
+    assert found[0].score > found[0].relevance > 0     # the recency bonus is in the score
+
+
+def test_recency_weight_zero_ranks_by_relevance_only(tmp_path, embedder):
+    from companion.config import MemorySettings
+
+    memory = LongTermMemory(Store(tmp_path / "c.db"), embedder, tmp_path / "chroma",
+                            MemorySettings(recency_weight=0.0))
+    companion = memory.store.active_companion_id()
+    memory.add(companion, "{{user}} loves hiking in the Alps.", "custom")
+    found = memory.recall(companion, "hiking in the Alps", k=1, min_relevance=0.0)
+    assert found[0].score == found[0].relevance
