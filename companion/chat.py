@@ -183,6 +183,8 @@ class ChatService:
             reply = self.store.add_message(turn.chat_id, ai=True, text=text)
             row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
                                         "exchange", turn.user_message["id"], reply["id"])
+            self.store.set_context(reply["id"], [{"id": m.id, "score": m.score, "relevance": m.relevance}
+                                                 for m in turn.memories], turn.lore)
         self.memory.unindex(old_memories)
         try:
             self.memory.index([row])
@@ -280,6 +282,23 @@ class ChatService:
             raise BadRequest(f"greeting_index must be between 0 and {len(greetings) - 1}")
         chat_id = self.store.create_chat(companion_id, title, greetings[greeting_index])
         return self.store.get_chat(chat_id)
+
+    def context(self, message_id: int) -> dict:
+        """What a reply used: the memories recalled for it (as they read now) and the lore."""
+        message = self.store.get_message(message_id)
+        if message is None:
+            raise NotFound(f"no message with id {message_id}")
+        context = self.store.get_context(message_id) or {"memories": [], "lore": []}
+        chat = self.store.get_chat(message["chat_id"])
+        companion = self.store.get_companion(chat["companion_id"])
+        user = self.store.get_user(self.store.active_user_id())
+        rows = {r["id"]: r for r in self.store.memories_by_ids([m["id"] for m in context["memories"]])}
+        memories = []
+        for used in context["memories"]:
+            row = rows.get(used["id"])
+            memories.append({**used, "text": resolve_placeholders(row["text"], char_name(companion), user["name"])
+                             if row else None, "deleted": row is None})
+        return {"message_id": message_id, "memories": memories, "lore": context["lore"]}
 
     # editing ---------------------------------------------------------------------------------
 

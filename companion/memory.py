@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import MemorySettings
+from .documents import chunk_text
 from .loading import BackgroundLoaded
 from .store import Store
 
@@ -62,6 +63,15 @@ class Embedder(BackgroundLoaded):
             vectors = self._model.encode(texts, normalize_embeddings=True, batch_size=32,
                                          show_progress_bar=False, convert_to_numpy=True)
         return vectors.tolist()
+
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the text's tokens, by the embedder's own tokenizer."""
+        if not self.wait_ready(300):
+            raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
+        encoded = self._model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                        truncation=False, verbose=False)
+        return [tuple(span) for span in encoded["offset_mapping"]]
 
 
 def open_chroma(path: Path):
@@ -168,9 +178,43 @@ class LongTermMemory:
             log.exception("memory %s stored but not indexed; the next start indexes it", row["id"])
         return row
 
-    def update_text(self, memory_id: int, text: str) -> None:
+    def update_text(self, memory_id: int, text: str) -> dict:
+        """Change a memory's text and embed it again."""
         self.store.set_memory_text(memory_id, text)
-        self.index([self.store.get_memory(memory_id)])
+        row = self.store.get_memory(memory_id)
+        self.index([row])
+        return row
+
+    def list(self, companion_id: int, limit: int, offset: int) -> tuple[list[dict], int]:
+        """A companion's memories, newest first."""
+        return self.store.list_memories(companion_id, limit, offset), self.store.count_memories(companion_id)
+
+    def search(self, companion_id: int, query: str, limit: int, offset: int) -> tuple[list[RecalledMemory], int]:
+        """A companion's memories ranked by recall score for a query (no relevance floor)."""
+        ranked = self.recall(companion_id, query, min(limit + offset, 500), -1.0)
+        return ranked[offset:offset + limit], len(ranked)
+
+    def add_document(self, companion_id: int, name: str, media_type: str, size: int, text: str) -> dict:
+        """Split a document's text into overlapping chunks, each a memory of the document."""
+        chunks = chunk_text(text, self.embedder.token_offsets)
+        with self.store.transaction():
+            document_id = self.store.add_document(companion_id, name, media_type, size)
+            rows = [self.store.add_memory(companion_id, chunk, "document", document_id=document_id)
+                    for chunk in chunks]
+            self.store.set_document_chunks(document_id, len(rows))
+        for start in range(0, len(rows), 256):
+            try:
+                self.index(rows[start:start + 256])
+            except Exception:
+                log.exception("document %s stored but not fully indexed; the next start indexes it", document_id)
+                break
+        return self.store.get_document(document_id)
+
+    def delete_document(self, document_id: int) -> None:
+        """Forget a document: all its chunks go, from both stores."""
+        ids = self.store.document_memory_ids(document_id)
+        self.store.delete_document(document_id)
+        self.unindex(ids)
 
     def delete(self, ids: list[int]) -> None:
         self.store.delete_memories(ids)

@@ -86,6 +86,10 @@ SCHEMAS = {
                     entries={"type": "array", "items": ref("LoreEntry")}, created_at=TEXT, updated_at=TEXT),
     "LoreEntry": obj(["index"], index=INT, id={"type": ["integer", "null"]}, **ENTRY_PROPS),
     "Generation": GENERATION,
+    "Memory": obj(["id", "text", "source", "created_at"], id=INT, companion_id=INT, text=TEXT, source=TEXT,
+                  document_id={"type": ["integer", "null"]}, created_at=TEXT, score={"type": ["number", "null"]}),
+    "Document": obj(["id", "name"], id=INT, companion_id=INT, name=TEXT, media_type=TEXT, size=INT, chunks=INT,
+                    created_at=TEXT),
     "CompanionGeneration": obj(["companion_id", "defaults", "companion", "effective"], companion_id=INT,
                                defaults={"type": "object"}, companion={"type": "object"},
                                effective={"type": "object"}),
@@ -265,6 +269,25 @@ PATHS: dict[str, dict] = {
                                                     params=[UID])},
     "/api/chats": {"post": op("A new chat opening with a chosen greeting", ok({"type": "object"}, "201"),
                               body=obj(companion_id=INT, title=TEXT, greeting_index=INT))},
+    # long-term memory
+    "/api/memories": {
+        "get": op("Memories, newest first or ranked by q", ok(page_of(ref("Memory"))),
+                  params=PAGE + [query("companion_id", {"type": "integer", "minimum": 1}), query("q", TEXT)]),
+        "post": op("Add a memory", ok(ref("Memory"), "201"), body=obj(["text"], text=TEXT, companion_id=INT)),
+        "delete": op("Forget all of a companion's memories", ok(obj(["deleted"], deleted=INT)),
+                     params=[query("companion_id", {"type": "integer", "minimum": 1})])},
+    "/api/memories/{memory_id}": {
+        "patch": op("Change a memory's text (embedded again)", ok(ref("Memory")), params=[path_param("memory_id")],
+                    body=obj(["text"], text=TEXT)),
+        "delete": op("Delete a memory", ok(None, "204"), params=[path_param("memory_id")])},
+    "/api/memories/documents": {
+        "get": op("Documents in memory", ok(page_of(ref("Document"))),
+                  params=PAGE + [query("companion_id", {"type": "integer", "minimum": 1})]),
+        "post": op("A document into memory, in overlapping chunks", ok(ref("Document"), "201"), raw="text/plain")},
+    "/api/memories/documents/{document_id}": {"delete": op("Forget a document and all its chunks",
+                                                           ok(None, "204"), params=[path_param("document_id")])},
+    "/api/messages/{message_id}/context": {"get": op("The memories and lore a reply used", ok({"type": "object"}),
+                                                     params=[path_param("message_id")])},
     # lorebooks
     "/api/lorebooks": {"get": op("List lorebooks", ok(page_of(ref("Lorebook"))), params=PAGE),
                        "post": op("Create a lorebook", ok(ref("Lorebook"), "201"),

@@ -156,6 +156,30 @@ def m003_lorebooks(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m004_context_and_documents(db: sqlite_utils.Database) -> None:
+    # what each reply used (memories, lore), and documents split into memories
+    for statement in """
+    create table message_context (
+        message_id integer primary key references messages(id) on delete cascade,
+        memories text not null default '[]',
+        lore text not null default '[]'
+    );
+    create table documents (
+        id integer primary key autoincrement,
+        companion_id integer not null references companions(id) on delete cascade,
+        name text not null,
+        media_type text not null,
+        size integer not null,
+        chunks integer not null default 0,
+        created_at text not null
+    );
+    alter table memories add column document_id integer references documents(id) on delete cascade;
+    create index memories_document on memories(document_id)
+    """.split(";"):
+        db.execute(statement)
+
+
 # --- the store --------------------------------------------------------------------------
 
 
@@ -457,12 +481,12 @@ class Store:
 
     def add_memory(self, companion_id: int, text: str, source: str,
                    user_message_id: int | None = None, reply_message_id: int | None = None,
-                   created_at: str | None = None) -> dict:
+                   created_at: str | None = None, document_id: int | None = None) -> dict:
         """Insert one memory row; the caller indexes it."""
         memory_id = self._insert("memories", {
             "companion_id": companion_id, "text": text, "source": source,
             "user_message_id": user_message_id, "reply_message_id": reply_message_id,
-            "created_at": created_at or now_iso(),
+            "created_at": created_at or now_iso(), "document_id": document_id,
         })
         return self.get_memory(memory_id)
 
@@ -510,6 +534,54 @@ class Store:
         marks = ",".join("?" * len(ids))
         with self.transaction() as db:
             db.execute(f"delete from memories where id in ({marks})", list(ids))
+
+    def list_memories(self, companion_id: int, limit: int, offset: int) -> list[dict]:
+        """A companion's memories, newest first."""
+        return self._query("select * from memories where companion_id = ? order by id desc limit ? offset ?",
+                           [companion_id, limit, offset])
+
+    def count_memories(self, companion_id: int) -> int:
+        return self._one("select count(*) as n from memories where companion_id = ?", [companion_id])["n"]
+
+    # what a reply used ---------------------------------------------------------------------
+
+    def set_context(self, message_id: int, memories: list[dict], lore: list[dict]) -> None:
+        with self.transaction() as db:
+            db.execute("insert or replace into message_context (message_id, memories, lore) values (?, ?, ?)",
+                       [message_id, json.dumps(memories, ensure_ascii=False), json.dumps(lore, ensure_ascii=False)])
+
+    def get_context(self, message_id: int) -> dict | None:
+        row = self._one("select * from message_context where message_id = ?", [message_id])
+        if row is None:
+            return None
+        return {"memories": json.loads(row["memories"]), "lore": json.loads(row["lore"])}
+
+    # documents -----------------------------------------------------------------------------
+
+    def add_document(self, companion_id: int, name: str, media_type: str, size: int) -> int:
+        return self._insert("documents", {"companion_id": companion_id, "name": name, "media_type": media_type,
+                                          "size": size, "chunks": 0, "created_at": now_iso()})
+
+    def set_document_chunks(self, document_id: int, chunks: int) -> None:
+        self._update("documents", document_id, {"chunks": chunks})
+
+    def get_document(self, document_id: int) -> dict | None:
+        return self._one("select * from documents where id = ?", [document_id])
+
+    def list_documents(self, companion_id: int, limit: int, offset: int) -> list[dict]:
+        return self._query("select * from documents where companion_id = ? order by id desc limit ? offset ?",
+                           [companion_id, limit, offset])
+
+    def count_documents(self, companion_id: int) -> int:
+        return self._one("select count(*) as n from documents where companion_id = ?", [companion_id])["n"]
+
+    def document_memory_ids(self, document_id: int) -> list[int]:
+        return [r["id"] for r in self._query("select id from memories where document_id = ?", [document_id])]
+
+    def delete_document(self, document_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("delete from memories where document_id = ?", [document_id])
+            db.execute("delete from documents where id = ?", [document_id])
 
     # dialogue tuning ---------------------------------------------------------------------
 

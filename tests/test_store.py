@@ -23,7 +23,8 @@ def test_fresh_store_has_one_of_each_active(tmp_path):
 def test_migrations_run_once(tmp_path):
     store = Store(tmp_path / "c.db")
     assert migrate(store.db) == []
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_companion_generation", "m003_lorebooks"]
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_companion_generation", "m003_lorebooks",
+                                                                "m004_context_and_documents"]
     store.close()
     again = Store(tmp_path / "c.db")
     assert again.count("companions") == 1 and again.count("users") == 1

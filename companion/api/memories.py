@@ -1,0 +1,133 @@
+"""REST for long-term memory: browse, search, add, edit, delete; documents; what a reply used."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..documents import DocumentError, extract_text
+from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from . import services
+from .companions import created, page
+from .validate import int_field, json_object, text_field
+
+bp = Blueprint("memories", __name__)
+
+
+def companion_arg(source: dict) -> int:
+    """companion_id from a body or query string, else the active companion; 404 when unknown."""
+    if source.get("companion_id") not in (None, ""):
+        companion_id = int_field(source, "companion_id", minimum=1, maximum=2**62)
+    else:
+        companion_id = services().store.active_companion_id()
+    services().companions.get(companion_id)
+    return companion_id
+
+
+def memory_json(row: dict, score: float | None = None) -> dict:
+    return {"id": row["id"], "companion_id": row["companion_id"], "text": row["text"], "source": row["source"],
+            "document_id": row.get("document_id"), "created_at": row["created_at"], "score": score}
+
+
+def own_memory(memory_id: int) -> dict:
+    row = services().store.get_memory(memory_id)
+    if row is None:
+        raise NotFound(f"no memory with id {memory_id}")
+    return row
+
+
+@bp.get("/api/memories")
+def list_memories():
+    """Newest first, or ranked by recall score when q is given."""
+    args = request.args.to_dict()
+    companion_id = companion_arg(args)
+    limit, offset = page()
+    memory = services().memory
+    query = args.get("q", "").strip()
+    if query:
+        found, total = memory.search(companion_id, query, limit, offset)
+        rows = {r["id"]: r for r in services().store.memories_by_ids([m.id for m in found])}
+        items = [memory_json(rows[m.id], m.score) for m in found if m.id in rows]
+    else:
+        rows, total = memory.list(companion_id, limit, offset)
+        items = [memory_json(r) for r in rows]
+    return jsonify({"items": items, "total": total})
+
+
+@bp.post("/api/memories")
+def add_memory():
+    body = json_object()
+    text = text_field(body, "text", allow_empty=False)
+    row = services().memory.add(companion_arg(body), text, "custom")
+    return created(memory_json(row))
+
+
+@bp.patch("/api/memories/<int:memory_id>")
+def edit_memory(memory_id: int):
+    own_memory(memory_id)
+    text = text_field(json_object(), "text", allow_empty=False)
+    return jsonify(memory_json(services().memory.update_text(memory_id, text)))
+
+
+@bp.delete("/api/memories/<int:memory_id>")
+def delete_memory(memory_id: int):
+    own_memory(memory_id)
+    services().memory.delete([memory_id])
+    return Response(status=204)
+
+
+@bp.delete("/api/memories")
+def erase_memories():
+    """Forget everything a companion remembers (the active one unless companion_id is given)."""
+    companion_id = companion_arg(request.args.to_dict())
+    return jsonify({"deleted": services().memory.erase(companion_id)})
+
+
+@bp.get("/api/messages/<int:message_id>/context")
+def message_context(message_id: int):
+    """The memories (id, score, text as it reads now) and lore entries a reply used."""
+    return jsonify(services().chat.context(message_id))
+
+
+# documents -----------------------------------------------------------------------------------
+
+def document_json(row: dict) -> dict:
+    return {k: row[k] for k in ("id", "companion_id", "name", "media_type", "size", "chunks", "created_at")}
+
+
+@bp.post("/api/memories/documents")
+def add_document():
+    """A document into memory: multipart 'file' (optional form field companion_id), or a raw body."""
+    if request.files:
+        upload = request.files.get("file")
+        if upload is None:
+            raise BadRequest("send the document in the multipart field 'file'")
+        data, name, declared = upload.read(), upload.filename or "document", upload.mimetype or ""
+        source = request.form.to_dict()
+    else:
+        data, declared = request.get_data(cache=False), request.mimetype or ""
+        source = request.args.to_dict()
+        name = source.get("name") or "document"
+    companion_id = companion_arg(source)
+    try:
+        text, media_type = extract_text(data, name, declared)
+        row = services().memory.add_document(companion_id, name[:200], media_type, len(data), text)
+    except DocumentError as exc:
+        raise {413: PayloadTooLarge, 415: UnsupportedMediaType}.get(exc.status, BadRequest)(str(exc)) from None
+    return created(document_json(row))
+
+
+@bp.get("/api/memories/documents")
+def list_documents():
+    companion_id = companion_arg(request.args.to_dict())
+    limit, offset = page()
+    store = services().store
+    rows = store.list_documents(companion_id, limit, offset)
+    return jsonify({"items": [document_json(r) for r in rows], "total": store.count_documents(companion_id)})
+
+
+@bp.delete("/api/memories/documents/<int:document_id>")
+def delete_document(document_id: int):
+    if services().store.get_document(document_id) is None:
+        raise NotFound(f"no document with id {document_id}")
+    services().memory.delete_document(document_id)
+    return Response(status=204)
