@@ -88,3 +88,19 @@ def test_recency_weight_zero_ranks_by_relevance_only(tmp_path, embedder):
     memory.add(companion, "{{user}} loves hiking in the Alps.", "custom")
     found = memory.recall(companion, "hiking in the Alps", k=1, min_relevance=0.0)
     assert found[0].score == found[0].relevance
+
+
+def test_reconcile_rebuilds_a_deleted_chroma_folder(tmp_path, embedder):
+    import shutil
+
+    memory = make_memory(tmp_path, embedder)
+    companion = memory.store.active_companion_id()
+    for n in range(4):
+        memory.add(companion, f"fact {n}", "custom")
+    memory.store.close()
+    memory._client.clear_system_cache()       # the process lets go of the folder, as a stopped server does
+    shutil.rmtree(tmp_path / "chroma")
+    again = make_memory(tmp_path, embedder)
+    assert again.indexed_count() == 0
+    assert again.reconcile() == (4, 0)
+    assert again.indexed_count() == 4 and again.recall(companion, "fact 2", 1, 0.0)
