@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import companions, compat, lorebooks, memories, rest
+from .api import companions, compat, lorebooks, memories, openai, rest
 from .config import Settings
 from .errors import CompanionError, error_response
 from .security import add_cors_headers, check_request
@@ -49,6 +49,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(companions.bp)
     app.register_blueprint(lorebooks.bp)
     app.register_blueprint(memories.bp)
+    app.register_blueprint(openai.bp)
 
     @app.before_request
     def access_rules() -> None:
@@ -69,7 +70,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
         request_id = g.get("request_id") or uuid.uuid4().hex[:12]
         log.log(logging.ERROR if status >= 500 else logging.WARNING, "[%s] %s %s -> %d %s: %s",
                 request_id, request.method, request.path, status, code, message)
-        return error_response(status, code, message, request.blueprint == "compat", retry_after, request_id)
+        dialect = "openai" if request.path.startswith("/v1/") else ""
+        return error_response(status, code, message, request.blueprint == "compat", retry_after, request_id,
+                              dialect)
 
     @app.errorhandler(CompanionError)
     def companion_error(err: CompanionError) -> Response:

@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import tempfile
 import zipfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
@@ -283,7 +284,7 @@ def restore_backup(settings: Settings, path: str | os.PathLike, force: bool = Fa
                                 shutil.copyfileobj(src, dst, 1 << 20)
                             avatar_names.append(parts[1])
                     has_config = CONFIG_NAME in zf.namelist()
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as exc:
                 raise BackupError(f"{origin}: damaged zip: {exc}") from None
             counts = check_database(staging / DB_NAME, origin)
             promised = {k: v for k, v in (manifest.get("counts") or {}).items() if k in COUNTED}

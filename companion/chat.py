@@ -110,13 +110,21 @@ class ChatService:
             raise BadRequest(f"max_tokens must be below the context size ({self.generator.n_ctx})")
         return params
 
-    def start_send(self, prompt: str, overrides: dict | None = None) -> "TurnStream":
-        """Store the user's message and hold the model for the reply; the stream generates it."""
+    def start_send(self, prompt: str, overrides: dict | None = None,
+                   companion_id: int | None = None) -> "TurnStream":
+        """Store the user's message and hold the model for the reply; the stream generates it.
+
+        In the active companion's active chat, or in the active chat of companion_id."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequest("prompt must be a non-empty string")
+        if companion_id is not None and self.store.get_companion(companion_id) is None:
+            raise NotFound(f"no companion with id {companion_id}")
         self._acquire_model()
         try:
             companion, user, chat_id = self._active()
+            if companion_id is not None and companion_id != companion["id"]:
+                companion = self.store.get_companion(companion_id)
+                chat_id = self.store.active_chat_id(companion_id)
             params = self._params(companion, overrides)
             self._check_fits(companion, user, prompt, params)
             user_message = self.store.add_message(chat_id, ai=False, text=prompt)
@@ -143,6 +151,19 @@ class ChatService:
             self._turn_lock.release()
             raise
         return TurnStream(self, companion, user, chat_id, rows, user_message, replaced, params)
+
+    def start_raw(self, prompt: str, overrides: dict | None = None) -> "RawStream":
+        """Hold the model for a plain completion of a prompt (nothing is stored)."""
+        values = {**asdict(self.settings.generation), **(overrides or {})}
+        params = GenerationParams(**values)
+        self._acquire_model()
+        try:
+            if self.generator.count_tokens(prompt) + params.max_tokens > self.generator.n_ctx:
+                raise BadRequest(f"the prompt and max_tokens exceed the context size ({self.generator.n_ctx} tokens)")
+        except BaseException:
+            self._turn_lock.release()
+            raise
+        return RawStream(self, prompt, params)
 
     def send(self, prompt: str, overrides: dict | None = None) -> Reply:
         """Store the user's message, generate the reply, remember the exchange."""
@@ -416,22 +437,12 @@ class ReplyTrimmer:
         return out
 
 
-class TurnStream:
-    """A started turn holding the model: iterate events() to generate, or close() to let go.
+class ModelHold:
+    """Holds the model (the one-at-a-time lock) from start_* until released; abortable."""
 
-    events() yields ("token", text) pieces and finally ("done", Reply). Aborting (abort(), or
-    closing the stream mid-way as a disconnected client does) keeps the partial reply.
-    """
-
-    def __init__(self, chat: ChatService, companion: dict, user: dict, chat_id: int,
-                 history: list[dict], user_message: dict, replaced: dict | None,
-                 params: GenerationParams) -> None:
+    def __init__(self, chat: ChatService, params: GenerationParams) -> None:
         self.chat = chat
-        self.companion, self.user, self.chat_id = companion, user, chat_id
-        self.history, self.user_message, self.replaced = history, user_message, replaced
         self.params = params
-        self.memories: list[RecalledMemory] = []
-        self.lore: list[dict] = []
         self.stop = threading.Event()
         self._held = True
         self._started = False
@@ -443,6 +454,64 @@ class TurnStream:
             if self.chat._running is self.stop:
                 self.chat._running = None
             self.chat._turn_lock.release()
+
+    def close(self) -> None:
+        """Let go of the model if the events were never generated."""
+        if not self._started:
+            self._release()
+
+
+class RawStream(ModelHold):
+    """A plain completion holding the model: pieces() streams the text; nothing is stored."""
+
+    def __init__(self, chat: ChatService, prompt: str, params: GenerationParams) -> None:
+        super().__init__(chat, params)
+        self.prompt = prompt
+        self.text = ""
+
+    def pieces(self) -> Iterator[str]:
+        self._started = True
+        stream = None
+        try:
+            stream = self.chat.generator.generate(self.prompt, self.params, self.stop)
+            for piece in stream:
+                self.text += piece
+                yield piece
+        except GeneratorExit:
+            self.stop.set()
+            raise
+        except CompanionError:
+            raise
+        except Exception as exc:
+            log.exception("generation failed")
+            raise CompanionError(f"generation failed: {exc}") from exc
+        finally:
+            if stream is not None:
+                stream.close()
+            self._release()
+
+    def usage(self) -> dict:
+        """Token counts of the prompt and the completion so far."""
+        prompt = self.chat.generator.count_tokens(self.prompt)
+        completion = max(0, self.chat.generator.count_tokens(self.text) - 1) if self.text else 0
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class TurnStream(ModelHold):
+    """A started turn holding the model: iterate events() to generate, or close() to let go.
+
+    events() yields ("token", text) pieces and finally ("done", Reply). Aborting (abort(), or
+    closing the stream mid-way as a disconnected client does) keeps the partial reply.
+    """
+
+    def __init__(self, chat: ChatService, companion: dict, user: dict, chat_id: int,
+                 history: list[dict], user_message: dict, replaced: dict | None,
+                 params: GenerationParams) -> None:
+        super().__init__(chat, params)
+        self.companion, self.user, self.chat_id = companion, user, chat_id
+        self.history, self.user_message, self.replaced = history, user_message, replaced
+        self.memories: list[RecalledMemory] = []
+        self.lore: list[dict] = []
 
     def events(self) -> Iterator[tuple[str, object]]:
         """Generate: token pieces as they come, then the stored reply."""
@@ -483,8 +552,3 @@ class TurnStream:
             if kind == "done":
                 return value  # type: ignore[return-value]
         raise CompanionError("generation ended without a reply")
-
-    def close(self) -> None:
-        """Let go of the model if the events were never generated."""
-        if not self._started:
-            self._release()

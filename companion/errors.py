@@ -56,14 +56,24 @@ class ModelUnavailable(CompanionError):
     code = "model_unavailable"
 
 
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 429: "rate_limit_error"}
+
+
 def error_response(status: int, code: str, message: str, plain_text: bool,
-                   retry_after: int | None = None, request_id: str | None = None) -> Response:
-    """The one error shape: JSON for modern routes, plain text for the AI Companion API.
+                   retry_after: int | None = None, request_id: str | None = None,
+                   dialect: str = "") -> Response:
+    """The one error shape: JSON for modern routes, plain text for the AI Companion API, and
+    OpenAI's own shape under /v1.
 
     The request id (also in the X-Request-ID header and the log) is repeated in the body."""
     if plain_text:
         body = f"{message} [request {request_id}]" if request_id else message
         response = Response(body, status=status, mimetype="text/plain")
+    elif dialect == "openai":
+        response = jsonify({"error": {"message": message, "type": OPENAI_TYPES.get(status, "api_error"),
+                                      "param": None, "code": code, "request_id": request_id}})
+        response.status_code = status
     else:
         error = {"code": code, "message": message}
         if request_id:

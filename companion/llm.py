@@ -34,6 +34,8 @@ class GenerationParams:
     repeat_penalty: float = 1.1
     seed: int = -1
     stop: list[str] = field(default_factory=list)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: GenerationSettings) -> "GenerationParams":
@@ -43,6 +45,7 @@ class GenerationParams:
 class Generator(Protocol):
     """What the chat service needs from a text generator."""
     path: str
+    name: str
     n_ctx: int
     state: str          # "loading" | "ready" | "failed"
     error: str | None
@@ -183,6 +186,7 @@ class LlamaGenerator(BackgroundLoaded):
             kwargs = dict(max_tokens=params.max_tokens, temperature=params.temperature,
                           top_p=params.top_p, top_k=params.top_k, min_p=params.min_p,
                           repeat_penalty=params.repeat_penalty, stop=params.stop or None,
+                          presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
                           stream=True, stopping_criteria=criteria)
             if params.seed >= 0:
                 kwargs["seed"] = params.seed

@@ -123,7 +123,7 @@ def ok(schema: dict | None = None, status: str = "200", description: str = "ok",
 
 
 def op(summary: str, responses: dict, body: dict | None = None, params: list[dict] | None = None,
-       raw: str | None = None, optional_body: bool = False, stream: bool = False) -> dict:
+       raw: str | None = None, optional_body: bool = False, stream: bool | dict = False) -> dict:
     """One operation: summary, request body (JSON, or raw bytes of a media type), responses."""
     operation: dict = {"summary": summary, "responses": {**responses, **ERRORS}}
     if body is not None:
@@ -135,8 +135,9 @@ def op(summary: str, responses: dict, body: dict | None = None, params: list[dic
     if params:
         operation["parameters"] = params
     if stream:   # each Server-Sent Event: token pieces, then done (or error); data is JSON text
-        operation["responses"]["200"]["content"]["text/event-stream"] = {"schema": obj(
-            ["event", "data"], event={"type": "string", "enum": ["token", "done", "error"]}, data=TEXT)}
+        schema = stream if isinstance(stream, dict) else obj(
+            ["event", "data"], event={"type": "string", "enum": ["token", "done", "error"]}, data=TEXT)
+        operation["responses"]["200"]["content"]["text/event-stream"] = {"schema": schema}
     return operation
 
 
@@ -148,6 +149,7 @@ def query(name: str, schema: dict) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+OPENAI_STREAM = obj(["data"], data=TEXT)   # `data: {chunk}` lines, then `data: [DONE]`
 PAGE = [query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
         query("offset", {"type": "integer", "minimum": 0})]
 CID, LID, UID, IDX = (path_param("companion_id"), path_param("lorebook_id"), path_param("user_id"),
@@ -288,6 +290,28 @@ PATHS: dict[str, dict] = {
                                                            ok(None, "204"), params=[path_param("document_id")])},
     "/api/messages/{message_id}/context": {"get": op("The memories and lore a reply used", ok({"type": "object"}),
                                                      params=[path_param("message_id")])},
+    # OpenAI-compatible
+    "/v1/models": {"get": op("Models: the loaded one, 'companion' and 'companion:<id>'",
+                             ok(obj(["object", "data"], object=TEXT, data={"type": "array"})))},
+    "/v1/chat/completions": {"post": op(
+        "Chat completion: the plain model, or the companion (model 'companion' / 'companion:<id>')",
+        ok(obj(["id", "object", "choices"], id=TEXT, object=TEXT, created=INT, model=TEXT,
+               choices={"type": "array"}, usage={"type": "object"})),
+        body=obj(["messages"], model=TEXT, stream=BOOL, messages={"type": "array", "minItems": 1, "items": obj(
+            ["role"], role={"type": "string", "enum": ["system", "user", "assistant", "developer", "tool"]},
+            content=TEXT)}, **{k: v for k, v in GENERATION["properties"].items()},
+            presence_penalty=NUM, frequency_penalty=NUM), stream=OPENAI_STREAM)},
+    "/v1/completions": {"post": op(
+        "Text completion of a prompt by the plain model",
+        ok(obj(["id", "object", "choices"], id=TEXT, object=TEXT, created=INT, model=TEXT,
+               choices={"type": "array"}, usage={"type": "object"})),
+        body=obj(["prompt"], model=TEXT, prompt={"type": "string", "minLength": 1}, stream=BOOL,
+                 **{k: v for k, v in GENERATION["properties"].items()}, presence_penalty=NUM,
+                 frequency_penalty=NUM), stream=OPENAI_STREAM)},
+    "/v1/embeddings": {"post": op(
+        "Embeddings by the daemon's embedder", ok(obj(["object", "data"], object=TEXT, model=TEXT,
+                                                        data={"type": "array"}, usage={"type": "object"})),
+        body=obj(["input"], model=TEXT, input={"anyOf": [TEXT, STR_LIST]}))},
     # lorebooks
     "/api/lorebooks": {"get": op("List lorebooks", ok(page_of(ref("Lorebook"))), params=PAGE),
                        "post": op("Create a lorebook", ok(ref("Lorebook"), "201"),

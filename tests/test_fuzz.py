@@ -23,6 +23,7 @@ class FakeGenerator:
     """Answers at once with a fixed reply: for HTTP-shape tests only."""
 
     path = "/models/fake.gguf"
+    name = "fake.gguf"
     n_ctx = 2048
     state = "ready"
     error = None

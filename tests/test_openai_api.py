@@ -1,0 +1,72 @@
+"""The /v1 API driven by the official openai package, in-process over WSGI, on the real model."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+
+@pytest.fixture
+def oai(app) -> openai.OpenAI:
+    transport = httpx.WSGITransport(app=app)
+    return openai.OpenAI(base_url="http://localhost/v1", api_key="unused",
+                         http_client=httpx.Client(transport=transport, base_url="http://localhost"))
+
+
+def test_models(oai):
+    ids = [m.id for m in oai.models.list().data]
+    assert ids[0].endswith(".gguf") and "companion" in ids and any(i.startswith("companion:") for i in ids)
+
+
+def test_plain_chat_completion(oai, client):
+    before = client.get("/api/messages").get_json()
+    result = oai.chat.completions.create(model="anything", temperature=0, max_tokens=12, seed=1,
+                                         messages=[{"role": "system", "content": "You are terse."},
+                                                   {"role": "user", "content": "Name a colour."}])
+    choice = result.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content.strip()
+    assert choice.finish_reason in ("stop", "length") and result.usage.completion_tokens > 0
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+    assert client.get("/api/messages").get_json() == before      # the plain model stores nothing
+
+
+def test_plain_chat_stream(oai):
+    stream = oai.chat.completions.create(model="m", stream=True, temperature=0, max_tokens=10,
+                                         messages=[{"role": "user", "content": "Say hello."}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.strip() and chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_companion_chat_is_stored_like_a_prompt(oai, client):
+    result = oai.chat.completions.create(model="companion", temperature=0, max_tokens=10,
+                                         messages=[{"role": "user", "content": "Hi, I am Ada."}])
+    text = result.choices[0].message.content
+    messages = client.get("/api/messages").get_json()
+    assert messages[-2]["text"] == "Hi, I am Ada." and messages[-1]["text"] == text
+    stream = oai.chat.completions.create(model="companion", stream=True, temperature=0, max_tokens=10,
+                                         messages=[{"role": "user", "content": "Do you remember me?"}])
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream)
+    assert client.get("/api/messages").get_json()[-1]["text"] == streamed
+
+
+def test_completions_and_embeddings(oai):
+    result = oai.completions.create(model="m", prompt="Once upon a time", max_tokens=8, temperature=0)
+    assert result.choices[0].text and result.usage.prompt_tokens > 0
+    pieces = list(oai.completions.create(model="m", prompt="One, two,", max_tokens=6, temperature=0, stream=True))
+    assert "".join(p.choices[0].text for p in pieces)
+    embedded = oai.embeddings.create(model="whatever", input=["hello world", "good night"])
+    assert len(embedded.data) == 2 and len(embedded.data[0].embedding) == 384
+
+
+def test_bad_requests_in_openai_error_shape(oai, client):
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.chat.completions.create(model="m", messages=[], max_tokens=5)
+    assert info.value.body["type"] == "invalid_request_error" and "messages" in info.value.body["message"]
+    with pytest.raises(openai.BadRequestError):
+        oai.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], temperature=9)
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="companion:999", messages=[{"role": "user", "content": "x"}])
+    response = client.post("/v1/embeddings", json={"input": []})
+    assert response.status_code == 400 and response.get_json()["error"]["type"] == "invalid_request_error"
