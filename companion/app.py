@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import companions, compat, lorebooks, memories, openai, rest
+from .api import companions, compat, kobold, lorebooks, memories, openai, rest
 from .config import Settings
 from .errors import CompanionError, error_response
 from .security import add_cors_headers, check_request
@@ -50,6 +50,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(lorebooks.bp)
     app.register_blueprint(memories.bp)
     app.register_blueprint(openai.bp)
+    app.register_blueprint(kobold.bp)
 
     @app.before_request
     def access_rules() -> None:

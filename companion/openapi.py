@@ -150,6 +150,16 @@ def query(name: str, schema: dict) -> dict:
 
 
 OPENAI_STREAM = obj(["data"], data=TEXT)   # `data: {chunk}` lines, then `data: [DONE]`
+KOBOLD_BODY = obj(["prompt"], prompt={"type": "string", "minLength": 1},
+                  max_length={"type": "integer", "minimum": 1, "maximum": 32768},
+                  max_context_length={"type": "integer", "minimum": 1},
+                  rep_pen={"type": "number", "minimum": 0.01, "maximum": 5},
+                  temperature={"type": "number", "minimum": 0, "maximum": 5},
+                  top_p={"type": "number", "minimum": 0, "maximum": 1},
+                  top_k={"type": "integer", "minimum": 0, "maximum": 100000},
+                  min_p={"type": "number", "minimum": 0, "maximum": 1},
+                  stop_sequence={"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 16},
+                  sampler_seed={"type": "integer", "minimum": -1, "maximum": 2**31 - 1})
 PAGE = [query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
         query("offset", {"type": "integer", "minimum": 0})]
 CID, LID, UID, IDX = (path_param("companion_id"), path_param("lorebook_id"), path_param("user_id"),
@@ -312,6 +322,17 @@ PATHS: dict[str, dict] = {
         "Embeddings by the daemon's embedder", ok(obj(["object", "data"], object=TEXT, model=TEXT,
                                                         data={"type": "array"}, usage={"type": "object"})),
         body=obj(["input"], model=TEXT, input={"anyOf": [TEXT, STR_LIST]}))},
+    # KoboldCpp-compatible
+    "/api/v1/model": {"get": op("KoboldCpp: the model", ok(obj(["result"], result=TEXT)))},
+    "/api/v1/info/version": {"get": op("KoboldCpp: API version", ok(obj(["result"], result=TEXT)))},
+    "/api/extra/version": {"get": op("KoboldCpp: server version", ok(obj(["result", "version"], result=TEXT,
+                                                                        version=TEXT)))},
+    "/api/v1/generate": {"post": op("KoboldCpp: generate", ok(obj(["results"], results={"type": "array"})),
+                                    body=KOBOLD_BODY)},
+    "/api/extra/generate/stream": {"post": op("KoboldCpp: generate, streamed (event: message, {token})",
+                                              {"200": {"description": "SSE", "content": {"text/event-stream": {
+                                                  "schema": obj(["data"], data=TEXT)}}}}, body=KOBOLD_BODY)},
+    "/api/extra/abort": {"post": op("KoboldCpp: stop the running generation", ok(obj(["success"], success=TEXT)))},
     # lorebooks
     "/api/lorebooks": {"get": op("List lorebooks", ok(page_of(ref("Lorebook"))), params=PAGE),
                        "post": op("Create a lorebook", ok(ref("Lorebook"), "201"),

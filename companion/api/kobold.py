@@ -1,0 +1,79 @@
+"""A KoboldCpp-compatible API, for frontends that speak it (SillyTavern's Text Completion)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, jsonify
+
+from .. import __version__
+from ..errors import BadRequest
+from . import services
+from .validate import generation_settings, json_object
+
+bp = Blueprint("kobold", __name__)
+
+KOBOLD_VERSION = "1.80"
+# KoboldCpp name -> our generation setting
+NAMES = {"max_length": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+         "min_p": "min_p", "rep_pen": "repeat_penalty", "sampler_seed": "seed", "stop_sequence": "stop"}
+
+
+def kobold_request() -> tuple[str, dict]:
+    """The prompt and the generation settings of a KoboldCpp generate request, checked."""
+    body = json_object()
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise BadRequest("'prompt' must be a non-empty string")
+    values = generation_settings({ours: body[theirs] for theirs, ours in NAMES.items() if theirs in body})
+    context = body.get("max_context_length")
+    if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context < 1):
+        raise BadRequest("'max_context_length' must be a positive integer")
+    return prompt, values
+
+
+@bp.get("/api/v1/model")
+def model():
+    return jsonify({"result": f"koboldcpp/{services().generator.name}"})
+
+
+@bp.get("/api/v1/info/version")
+def info_version():
+    return jsonify({"result": "1.2.5"})
+
+
+@bp.get("/api/extra/version")
+def extra_version():
+    return jsonify({"result": "KoboldCpp", "version": KOBOLD_VERSION, "companion": __version__})
+
+
+@bp.post("/api/v1/generate")
+def generate():
+    prompt, values = kobold_request()
+    raw = services().chat.start_raw(prompt, values)
+    return jsonify({"results": [{"text": "".join(raw.pieces())}]})
+
+
+@bp.post("/api/extra/generate/stream")
+def generate_stream():
+    prompt, values = kobold_request()
+    raw = services().chat.start_raw(prompt, values)
+
+    class Body:
+        def __init__(self) -> None:
+            self.pieces = raw.pieces()
+
+        def __iter__(self):
+            for piece in self.pieces:
+                yield f"event: message\ndata: {json.dumps({'token': piece}, ensure_ascii=False)}\n\n"
+
+        def close(self) -> None:
+            self.pieces.close()
+            raw.close()
+
+    return Response(Body(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@bp.post("/api/extra/abort")
+def abort():
+    return jsonify({"success": "true" if services().chat.abort() else "false"})
