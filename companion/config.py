@@ -74,6 +74,14 @@ class ModelSettings:
     n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.")
     flash_attn: bool = setting(True, "Use flash attention (faster prompt evaluation; measured 1.25x here on CPU).")
     use_mmap: bool = setting(True, "Map the model file into memory instead of reading it whole.")
+    backend: str = setting(
+        "local",
+        "'local' runs the GGUF here with llama.cpp; 'openai' sends generation to an OpenAI-compatible "
+        "server (llama.cpp's server, vLLM, Ollama, another companion) at base_url.",
+    )
+    base_url: str = setting("", "With backend 'openai': the server's API root, e.g. 'http://192.168.1.10:8080/v1'.")
+    api_key: str = setting("", "With backend 'openai': the server's API key, if it needs one.")
+    remote_model: str = setting("", "With backend 'openai': the model name to ask for (empty: the server's first).")
     chat_template: str = setting(
         "auto",
         "Prompt format: 'auto' (the GGUF's own chat template, else a transcript), 'chatml', "
@@ -106,6 +114,9 @@ class MemorySettings:
     relevance_weight: float = setting(1.0, "Weight of relevance (cosine similarity) in a memory's recall score.")
     recency_weight: float = setting(0.15, "Weight of recency in a memory's recall score (0 ignores age).")
     half_life_hours: float = setting(168.0, "Hours after which a memory's recency has halved.")
+    chroma_url: str = setting(
+        "", "A Chroma server (`chroma run`) to keep the memory index in, e.g. 'http://127.0.0.1:8000'; "
+            "empty keeps it embedded in the data dir.")
     duplicate_similarity: float = setting(
         0.95, "A recalled memory this similar to a better one is a near-duplicate and left out.")
 
@@ -297,6 +308,11 @@ def _validate(settings: Settings) -> None:
         (settings.model.n_threads >= 0, "model.n_threads must be 0 or more"),
         (settings.model.n_gpu_layers >= -1, "model.n_gpu_layers must be -1 or more"),
         (settings.model.n_batch >= 1, "model.n_batch must be at least 1"),
+        (settings.model.backend in ("local", "openai"), "model.backend must be 'local' or 'openai'"),
+        (settings.model.backend != "openai" or settings.model.base_url.startswith(("http://", "https://")),
+         "model.base_url must be an http(s) URL when model.backend is 'openai'"),
+        (not settings.memory.chroma_url or settings.memory.chroma_url.startswith(("http://", "https://")),
+         "memory.chroma_url must be an http(s) URL"),
         (settings.model.chat_template in CHAT_TEMPLATES,
          f"model.chat_template must be one of {', '.join(CHAT_TEMPLATES)}"),
         (0 < settings.generation.max_tokens < settings.model.n_ctx,

@@ -74,13 +74,20 @@ class Embedder(BackgroundLoaded):
         return [tuple(span) for span in encoded["offset_mapping"]]
 
 
-def open_chroma(path: Path):
-    """An embedded Chroma client on a folder, telemetry off."""
+def open_chroma(path: Path, url: str = ""):
+    """A Chroma client, telemetry off: embedded on a folder, or a Chroma server's when url is set."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    return chromadb.PersistentClient(path=str(path),
-                                     settings=ChromaSettings(anonymized_telemetry=False))
+    settings = ChromaSettings(anonymized_telemetry=False)
+    if url:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        return chromadb.HttpClient(host=parsed.hostname or "127.0.0.1",
+                                   port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                                   ssl=parsed.scheme == "https", settings=settings)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
 @dataclass
@@ -113,8 +120,8 @@ class LongTermMemory:
     """Memory rows plus their Chroma index, always changed together."""
 
     def __init__(self, store: Store, embedder: Embedder, chroma_path: Path,
-                 scoring: MemorySettings | None = None) -> None:
-        self.scoring = scoring or MemorySettings()
+                 options: MemorySettings | None = None) -> None:
+        self.options = options or MemorySettings()
         self.store = store
         self.embedder = embedder
         self.chroma_path = Path(chroma_path)
@@ -128,7 +135,7 @@ class LongTermMemory:
         """The Chroma collection, created for this embedder (rebuilt when the embedder changed)."""
         with self._lock:
             if self._collection is None:
-                self._client = open_chroma(self.chroma_path)
+                self._client = open_chroma(self.chroma_path, self.options.chroma_url)
                 collection = self._client.get_or_create_collection(
                     COLLECTION, metadata={"hnsw:space": "cosine", "embedder": self.embedder.name},
                     embedding_function=None)
@@ -258,15 +265,15 @@ class LongTermMemory:
                 continue
             if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
                 continue
-            score = (self.scoring.relevance_weight * relevance[memory_id]
-                     + self.scoring.recency_weight * recency(row["created_at"], now, self.scoring.half_life_hours))
+            score = (self.options.relevance_weight * relevance[memory_id]
+                     + self.options.recency_weight * recency(row["created_at"], now, self.options.half_life_hours))
             candidates.append((score, memory_id, row))
         candidates.sort(key=lambda c: -c[0])
         recalled: list[RecalledMemory] = []
         kept: list[tuple[str, list[float]]] = []
         for score, memory_id, row in candidates:
             text = " ".join(row["text"].lower().split())
-            if any(text == other or cosine(vectors[memory_id], v) >= self.scoring.duplicate_similarity
+            if any(text == other or cosine(vectors[memory_id], v) >= self.options.duplicate_similarity
                    for other, v in kept):
                 continue
             kept.append((text, vectors[memory_id]))

@@ -15,6 +15,7 @@ from .llm import Generator, LlamaGenerator, resolve_model_path
 from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, bundled_embedder
 from .models import ModelService, apply_saved_config
+from .remote import RemoteGenerator
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ def build_services(settings: Settings, generator: Generator | None = None,
     data.mkdir(parents=True, exist_ok=True)
     store = Store(data / "companion.db")
     apply_saved_config(settings, store)
-    if generator is None:
+    if generator is None and settings.model.backend == "openai":
+        generator = RemoteGenerator(settings.model)
+    elif generator is None:
         generator = LlamaGenerator(resolve_model_path(settings.model, data), settings.model)
     if embedder is None:
         path = Path(settings.memory.embedder).expanduser() if settings.memory.embedder else bundled_embedder()
