@@ -81,7 +81,8 @@ class ModelSettings:
     )
     base_url: str = setting("", "With backend 'openai': the server's API root, e.g. 'http://192.168.1.10:8080/v1'.")
     api_key: str = setting("", "With backend 'openai': the server's API key, if it needs one.")
-    remote_model: str = setting("", "With backend 'openai': the model name to ask for (empty: the server's first).")
+    model: str = setting("", "With backend 'openai': the model name to ask for (empty: the server's first).")
+    remote_timeout: float = setting(120.0, "With backend 'openai': seconds to wait for the server before a 504.")
     chat_template: str = setting(
         "auto",
         "Prompt format: 'auto' (the GGUF's own chat template, else a transcript), 'chatml', "
@@ -309,6 +310,7 @@ def _validate(settings: Settings) -> None:
         (settings.model.n_gpu_layers >= -1, "model.n_gpu_layers must be -1 or more"),
         (settings.model.n_batch >= 1, "model.n_batch must be at least 1"),
         (settings.model.backend in ("local", "openai"), "model.backend must be 'local' or 'openai'"),
+        (settings.model.remote_timeout > 0, "model.remote_timeout must be above 0"),
         (settings.model.backend != "openai" or settings.model.base_url.startswith(("http://", "https://")),
          "model.base_url must be an http(s) URL when model.backend is 'openai'"),
         (not settings.memory.chroma_url or settings.memory.chroma_url.startswith(("http://", "https://")),

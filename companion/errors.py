@@ -51,6 +51,16 @@ class Busy(CompanionError):
     code = "busy"
 
 
+class BadGateway(CompanionError):
+    status = 502
+    code = "bad_gateway"
+
+
+class GatewayTimeout(CompanionError):
+    status = 504
+    code = "gateway_timeout"
+
+
 class ModelUnavailable(CompanionError):
     status = 503
     code = "model_unavailable"

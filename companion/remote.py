@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import urllib.error
 import urllib.request
 from typing import Iterator
 
 from .config import ModelSettings
-from .errors import CompanionError
+from .errors import BadGateway, GatewayTimeout
 from .llm import GenerationParams
 from .loading import BackgroundLoaded
 
 log = logging.getLogger(__name__)
 
 CARRIER = "companion-chat-messages:"   # marks a rendered prompt that carries chat messages
-TIMEOUT = 300
 
 
 class RemoteGenerator(BackgroundLoaded):
@@ -36,7 +36,7 @@ class RemoteGenerator(BackgroundLoaded):
         self.base_url = settings.base_url.rstrip("/")
         self.n_ctx = settings.n_ctx
         self.template = "remote"
-        self.name = settings.remote_model
+        self.name = settings.model
 
     def _request(self, path: str, body: dict | None = None, timeout: float = 30):
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -77,22 +77,36 @@ class RemoteGenerator(BackgroundLoaded):
         else:
             path, body["prompt"] = "/completions", prompt
         try:
-            response = self._request(path, body, timeout=TIMEOUT)
+            response = self._request(path, body, timeout=self.settings.remote_timeout)
         except urllib.error.HTTPError as exc:
-            raise CompanionError(f"the remote model answered {exc.code}: {exc.read()[:300]!r}") from None
+            raise BadGateway(f"the remote model answered {exc.code}: {exc.read()[:300]!r}") from None
+        except (TimeoutError, socket.timeout):
+            raise GatewayTimeout(f"the remote model did not answer within {self.settings.remote_timeout:g} s") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise CompanionError(f"the remote model cannot be reached: {exc}") from None
+            raise BadGateway(f"the remote model cannot be reached: {exc}") from None
         with response:
-            for raw in response:
-                if stop_event is not None and stop_event.is_set():
-                    return
-                line = raw.decode("utf-8", errors="replace").strip()
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                choice = (json.loads(data).get("choices") or [{}])[0]
-                text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
-                if text:
-                    yield text
+            try:
+                yield from self._pieces(response, stop_event)
+            except (TimeoutError, socket.timeout):
+                raise GatewayTimeout(
+                    f"the remote model stopped answering for {self.settings.remote_timeout:g} s") from None
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                raise BadGateway(f"the remote model answered something that is not an OpenAI stream: {exc}") from None
+
+    @staticmethod
+    def _pieces(response, stop_event: threading.Event | None) -> Iterator[str]:
+        for raw in response:
+            if stop_event is not None and stop_event.is_set():
+                return
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line or line.startswith((":", "event:", "id:", "retry:")):
+                continue
+            if not line.startswith("data:"):
+                raise ValueError(f"unexpected line {line[:80]!r}")
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            choice = (json.loads(data).get("choices") or [{}])[0]
+            text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+            if text:
+                yield text

@@ -89,3 +89,68 @@ def test_memory_index_in_a_chroma_server(tmp_path, embedder):
     finally:
         chroma.terminate()
         chroma.wait(timeout=30)
+
+
+class FakeRemote:
+    """A loopback HTTP server that lists a model, then answers chat completions badly."""
+
+    def __init__(self, behaviour: str) -> None:
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = b'{"object": "list", "data": [{"id": "fake"}]}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if outer.behaviour == "slow":
+                    time.sleep(3)
+                self.send_response(500 if outer.behaviour == "error" else 200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                if outer.behaviour == "garbage":
+                    self.wfile.write(b"<html>this is not a stream</html>\n")
+                else:
+                    self.wfile.write(b'data: {"choices": [{"delta": {"content": "late"}}]}\n\ndata: [DONE]\n\n')
+
+        self.behaviour = behaviour
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("behaviour, status", [("garbage", 502), ("error", 502), ("slow", 504)])
+def test_a_bad_remote_is_a_clear_gateway_error(tmp_path, embedder, behaviour, status):
+    remote = FakeRemote(behaviour)
+    try:
+        settings = test_settings(tmp_path / "home", model={"backend": "openai", "base_url": remote.url,
+                                                           "remote_timeout": 1.0})
+        services = build_services(settings, embedder=embedder)
+        services.generator.load()
+        assert services.generator.state == "ready"
+        client = create_app(settings, services).test_client()
+        before = client.get("/api/status").get_json()["counts"]
+        response = client.post("/api/prompt", json={"prompt": "hello"})
+        assert response.status_code == status, response.get_data(as_text=True)
+        assert "remote model" in response.get_data(as_text=True)
+        after = client.get("/api/status").get_json()["counts"]
+        assert after["memories"] == before["memories"]           # no reply, no memory: no half turn
+        messages = client.get("/api/messages").get_json()
+        assert messages[-1]["ai"] == "false"                    # what the user sent is kept, to regenerate
+        services.close()
+    finally:
+        remote.close()
