@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import companions, compat, kobold, lorebooks, memories, openai, rest
+from .api import chats, companions, compat, kobold, lorebooks, memories, openai, rest
 from .config import Settings
 from .errors import CompanionError, error_response
 from .security import add_cors_headers, check_request
@@ -47,6 +47,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(compat.bp)
     app.register_blueprint(rest.bp)
     app.register_blueprint(companions.bp)
+    app.register_blueprint(chats.bp)
     app.register_blueprint(lorebooks.bp)
     app.register_blueprint(memories.bp)
     app.register_blueprint(openai.bp)

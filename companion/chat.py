@@ -7,6 +7,7 @@ reply and the exchange's memory are written after.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
@@ -110,21 +111,32 @@ class ChatService:
             raise BadRequest(f"max_tokens must be below the context size ({self.generator.n_ctx})")
         return params
 
-    def start_send(self, prompt: str, overrides: dict | None = None,
-                   companion_id: int | None = None) -> "TurnStream":
+    def _chat(self, chat_id: int | None = None, companion_id: int | None = None) -> tuple[dict, dict, int]:
+        """(companion, user, chat id) of a chat, of a companion's active chat, or of the active one."""
+        user = self.store.get_user(self.store.active_user_id())
+        if chat_id is not None:
+            chat = self.store.get_chat(chat_id)
+            if chat is None:
+                raise NotFound(f"no chat with id {chat_id}")
+            return self.store.get_companion(chat["companion_id"]), user, chat_id
+        if companion_id is not None:
+            companion = self.store.get_companion(companion_id)
+            if companion is None:
+                raise NotFound(f"no companion with id {companion_id}")
+            return companion, user, self.store.active_chat_id(companion_id)
+        return self._active()
+
+    def start_send(self, prompt: str, overrides: dict | None = None, companion_id: int | None = None,
+                   chat_id: int | None = None) -> "TurnStream":
         """Store the user's message and hold the model for the reply; the stream generates it.
 
-        In the active companion's active chat, or in the active chat of companion_id."""
+        In the active chat, the active chat of companion_id, or the chat chat_id."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequest("prompt must be a non-empty string")
-        if companion_id is not None and self.store.get_companion(companion_id) is None:
-            raise NotFound(f"no companion with id {companion_id}")
+        self._chat(chat_id, companion_id)          # 404 before taking the model
         self._acquire_model()
         try:
-            companion, user, chat_id = self._active()
-            if companion_id is not None and companion_id != companion["id"]:
-                companion = self.store.get_companion(companion_id)
-                chat_id = self.store.active_chat_id(companion_id)
+            companion, user, chat_id = self._chat(chat_id, companion_id)
             params = self._params(companion, overrides)
             self._check_fits(companion, user, prompt, params)
             user_message = self.store.add_message(chat_id, ai=False, text=prompt)
@@ -134,16 +146,25 @@ class ChatService:
             raise
         return TurnStream(self, companion, user, chat_id, history, user_message, None, params)
 
-    def start_regenerate(self, overrides: dict | None = None) -> "TurnStream":
-        """Hold the model to generate the last reply again (or a missing reply to the last message)."""
+    def start_regenerate(self, overrides: dict | None = None, message_id: int | None = None) -> "TurnStream":
+        """Hold the model to generate the last reply again, as a new swipe of it (or a missing
+        reply to the last message). With message_id, that message must be its chat's last reply."""
+        chat_id = None
+        if message_id is not None:
+            message = self.store.get_message(message_id)
+            if message is None:
+                raise NotFound(f"no message with id {message_id}")
+            chat_id = message["chat_id"]
         self._acquire_model()
         try:
-            companion, user, chat_id = self._active()
+            companion, user, chat_id = self._chat(chat_id)
             params = self._params(companion, overrides)
             rows = self.store.messages(chat_id)
             replaced = None
             if rows and rows[-1]["ai"] and not rows[-1]["greeting"]:
                 replaced = rows.pop()
+            if message_id is not None and (replaced is None or replaced["id"] != message_id):
+                raise BadRequest("only the last reply of a chat can get another swipe")
             if not rows or rows[-1]["ai"]:
                 raise BadRequest("there is no user message to reply to")
             user_message = rows.pop()
@@ -197,11 +218,14 @@ class ChatService:
         companion, user = turn.companion, turn.user
         old_memories: list[int] = []
         with self.store.transaction():
-            if turn.replaced is not None:
+            if turn.replaced is not None:   # a new swipe of the same reply, chosen
                 old_memories = [m["id"] for m in self.store.memories_of_messages([turn.replaced["id"]])]
                 self.store.delete_memories(old_memories)
-                self.store.delete_message(turn.replaced["id"])
-            reply = self.store.add_message(turn.chat_id, ai=True, text=text)
+                swipes = json.loads(turn.replaced["swipes"]) or [turn.replaced["text"]]
+                self.store.set_swipes(turn.replaced["id"], swipes + [text], len(swipes))
+                reply = self.store.get_message(turn.replaced["id"])
+            else:
+                reply = self.store.add_message(turn.chat_id, ai=True, text=text)
             row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
                                         "exchange", turn.user_message["id"], reply["id"])
             self.store.set_context(reply["id"], [{"id": m.id, "score": m.score, "relevance": m.relevance}
@@ -323,16 +347,26 @@ class ChatService:
 
     # editing ---------------------------------------------------------------------------------
 
-    def edit_message(self, message_id: int, text: str) -> None:
-        """Change a message's text; the memory made from it is updated too."""
-        self._message_in_active_chat(message_id)
+    def _message(self, message_id: int, active_only: bool) -> dict:
+        if active_only:
+            return self._message_in_active_chat(message_id)
+        message = self.store.get_message(message_id)
+        if message is None:
+            raise NotFound(f"no message with id {message_id}")
+        return message
+
+    def edit_message(self, message_id: int, text: str, active_only: bool = True) -> None:
+        """Change a message's text (its chosen swipe); the memory made from it is updated too."""
+        message = self._message(message_id, active_only)
         with self.store.transaction():
-            self.store.set_message_text(message_id, text)
+            swipes = json.loads(message["swipes"])
+            if swipes:
+                swipes[message["swipe_id"]] = text
+                self.store.set_swipes(message_id, swipes, message["swipe_id"])
+            else:
+                self.store.set_message_text(message_id, text)
             rows = self._refresh_exchange_memories(message_id)
-        try:
-            self.memory.index(rows)
-        except Exception:
-            log.exception("edited memories not indexed; the next start indexes them")
+        self._index_quietly(rows)
 
     def _refresh_exchange_memories(self, message_id: int) -> list[dict]:
         rows = []
@@ -344,9 +378,29 @@ class ChatService:
                 rows.append(self.store.get_memory(row["id"]))
         return rows
 
-    def remove_message(self, message_id: int) -> None:
+    def choose_swipe(self, message_id: int, index: int) -> dict:
+        """Make one of a reply's swipes the chosen one; history, memory and exports follow it."""
+        message = self.store.get_message(message_id)
+        if message is None:
+            raise NotFound(f"no message with id {message_id}")
+        swipes = json.loads(message["swipes"]) or [message["text"]]
+        if not 0 <= index < len(swipes):
+            raise BadRequest(f"index must be between 0 and {len(swipes) - 1}")
+        with self.store.transaction():
+            self.store.set_swipes(message_id, swipes, index)
+            rows = self._refresh_exchange_memories(message_id)
+        self._index_quietly(rows)
+        return self.store.get_message(message_id)
+
+    def _index_quietly(self, rows: list[dict]) -> None:
+        try:
+            self.memory.index(rows)
+        except Exception:
+            log.exception("memories not indexed; the next start indexes them")
+
+    def remove_message(self, message_id: int, active_only: bool = True) -> None:
         """Delete a message and the memory made from it."""
-        self._message_in_active_chat(message_id)
+        self._message(message_id, active_only)
         memory_ids = [m["id"] for m in self.store.memories_of_messages([message_id])]
         with self.store.transaction():
             self.store.delete_message(message_id)

@@ -86,6 +86,11 @@ SCHEMAS = {
                     entries={"type": "array", "items": ref("LoreEntry")}, created_at=TEXT, updated_at=TEXT),
     "LoreEntry": obj(["index"], index=INT, id={"type": ["integer", "null"]}, **ENTRY_PROPS),
     "Generation": GENERATION,
+    "Chat": obj(["id", "companion_id"], id=INT, companion_id=INT, title=TEXT, created_at=TEXT, active=BOOL,
+                message_count=INT, last_message_at={"type": ["string", "null"]},
+                messages={"type": "array"}),
+    "ChatMessage": obj(["id", "ai", "text"], id=INT, chat_id=INT, ai=BOOL, text=TEXT, swipes=STR_LIST,
+                       swipe_id=INT, greeting=BOOL, date=TEXT),
     "Memory": obj(["id", "text", "source", "created_at"], id=INT, companion_id=INT, text=TEXT, source=TEXT,
                   document_id={"type": ["integer", "null"]}, created_at=TEXT, score={"type": ["number", "null"]}),
     "Document": obj(["id", "name"], id=INT, companion_id=INT, name=TEXT, media_type=TEXT, size=INT, chunks=INT,
@@ -137,7 +142,8 @@ def op(summary: str, responses: dict, body: dict | None = None, params: list[dic
     if stream:   # each Server-Sent Event: token pieces, then done (or error); data is JSON text
         schema = stream if isinstance(stream, dict) else obj(
             ["event", "data"], event={"type": "string", "enum": ["token", "done", "error"]}, data=TEXT)
-        operation["responses"]["200"]["content"]["text/event-stream"] = {"schema": schema}
+        streamed = operation["responses"].setdefault("200", {"description": "streamed when asked", "content": {}})
+        streamed["content"]["text/event-stream"] = {"schema": schema}
     return operation
 
 
@@ -162,6 +168,7 @@ KOBOLD_BODY = obj(["prompt"], prompt={"type": "string", "minLength": 1},
                   sampler_seed={"type": "integer", "minimum": -1, "maximum": 2**31 - 1})
 PAGE = [query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
         query("offset", {"type": "integer", "minimum": 0})]
+CHAT = path_param("chat_id")
 CID, LID, UID, IDX = (path_param("companion_id"), path_param("lorebook_id"), path_param("user_id"),
                       path_param("index"))
 
@@ -279,8 +286,42 @@ PATHS: dict[str, dict] = {
         "delete": op("Delete a persona", ok(None, "204"), params=[UID])},
     "/api/personas/{user_id}/activate": {"post": op("Make a persona the active one", ok(ref("Persona")),
                                                     params=[UID])},
-    "/api/chats": {"post": op("A new chat opening with a chosen greeting", ok({"type": "object"}, "201"),
-                              body=obj(companion_id=INT, title=TEXT, greeting_index=INT))},
+    "/api/chats": {
+        "get": op("Chats, newest first", ok(page_of(ref("Chat"))),
+                  params=PAGE + [query("companion_id", {"type": "integer", "minimum": 1})]),
+        "post": op("A new chat opening with a chosen greeting", ok(ref("Chat"), "201"),
+                   body=obj(companion_id=INT, title=TEXT, greeting_index=INT))},
+    "/api/chats/import": {"post": op("A SillyTavern .jsonl chat (or our JSON) into a new chat", ok(ref("Chat"), "201"),
+                                     raw="application/jsonl")},
+    "/api/chats/{chat_id}": {
+        "get": op("A chat", ok(ref("Chat")), params=[CHAT]),
+        "patch": op("Rename a chat", ok(ref("Chat")), params=[CHAT], body=obj(["title"], title=TEXT)),
+        "delete": op("Delete a chat with its messages and their memories", ok(None, "204"), params=[CHAT])},
+    "/api/chats/{chat_id}/activate": {"post": op("Make a chat (and its companion) the active one", ok(ref("Chat")),
+                                                 params=[CHAT])},
+    "/api/chats/{chat_id}/messages": {"get": op("A chat's messages, oldest first", ok(page_of(ref("ChatMessage"))),
+                                                params=[CHAT] + PAGE)},
+    "/api/chats/{chat_id}/export": {"get": op(
+        "A chat as json, SillyTavern jsonl, txt or csv",
+        {"200": {"description": "the file", "content": {
+            "application/json": {"schema": {"type": "object"}},
+            **{t: {"schema": TEXT} for t in ("application/jsonl", "text/plain", "text/csv")}}}},
+        params=[CHAT, query("format", {"type": "string", "enum": ["json", "jsonl", "txt", "csv"]})])},
+    "/api/messages/{message_id}": {
+        "patch": op("Edit a message (its chosen swipe)", ok(ref("ChatMessage")), params=[path_param("message_id")],
+                    body=obj(["text"], text={"type": "string", "minLength": 1})),
+        "delete": op("Delete a message and its memory", ok(None, "204"), params=[path_param("message_id")])},
+    "/api/messages/{message_id}/swipes": {"post": op(
+        "Generate another alternative of a chat's last reply", ok(ref("ChatMessage"), "201"),
+        params=[path_param("message_id")], body=GENERATION, optional_body=True,
+        stream=obj(["event", "data"], event={"type": "string", "enum": ["token", "done", "error"]}, data=TEXT))},
+    "/api/messages/{message_id}/swipe": {"put": op("Choose one of a reply's swipes", ok(ref("ChatMessage")),
+                                                   params=[path_param("message_id")],
+                                                   body=obj(["index"], index={"type": "integer", "minimum": 0}))},
+    "/api/search": {"get": op("Full-text search over all messages", ok(page_of({"type": "object"})),
+                              params=PAGE + [{"name": "q", "in": "query", "required": True, "schema": TEXT},
+                                             query("companion_id", {"type": "integer", "minimum": 1}),
+                                             query("chat_id", {"type": "integer", "minimum": 1})])},
     # long-term memory
     "/api/memories": {
         "get": op("Memories, newest first or ranked by q", ok(page_of(ref("Memory"))),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .chat import ChatService
+from .chats import ChatsService
 from .companions import CompanionService
 from .config import Settings
 from .llm import Generator, LlamaGenerator, resolve_model_path
@@ -32,6 +33,7 @@ class Services:
     companions: CompanionService
     models: ModelService
     lorebooks: LorebookService
+    chats: ChatsService
 
     @property
     def generator(self) -> Generator:
@@ -96,6 +98,6 @@ def build_services(settings: Settings, generator: Generator | None = None,
     lorebooks = LorebookService(store)
     chat = ChatService(store, memory, generator, settings, lorebooks)
     return Services(settings=settings, store=store, embedder=embedder, memory=memory, chat=chat,
-                    lorebooks=lorebooks,
+                    lorebooks=lorebooks, chats=ChatsService(store, memory),
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
                     models=ModelService(settings, store, chat, LlamaGenerator))

@@ -39,7 +39,7 @@ DEFAULT_USER = {"name": "User", "persona": "{{user}} is a human who talks with {
 COMPANION_FIELDS = (
     "name", "persona", "personality", "scenario", "example_dialogue", "first_message",
     "long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning", "avatar", "card", "generation",
-    "card_lorebook_id",
+    "card_lorebook_id", "active_chat_id",
 )
 JSON_FIELDS = ("card", "generation")
 
@@ -177,6 +177,28 @@ def m004_context_and_documents(db: sqlite_utils.Database) -> None:
     alter table memories add column document_id integer references documents(id) on delete cascade;
     create index memories_document on memories(document_id)
     """.split(";"):
+        db.execute(statement)
+
+
+@migrations()
+def m005_swipes_and_search(db: sqlite_utils.Database) -> None:
+    # swipes: the alternatives of a reply (SillyTavern's swipes/swipe_id); text is the chosen one.
+    # messages_fts: full-text search over messages, kept in step by triggers.
+    statements = [
+        "alter table messages add column swipes text not null default '[]'",
+        "alter table messages add column swipe_id integer not null default 0",
+        "create virtual table messages_fts using fts5(text, content='messages', content_rowid='id', "
+        "tokenize='unicode61 remove_diacritics 2')",
+        "create trigger messages_fts_insert after insert on messages begin "
+        "insert into messages_fts(rowid, text) values (new.id, new.text); end",
+        "create trigger messages_fts_delete after delete on messages begin "
+        "insert into messages_fts(messages_fts, rowid, text) values ('delete', old.id, old.text); end",
+        "create trigger messages_fts_update after update of text on messages begin "
+        "insert into messages_fts(messages_fts, rowid, text) values ('delete', old.id, old.text); "
+        "insert into messages_fts(rowid, text) values (new.id, new.text); end",
+        "insert into messages_fts(rowid, text) select id, text from messages",
+    ]
+    for statement in statements:
         db.execute(statement)
 
 
@@ -392,6 +414,52 @@ class Store:
 
     def get_message(self, message_id: int) -> dict | None:
         return self._one("select * from messages where id = ?", [message_id])
+
+    def set_swipes(self, message_id: int, swipes: list[str], swipe_id: int) -> None:
+        """A reply's alternatives and the chosen one (which becomes its text)."""
+        self._update("messages", message_id, {"swipes": json.dumps(swipes, ensure_ascii=False),
+                                              "swipe_id": swipe_id, "text": swipes[swipe_id]})
+
+    def list_chats(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[dict], int]:
+        """Chats (of one companion, or all), newest first, with message counts."""
+        where, params = ("where h.companion_id = ?", [companion_id]) if companion_id else ("", [])
+        rows = self._query(
+            f"select h.*, count(m.id) as message_count, max(m.created_at) as last_message_at "
+            f"from chats h left join messages m on m.chat_id = h.id {where} "
+            f"group by h.id order by h.id desc limit ? offset ?", params + [limit, offset])
+        total = self._one(f"select count(*) as n from chats h {where}", params)["n"]
+        return rows, total
+
+    def update_chat(self, chat_id: int, title: str) -> None:
+        self._update("chats", chat_id, {"title": title})
+
+    def delete_chat(self, chat_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("delete from chats where id = ?", [chat_id])
+
+    def page_messages(self, chat_id: int, limit: int, offset: int) -> list[dict]:
+        return self._query("select * from messages where chat_id = ? order by id limit ? offset ?",
+                           [chat_id, limit, offset])
+
+    def search_messages(self, query: str, companion_id: int | None, chat_id: int | None,
+                        limit: int, offset: int) -> tuple[list[dict], int]:
+        """Full-text search (FTS5, ranked by bm25) with a highlighted snippet, chat and companion."""
+        where, params = ["messages_fts match ?"], [query]
+        if companion_id:
+            where.append("h.companion_id = ?")
+            params.append(companion_id)
+        if chat_id:
+            where.append("m.chat_id = ?")
+            params.append(chat_id)
+        clause = " and ".join(where)
+        base = (f"from messages_fts join messages m on m.id = messages_fts.rowid "
+                f"join chats h on h.id = m.chat_id where {clause}")
+        rows = self._query(
+            f"select m.id, m.chat_id, h.companion_id, m.ai, m.text, m.created_at, "
+            f"snippet(messages_fts, 0, '[', ']', '…', 12) as snippet, bm25(messages_fts) as rank "
+            f"{base} order by rank limit ? offset ?", params + [limit, offset])
+        total = self._one(f"select count(*) as n {base}", params)["n"]
+        return rows, total
 
     def add_message(self, chat_id: int, ai: bool, text: str, greeting: bool = False,
                     created_at: str | None = None) -> dict:

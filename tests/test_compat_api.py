@@ -97,15 +97,16 @@ def test_prompt_too_long_for_context(client):
 
 def test_regenerate_replaces_the_last_reply(client, services):
     first = client.post("/api/prompt", json={"prompt": "Tell me about cats."}).get_json()
-    for method in ("GET", "POST"):
-        response = client.open("/api/regenerate_message", method=method)
+    for n, method in enumerate(("GET", "POST"), start=2):
+        response = client.open("/api/regenerate_message", method=method, json={"temperature": 1.0, "seed": n})
         assert response.status_code == 200
         again = response.get_json()
         assert {"id", "ai", "text", "date"} <= set(again) and again["ai"] is True
         messages = client.get("/api/messages").get_json()
-        assert len(messages) == 3 and messages[-1]["id"] == again["id"]
-        assert first["id"] not in [m["id"] for m in messages]
-        first = again
+        # the new reply takes the old one's place (kept as an earlier swipe of the same message)
+        assert len(messages) == 3 and messages[-1]["id"] == again["id"] == first["id"]
+        assert messages[-1]["text"] == again["text"]
+        assert len(json.loads(services.store.get_message(first["id"])["swipes"])) == n
     # the replaced exchange's memory went with it: still one memory, indexed
     counts = client.get("/api/status").get_json()["counts"]
     assert counts["memories"] == 1 and counts["indexed_memories"] == 1

@@ -217,17 +217,3 @@ def delete_persona(user_id: int):
 @bp.post("/api/personas/<int:user_id>/activate")
 def activate_persona(user_id: int):
     return jsonify(persona_json(services().companions.activate_user(user_id)))
-
-
-# chats ---------------------------------------------------------------------------------------
-
-@bp.post("/api/chats")
-def create_chat():
-    """A new chat for a companion (the active one by default), opening with the chosen greeting."""
-    body = json_object()
-    companion_id = (int_field(body, "companion_id", minimum=1, maximum=2**62) if "companion_id" in body
-                    else services().store.active_companion_id())
-    title = text_field(body, "title", max_length=200) if "title" in body else ""
-    greeting_index = int_field(body, "greeting_index", maximum=1000) if "greeting_index" in body else 0
-    chat = services().chat.new_chat(companion_id, title, greeting_index)
-    return created({**chat, "messages": services().store.messages(chat["id"])})

@@ -52,7 +52,8 @@ def prompt():
     body = json_object()
     prompt_text = text_field(body, "prompt", allow_empty=False)
     overrides = generation_settings(body)
-    return turn_response(services().chat.start_send(prompt_text, overrides), wants_stream(body))
+    chat_id = int_field(body, "chat_id", minimum=1, maximum=2**62) if body.get("chat_id") is not None else None
+    return turn_response(services().chat.start_send(prompt_text, overrides, chat_id=chat_id), wants_stream(body))
 
 
 @bp.route("/api/regenerate_message", methods=["GET", "POST"])

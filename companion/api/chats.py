@@ -1,0 +1,145 @@
+"""REST for chats: several per companion, their messages and swipes, export, import, search."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..chat_files import FORMATS, MEDIA_TYPES
+from ..errors import BadRequest
+from . import services
+from .companions import created, page
+from .sse import message_json, recalled_json, stream_response
+from .validate import generation_settings, int_field, json_object, optional_json_object, raw_body, text_field, \
+    wants_stream
+
+bp = Blueprint("chats", __name__)
+
+
+def message_rest(row: dict) -> dict:
+    swipes = row["swipes"] if isinstance(row["swipes"], list) else json.loads(row["swipes"]) or [row["text"]]
+    return {"id": row["id"], "chat_id": row["chat_id"], "ai": bool(row["ai"]), "text": row["text"],
+            "swipes": swipes, "swipe_id": row["swipe_id"], "greeting": bool(row["greeting"]),
+            "date": row["created_at"]}
+
+
+def optional_id(source: dict, key: str) -> int | None:
+    if source.get(key) in (None, ""):
+        return None
+    return int_field(source, key, minimum=1, maximum=2**62)
+
+
+@bp.get("/api/chats")
+def list_chats():
+    companion_id = optional_id(request.args.to_dict(), "companion_id")
+    items, total = services().chats.list(companion_id, *page())
+    return jsonify({"items": items, "total": total})
+
+
+@bp.post("/api/chats")
+def create_chat():
+    """A new chat for a companion (the active one by default), opening with the chosen greeting."""
+    body = json_object()
+    companion_id = optional_id(body, "companion_id") or services().store.active_companion_id()
+    title = text_field(body, "title", max_length=200) if "title" in body else ""
+    greeting_index = int_field(body, "greeting_index", maximum=1000) if "greeting_index" in body else 0
+    chat = services().chat.new_chat(companion_id, title, greeting_index)
+    rows, _ = services().chats.messages(chat["id"], 200, 0)
+    return created({**services().chats.describe(chat), "messages": [message_rest(r) for r in rows]})
+
+
+@bp.post("/api/chats/import")
+def import_chat():
+    """A SillyTavern .jsonl chat (or our JSON export) into a new chat: raw body or multipart 'file'."""
+    if request.files:
+        upload = request.files.get("file")
+        if upload is None:
+            raise BadRequest("send the chat in the multipart field 'file'")
+        data, source = upload.read(), request.form.to_dict()
+    else:
+        data, source = raw_body(), request.args.to_dict()
+    companion_id = optional_id(source, "companion_id") or services().store.active_companion_id()
+    return created(services().chats.import_file(data, companion_id))
+
+
+@bp.get("/api/chats/<int:chat_id>")
+def get_chat(chat_id: int):
+    return jsonify(services().chats.describe(services().chats.get(chat_id)))
+
+
+@bp.patch("/api/chats/<int:chat_id>")
+def rename_chat(chat_id: int):
+    return jsonify(services().chats.rename(chat_id, text_field(json_object(), "title", max_length=200)))
+
+
+@bp.delete("/api/chats/<int:chat_id>")
+def delete_chat(chat_id: int):
+    services().chats.delete(chat_id)
+    return Response(status=204)
+
+
+@bp.post("/api/chats/<int:chat_id>/activate")
+def activate_chat(chat_id: int):
+    return jsonify(services().chats.activate(chat_id))
+
+
+@bp.get("/api/chats/<int:chat_id>/messages")
+def chat_messages(chat_id: int):
+    rows, total = services().chats.messages(chat_id, *page())
+    return jsonify({"items": [message_rest(r) for r in rows], "total": total})
+
+
+@bp.get("/api/chats/<int:chat_id>/export")
+def export_chat(chat_id: int):
+    fmt = request.args.get("format", "json")
+    if fmt not in FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(FORMATS)}")
+    body = services().chats.export(chat_id, fmt)
+    return Response(body, mimetype=MEDIA_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="chat-{chat_id}.{fmt}"'})
+
+
+# messages and swipes -------------------------------------------------------------------------
+
+@bp.patch("/api/messages/<int:message_id>")
+def edit_message(message_id: int):
+    services().chat.edit_message(message_id, text_field(json_object(), "text", allow_empty=False), active_only=False)
+    return jsonify(message_rest(services().store.get_message(message_id)))
+
+
+@bp.delete("/api/messages/<int:message_id>")
+def delete_message(message_id: int):
+    services().chat.remove_message(message_id, active_only=False)
+    return Response(status=204)
+
+
+@bp.post("/api/messages/<int:message_id>/swipes")
+def new_swipe(message_id: int):
+    """Generate one more alternative of a chat's last reply (streams like a prompt)."""
+    body = optional_json_object()
+    turn = services().chat.start_regenerate(generation_settings(body), message_id)
+    if wants_stream(body):
+        return stream_response(turn, lambda reply: {"message": message_json(reply), "memories": recalled_json(reply),
+                                                    "lore": reply.lore})
+    turn.run()
+    return created(message_rest(services().store.get_message(message_id)))
+
+
+@bp.put("/api/messages/<int:message_id>/swipe")
+def choose_swipe(message_id: int):
+    index = int_field(json_object(), "index", maximum=10_000)
+    return jsonify(message_rest(services().chat.choose_swipe(message_id, index)))
+
+
+# search --------------------------------------------------------------------------------------
+
+@bp.get("/api/search")
+def search():
+    args = request.args.to_dict()
+    query = args.get("q", "")
+    if not query.strip():
+        raise BadRequest("q is required")
+    items, total = services().chats.search(query, optional_id(args, "companion_id"), optional_id(args, "chat_id"),
+                                           *page())
+    return jsonify({"items": items, "total": total})

@@ -1,0 +1,137 @@
+"""The chats service: several chats per companion; list, rename, delete, activate, export, import, search."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from .chat import char_name, exchange_text
+from .chat_files import ChatFileError, ChatLine, export_chat, parse_chat
+from .errors import BadRequest, Conflict, NotFound
+from .memory import LongTermMemory
+from .prompt import resolve_placeholders
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ChatsService:
+    """Chats and their messages, beyond the active chat the AI Companion API talks in."""
+
+    def __init__(self, store: Store, memory: LongTermMemory) -> None:
+        self.store = store
+        self.memory = memory
+
+    def get(self, chat_id: int) -> dict:
+        chat = self.store.get_chat(chat_id)
+        if chat is None:
+            raise NotFound(f"no chat with id {chat_id}")
+        return chat
+
+    def describe(self, chat: dict) -> dict:
+        companion = self.store.get_companion(chat["companion_id"])
+        return {**chat, "active": companion["active_chat_id"] == chat["id"]
+                and self.store.active_companion_id() == companion["id"]}
+
+    def list(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[dict], int]:
+        if companion_id is not None and self.store.get_companion(companion_id) is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        rows, total = self.store.list_chats(companion_id, limit, offset)
+        return [self.describe(r) for r in rows], total
+
+    def rename(self, chat_id: int, title: str) -> dict:
+        self.get(chat_id)
+        self.store.update_chat(chat_id, title)
+        return self.describe(self.get(chat_id))
+
+    def delete(self, chat_id: int) -> None:
+        """Delete a chat, its messages and the memories made from them (not the last chat)."""
+        chat = self.get(chat_id)
+        if self.store.list_chats(chat["companion_id"], 1, 0)[1] <= 1:
+            raise Conflict("a companion's last chat cannot be deleted; clear it instead")
+        message_ids = [m["id"] for m in self.store.messages(chat_id)]
+        memory_ids = [m["id"] for m in self.store.memories_of_messages(message_ids)]
+        with self.store.transaction():
+            self.store.delete_memories(memory_ids)
+            self.store.delete_chat(chat_id)
+            companion = self.store.get_companion(chat["companion_id"])
+            if companion["active_chat_id"] == chat_id:
+                newest = self.store.list_chats(chat["companion_id"], 1, 0)[0][0]
+                self.store.update_companion(chat["companion_id"], {"active_chat_id": newest["id"]})
+        self.memory.unindex(memory_ids)
+
+    def activate(self, chat_id: int) -> dict:
+        """Make a chat its companion's active chat, and its companion the active companion."""
+        chat = self.get(chat_id)
+        with self.store.transaction():
+            self.store.update_companion(chat["companion_id"], {"active_chat_id": chat_id})
+            self.store.set_state("active_companion_id", chat["companion_id"])
+        return self.describe(self.get(chat_id))
+
+    def messages(self, chat_id: int, limit: int, offset: int) -> tuple[list[dict], int]:
+        """A page of a chat's messages, oldest first, placeholders resolved, swipes included."""
+        chat = self.get(chat_id)
+        names = self._names(chat)
+        rows = self.store.page_messages(chat_id, limit, offset)
+        for row in rows:
+            row["text"] = resolve_placeholders(row["text"], *names)
+            row["swipes"] = [resolve_placeholders(t, *names) for t in json.loads(row["swipes"])] or [row["text"]]
+        return rows, self.store.count_messages(chat_id)
+
+    def _names(self, chat: dict) -> tuple[str, str]:
+        companion = self.store.get_companion(chat["companion_id"])
+        return char_name(companion), self.store.get_user(self.store.active_user_id())["name"]
+
+    def export(self, chat_id: int, fmt: str) -> str:
+        chat = self.get(chat_id)
+        char, user = self._names(chat)
+        lines = [ChatLine(bool(m["ai"]), resolve_placeholders(m["text"], char, user),
+                          [resolve_placeholders(t, char, user) for t in json.loads(m["swipes"])],
+                          m["swipe_id"], m["created_at"]) for m in self.store.messages(chat_id)]
+        return export_chat(fmt, chat, char, user, lines)
+
+    def import_file(self, data: bytes, companion_id: int) -> dict:
+        """A new chat for a companion from a chat file, its exchanges remembered; all or nothing."""
+        if self.store.get_companion(companion_id) is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        try:
+            title, lines = parse_chat(data)
+        except ChatFileError as exc:
+            raise BadRequest(str(exc)) from None
+        if not lines:
+            raise BadRequest("the chat file has no messages")
+        rows = []
+        with self.store.transaction():
+            chat_id = self.store.create_chat(companion_id, title or "imported", greeting="")
+            ids = []
+            for line in lines:
+                message = self.store.add_message(chat_id, line.ai, line.text)
+                if line.swipes:
+                    self.store.set_swipes(message["id"], line.swipes, line.swipe_id)
+                    if line.swipes[line.swipe_id] != line.text:   # the chosen text wins
+                        self.store.set_message_text(message["id"], line.text)
+                ids.append(message["id"])
+            for i in range(len(lines) - 1):
+                if not lines[i].ai and lines[i + 1].ai:
+                    rows.append(self.store.add_memory(companion_id, exchange_text(lines[i].text, lines[i + 1].text),
+                                                      "import", ids[i], ids[i + 1]))
+        for start in range(0, len(rows), 256):
+            try:
+                self.memory.index(rows[start:start + 256])
+            except Exception:
+                log.exception("imported chat memories not indexed; the next start indexes them")
+                break
+        return self.describe(self.get(chat_id))
+
+    def search(self, query: str, companion_id: int | None, chat_id: int | None,
+               limit: int, offset: int) -> tuple[list[dict], int]:
+        """Full-text search over every message, ranked, with a highlighted snippet."""
+        words = [w for w in query.replace('"', " ").split() if w]
+        if not words:
+            raise BadRequest("q must contain a word to search for")
+        fts_query = " ".join(f'"{w}"' for w in words)
+        rows, total = self.store.search_messages(fts_query, companion_id, chat_id, limit, offset)
+        for row in rows:
+            row["ai"] = bool(row["ai"])
+            row["rank"] = round(row["rank"], 4)
+        return rows, total
