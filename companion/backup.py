@@ -24,10 +24,12 @@ import zipfile
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 from . import __version__
 from .config import Settings
 from .lockfile import DataDirBusy, DataDirLock
+from .memory import embedder_name
 
 FORMAT = "companion-backup"
 VERSION = 1
@@ -66,7 +68,7 @@ def _referenced_avatars(conn: sqlite3.Connection) -> set[str]:
 def _snapshot(db_path: Path, target: Path) -> None:
     """Copy the live database into target through the online backup API."""
     # mode=rw: never create a database where there is none; the daemon's WAL is read as usual
-    source = sqlite3.connect(f"file:{db_path}?mode=rw", uri=True, timeout=30)
+    source = sqlite3.connect(f"file:{quote(str(db_path))}?mode=rw", uri=True, timeout=30)
     try:
         source.execute("PRAGMA busy_timeout=30000")
         dest = sqlite3.connect(str(target))
@@ -147,7 +149,7 @@ def create_backup(settings: Settings, path: str | os.PathLike, config_path: str 
             "data_dir": str(data),
             "counts": {**counts, "avatars": len(avatar_files)},
             # the name the memory index records (Embedder.name: the folder's name) and the folder
-            "embedder": Path(embedder).name if embedder else "",
+            "embedder": embedder_name(embedder),
             "embedder_path": embedder,
             "database": DB_NAME,
             "avatars": [f"{AVATARS}/{name}" for name in avatar_files],
@@ -208,7 +210,7 @@ def check_database(path: Path, origin: str) -> dict:
     from .store import migrations
 
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise BackupError(f"{origin}: cannot open its database: {exc}") from None
     try:
@@ -295,6 +297,7 @@ def restore_backup(settings: Settings, path: str | os.PathLike, force: bool = Fa
             _swap_in(data, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        warnings = _drop_remote_index(settings)
     finally:
         lock.release()
     return {
@@ -305,7 +308,31 @@ def restore_backup(settings: Settings, path: str | os.PathLike, force: bool = Fa
         "counts": {**counts, "avatars": len(avatar_names)},
         "replaced": replaced,
         "config_in_backup": has_config,
+        "warnings": warnings,
     }
+
+
+def _drop_remote_index(settings: Settings) -> list[str]:
+    """With [memory] chroma_url, the index lives in a Chroma server: drop its collection too.
+
+    Reconcile compares ids only, and the restored rows reuse ids the server may hold for other
+    texts; an empty collection makes the next start index every restored memory afresh.
+    """
+    url = settings.memory.chroma_url
+    if not url:
+        return []
+    from .memory import collection_name, open_chroma
+
+    try:
+        chroma_path = Path(settings.data_dir) / "chroma"
+        name = collection_name(chroma_path, url)
+        client = open_chroma(chroma_path, url)
+        if name in [getattr(c, "name", c) for c in client.list_collections()]:
+            client.delete_collection(name)
+    except Exception as exc:
+        return [f"could not empty the memory index in the Chroma server at {url} ({type(exc).__name__}: {exc}); "
+                "run `companion reindex` before `companion serve`"]
+    return []
 
 
 def _swap_in(data: Path, staging: Path) -> None:

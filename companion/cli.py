@@ -237,7 +237,8 @@ def backup(file, config, data_dir, force) -> None:
 def restore(file, config, data_dir, force) -> None:
     """Restore a backup zip made by `companion backup` into the data dir (stop the daemon first).
 
-    The memory index is deleted and rebuilt from the restored database on the next start.
+    The memory index is deleted (emptied, in a Chroma server given by [memory] chroma_url) and
+    rebuilt from the restored database on the next start.
     A config file in the backup is not put anywhere: extract it with `unzip FILE config.toml`.
     """
     from .backup import BackupError, restore_backup
@@ -253,8 +254,71 @@ def restore(file, config, data_dir, force) -> None:
                + (", replacing its data" if result["replaced"] else ""))
     click.echo("the memory index is rebuilt from the database on the next start "
                f"({counts['memories']} {'memory' if counts['memories'] == 1 else 'memories'} to embed)")
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     if result["config_in_backup"]:
         click.echo(f"the backup also holds a config file: `unzip -p {file} config.toml > config.toml` to get it")
+
+
+@cli.command("export")
+@click.argument("chat_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["json", "jsonl", "txt", "csv"]), default="jsonl",
+              show_default=True, help="jsonl is SillyTavern's chat file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: standard output).")
+@config_option
+@data_dir_option
+def export_chat(chat_id, fmt, output, config, data_dir) -> None:
+    """Export a chat (reads the database only: safe while the daemon runs)."""
+    from .chats import ChatsService
+    from .errors import CompanionError
+    from .store import Store
+
+    settings = settings_from(config, data_dir=data_dir)
+    store = Store(Path(settings.data_dir) / "companion.db")
+    try:
+        text = ChatsService(store, memory=None).export(chat_id, fmt)
+    except CompanionError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        store.close()
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote chat {chat_id} as {fmt} to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--companion-id", type=int, help="The companion to give the chat to (default: the active one).")
+@config_option
+@data_dir_option
+def import_chat(file, companion_id, config, data_dir) -> None:
+    """Import a SillyTavern .jsonl chat (or companion's JSON export) as a new chat, memories included."""
+    from .errors import CompanionError
+    from .services import build_services
+
+    setup_logging()
+    settings = settings_from(config, data_dir=data_dir)
+    try:
+        lock = DataDirLock(settings.data_dir).acquire()
+    except DataDirBusy as exc:
+        raise click.ClickException(f"{exc}; import through the running daemon (POST /api/chats/import) "
+                                   "or stop it first") from None
+    try:
+        services = build_services(settings)
+        services.embedder.load()
+        try:
+            chat = services.chats.import_file(Path(file).read_bytes(),
+                                              companion_id or services.store.active_companion_id())
+            count = services.store.count_messages(chat["id"])
+        except CompanionError as exc:
+            raise click.ClickException(exc.message) from None
+        finally:
+            services.close()
+        click.echo(f"imported {count} messages as chat {chat['id']} of companion {chat['companion_id']}")
+    finally:
+        lock.release()
 
 
 @cli.command("config-example")

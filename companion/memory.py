@@ -6,6 +6,7 @@ rebuilt at any time (``companion reindex``) and is reconciled with it on start.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -36,6 +37,12 @@ def bundled_embedder() -> Path | None:
     return None
 
 
+def embedder_name(path: str | Path | None) -> str:
+    """The name recorded with the index: the model folder and its parent (a packaged model's
+    folder is often just "model"), so another embedder means a rebuild."""
+    return "/".join(Path(path).parts[-2:]) if path else ""
+
+
 class Embedder(BackgroundLoaded):
     """A sentence-transformers model, loaded once (in the background), offline."""
 
@@ -43,6 +50,7 @@ class Embedder(BackgroundLoaded):
 
     def __init__(self, path: Path | None) -> None:
         super().__init__(path)
+        self.name = embedder_name(self.path)
         self._model = None
         self._lock = threading.Lock()
 
@@ -72,6 +80,14 @@ class Embedder(BackgroundLoaded):
         encoded = self._model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
                                         truncation=False, verbose=False)
         return [tuple(span) for span in encoded["offset_mapping"]]
+
+
+def collection_name(chroma_path: Path, chroma_url: str) -> str:
+    """'memories' in the embedded store; in a Chroma server (maybe shared), one per data dir."""
+    if not chroma_url:
+        return COLLECTION
+    digest = hashlib.sha256(str(Path(chroma_path).resolve()).encode()).hexdigest()[:12]
+    return f"{COLLECTION}-{digest}"
 
 
 def open_chroma(path: Path, url: str = ""):
@@ -129,6 +145,10 @@ class LongTermMemory:
         self._collection = None
         self._lock = threading.RLock()
 
+    @property
+    def collection_name(self) -> str:
+        return collection_name(self.chroma_path, self.options.chroma_url)
+
     # the index -----------------------------------------------------------------------------
 
     def collection(self):
@@ -136,15 +156,16 @@ class LongTermMemory:
         with self._lock:
             if self._collection is None:
                 self._client = open_chroma(self.chroma_path, self.options.chroma_url)
+                name = self.collection_name
                 collection = self._client.get_or_create_collection(
-                    COLLECTION, metadata={"hnsw:space": "cosine", "embedder": self.embedder.name},
+                    name, metadata={"hnsw:space": "cosine", "embedder": self.embedder.name},
                     embedding_function=None)
                 if (collection.metadata or {}).get("embedder") != self.embedder.name:
                     log.warning("embedding model changed (%s -> %s): rebuilding the memory index",
                                 (collection.metadata or {}).get("embedder"), self.embedder.name)
-                    self._client.delete_collection(COLLECTION)
+                    self._client.delete_collection(name)
                     collection = self._client.create_collection(
-                        COLLECTION, metadata={"hnsw:space": "cosine", "embedder": self.embedder.name},
+                        name, metadata={"hnsw:space": "cosine", "embedder": self.embedder.name},
                         embedding_function=None)
                 self._collection = collection
             return self._collection
@@ -305,7 +326,7 @@ class LongTermMemory:
         """Drop the index and embed every memory row again; returns how many."""
         with self._lock:
             self.collection()
-            self._client.delete_collection(COLLECTION)
+            self._client.delete_collection(self.collection_name)
             self._collection = None
         done = 0
         for batch in self.store.iter_memories():

@@ -51,13 +51,20 @@ class Daemon:
             [str(COMPANION), "serve", "--config", str(config), "--data-dir", str(data_dir),
              "--port", str(self.port)], env=clean_env(), stdout=self.log, stderr=subprocess.STDOUT)
 
+    def tail(self, lines: int = 40) -> str:
+        """The end of the daemon's output, for assertion messages."""
+        if not self.log.closed:
+            self.log.flush()
+        text = Path(self.log.name).read_text(errors="replace").splitlines()
+        return "\n".join(line for line in text if "GET /api/status" not in line)[-lines * 200:]
+
     def status(self) -> dict:
         return requests.get(self.url + "/api/status", timeout=30).json()
 
     def wait_until(self, ready, timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the daemon exited early"
+            assert self.process.poll() is None, "the daemon exited early:\n" + self.tail()
             try:
                 status = self.status()
                 if ready(status):
@@ -65,7 +72,7 @@ class Daemon:
             except requests.ConnectionError:
                 pass
             time.sleep(0.5)
-        raise AssertionError("the daemon did not get there in time")
+        raise AssertionError("the daemon did not get there in time:\n" + self.tail())
 
     def stop(self) -> int:
         """SIGTERM: the daemon closes its stores and exits 0."""
@@ -155,7 +162,7 @@ def test_backup_while_serving_then_restore_into_a_new_data_dir(tmp_path, config)
         assert refused.returncode != 0 and "stop it before restoring" in refused.stderr
         assert daemon.status()["counts"]["memories"] == 3
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.tail()
 
     # no replacing existing data without --force
     refused = run_cli("restore", backup, "--data-dir", data1)
@@ -184,7 +191,7 @@ def test_backup_while_serving_then_restore_into_a_new_data_dir(tmp_path, config)
         assert reply.status_code == 200, reply.text
         assert any("Pixel" in m["text"] for m in reply.json()["memories"])
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.tail()
 
     # --force replaces data1's newer state (and drops its index) with the backup
     assert (data1 / "chroma").exists()
@@ -338,3 +345,44 @@ def test_restore_replaces_a_stale_wal(tmp_path, runner, good_zip, data_dir):
         assert store.count("memories") == 1 and store.integrity_check() == "ok"
     finally:
         store.close()
+
+
+def test_restore_empties_the_index_in_a_chroma_server(tmp_path, runner, good_zip):
+    """With [memory] chroma_url, stale vectors in the server would outlive a restore (reconcile
+    compares ids only): the restore drops the collection so the next start indexes afresh."""
+    import chromadb
+
+    port = free_port()
+    server = subprocess.Popen([str(COMPANION.parent / "chroma"), "run", "--path", str(tmp_path / "srv"),
+                               "--host", "127.0.0.1", "--port", str(port)], env=clean_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the Chroma server did not start"
+            time.sleep(0.3)
+        from companion.memory import collection_name
+
+        client = chromadb.HttpClient(host="127.0.0.1", port=port)
+        name = collection_name((tmp_path / "d" / "chroma").resolve(), f"http://127.0.0.1:{port}")
+        stale = client.get_or_create_collection(name, embedding_function=None)
+        stale.add(ids=["1"], embeddings=[[0.1, 0.2, 0.3]], documents=["a memory of another data dir"])
+        config = tmp_path / "remote.toml"
+        config.write_text(f'[memory]\nchroma_url = "http://127.0.0.1:{port}"\n')
+        result = runner.invoke(cli, ["restore", str(good_zip), "--config", str(config),
+                                     "--data-dir", str(tmp_path / "d")])
+        assert result.exit_code == 0, result.output
+        assert name not in [c.name for c in client.list_collections()]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    # an unreachable server: the restore still happens, with a warning to reindex
+    result = runner.invoke(cli, ["restore", str(good_zip), "--config", str(config),
+                                 "--data-dir", str(tmp_path / "d"), "--force"])
+    assert result.exit_code == 0, result.output
+    assert "warning: could not empty the memory index" in result.output and "companion reindex" in result.output

@@ -46,3 +46,22 @@ def test_reindex_rebuilds_from_the_database(tmp_path, generator, embedder, monke
     with DataDirLock(tmp_path):
         refused = CliRunner().invoke(cli, ["reindex", "--data-dir", str(tmp_path)])
     assert refused.exit_code != 0 and "stop the daemon" in refused.output
+
+
+def test_export_and_import_from_the_command_line(tmp_path, generator, embedder, monkeypatch):
+    monkeypatch.delenv("COMPANION_CONFIG", raising=False)
+    services = build_services(test_settings(tmp_path), generator=generator, embedder=embedder)
+    chat_id = services.store.active_chat_id(services.store.active_companion_id())
+    services.store.add_messages(chat_id, [(False, "I collect stamps."), (True, "Stamps tell stories!")])
+    services.close()
+    out = tmp_path / "chat.jsonl"
+    result = CliRunner().invoke(cli, ["export", str(chat_id), "--format", "jsonl", "-o", str(out),
+                                      "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and "Stamps tell stories!" in lines[-1]
+    result = CliRunner().invoke(cli, ["import", str(out), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "as chat" in result.output
+    bad = CliRunner().invoke(cli, ["export", "999", "--data-dir", str(tmp_path)])
+    assert bad.exit_code != 0 and "no chat with id 999" in bad.output

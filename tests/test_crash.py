@@ -124,7 +124,7 @@ def test_sigkill_mid_stream_and_mid_import(tmp_path, config):
         assert status["counts"]["indexed_memories"] == counts["memories"]
         assert status["counts"]["messages"] == counts["messages"]
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.tail()
 
     with sqlite3.connect(f"file:{data / 'companion.db'}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
