@@ -114,7 +114,7 @@ class MemorySettings:
     )
     relevance_weight: float = setting(1.0, "Weight of relevance (cosine similarity) in a memory's recall score.")
     recency_weight: float = setting(0.15, "Weight of recency in a memory's recall score (0 ignores age).")
-    half_life_hours: float = setting(168.0, "Hours after which a memory's recency has halved.")
+    half_life_hours: float = setting(720.0, "Hours after which a memory's recency has halved.")
     chroma_url: str = setting(
         "", "A Chroma server (`chroma run`) to keep the memory index in, e.g. 'http://127.0.0.1:8000'; "
             "empty keeps it embedded in the data dir.")
