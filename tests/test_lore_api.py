@@ -131,7 +131,7 @@ def test_card_prompt_rules(client, recorder):
     assert "Rhe is a poet." in prompt and "SECRET NOTE" not in prompt
     assert prompt.index("Stay brief, User.") > prompt.index("Hello, I am Rhe.")   # after the history
     chat = client.post("/api/chats", json={"companion_id": rhea["id"], "greeting_index": 1})
-    assert chat.status_code == 201 and chat.get_json()["messages"][0]["text"] == "Greetings from {{char}}!"
+    assert chat.status_code == 201 and chat.get_json()["messages"][0]["text"] == "Greetings from Rhe!"
     assert client.get("/api/messages").get_json()[0]["text"] == "Greetings from Rhe!"
     assert client.post("/api/chats", json={"companion_id": rhea["id"], "greeting_index": 3}).status_code == 400
     assert client.post("/api/chats", json={"companion_id": 999}).status_code == 404
