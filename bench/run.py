@@ -1,21 +1,83 @@
-"""Run every benchmark and print one JSON document: `make bench` or `python -m bench.run`."""
+"""Run benchmarks and print one JSON document: `make bench` or `python -m bench.run`.
+
+    python -m bench.run [names...] [--quick]
+
+Names: prompt_cache, throughput, ttft, overhead, recall_quality, recall_latency, load (default:
+all, in that order). Each result is
+written to bench/results/<name>.json with the machine and the date; the ttft chart to
+bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
+bench/results/quick/ instead, so it never replaces the figures of a full run.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import sys
+import time
+from pathlib import Path
 
-from . import prompt_cache
+from . import common  # noqa: F401  (sets the offline environment before anything loads)
 
-BENCHMARKS = {"prompt_cache": prompt_cache.run}
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def main(names: list[str]) -> None:
-    chosen = names or list(BENCHMARKS)
+BENCHMARKS = ("prompt_cache", "throughput", "ttft", "overhead", "recall_quality", "recall_latency", "load")
+QUICK = {
+    "prompt_cache": {"turns": 4},
+    "throughput": {"rounds": 1, "warmup": 0, "max_tokens": 32, "native": "cached"},
+    "ttft": {"turns": 6},
+    "overhead": {"memories": 300, "turns": 5, "warmup": 1},
+    "recall_quality": {"quick": True},
+    "recall_latency": {"quick": True},
+    "load": {"quick": True},
+}
+
+
+def benchmark(name: str):
+    """A benchmark's run function (imported only when it runs: some load models)."""
+    return importlib.import_module(f"bench.{name}").run
+
+
+def run_one(name: str, quick: bool, out: Path) -> dict:
+    options = QUICK[name] if quick else {}
+    quiet = common.wait_quiet(max_wait=30 if quick else 300)
+    machine = common.machine()
+    began = time.monotonic()
+    started_at = common.now_iso()
+    meter = common.CpuMeter()
+    result = benchmark(name)(**options)
+    foreign = meter.foreign()
+    result = {"benchmark": name, **result}
+    result["run"] = {"date": started_at, "seconds": round(time.monotonic() - began, 1),
+                     "quick": quick, "options": options, "machine": machine,
+                     "noise": {"wait_for_quiet_before": quiet,
+                               "foreign_cpu_share_during": round(foreign, 3),
+                               "note": "share of all cores used by other processes while it ran "
+                                       "(the throughput daemon counts as ours only per round)"}}
+    out.mkdir(parents=True, exist_ok=True)
+    if name == "ttft":
+        from .chart import draw_ttft
+        result["run"]["chart"] = str(draw_ttft(result, out / "ttft.png").relative_to(RESULTS.parent.parent))
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"bench: {name} done in {result['run']['seconds']} s -> {out / (name + '.json')}",
+          file=sys.stderr, flush=True)
+    return result
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="small versions, a smoke check")
+    args = parser.parse_args(argv)
+    chosen = args.names or list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:
         sys.exit(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    json.dump([BENCHMARKS[name]() for name in chosen], sys.stdout, indent=2)
+    out = RESULTS / "quick" if args.quick else RESULTS
+    results = [run_one(name, args.quick, out) for name in chosen]
+    json.dump(results, sys.stdout, indent=2)
     print()
 
 

@@ -1,0 +1,162 @@
+"""Benchmark: per-turn overhead outside the model, with 10,000 long-term memories.
+
+One companion's long-term memory is filled with 10,000 varied memory rows (stored with
+``store.add_memory`` in one transaction, then embedded and indexed by
+``memory.reconcile()``, batch by batch, as a start-up would). Then turns run through
+``ChatService.send`` with a fast fake generator (renders by joining the messages, counts
+len(text)//4 tokens, yields a few fixed words), so what is timed is everything else: storing
+the messages, recall (embedding the prompt, the Chroma query, reading the rows), building the
+prompt, storing the reply and indexing the exchange as a new memory.
+
+A second companion with no memories up front (each turn still adds one) runs interleaved turn
+by turn for contrast (A B, B A, ...). Both use the real store, Chroma and the bundled
+embedder, shared (one model in memory). Reports median and p90 per-turn milliseconds and a
+breakdown: recall, index (embedding + upsert of the new memory) and the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import CpuMeter, Gate, alternating, median, percentile, ratio, rounded
+from .script import memory_texts, user_lines
+
+TARGET_MEDIAN_MS = 30.0
+REPLY_WORDS = ["That", " sounds", " lovely", ",", " tell", " me", " more", "!"]
+
+
+class FakeGenerator:
+    """A Generator that costs next to nothing: only the chat service's own work is timed."""
+
+    def __init__(self, n_ctx: int = 2048) -> None:
+        self.path = "fake-model.gguf"
+        self.n_ctx = n_ctx
+        self.state = "ready"
+        self.error = None
+
+    def start(self) -> None:
+        pass
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return True
+
+    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
+        return "\n".join(m["content"] for m in messages), [f"\n{user}:"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    def generate(self, prompt, params, stop_event=None):
+        yield from REPLY_WORDS
+
+
+def timed(fn, sink: dict, key: str):
+    """Wrap a bound method: add its milliseconds to sink[key] (sink is the turn being timed)."""
+    def wrapper(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sink[key] = sink.get(key, 0.0) + (time.perf_counter() - began) * 1000
+    return wrapper
+
+
+def run(memories: int = 10_000, turns: int = 30, warmup: int = 2) -> dict:
+    from companion.config import load_settings
+    from companion.memory import Embedder, bundled_embedder
+    from companion.services import build_services
+
+    embedder = Embedder(bundled_embedder())
+    embedder.load()
+    if embedder.state != "ready":
+        raise RuntimeError(f"the bundled embedder did not load: {embedder.error}")
+    arms = {f"{memories}_memories": memories, "0_memories": 0}
+    lines = user_lines(warmup + turns, seed=3)
+
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-", ignore_cleanup_errors=True) as tmp:
+        services, sinks, fill = {}, {}, {}
+        for name, count in arms.items():
+            settings = load_settings(env={}, overrides={"data_dir": str(Path(tmp) / name)})
+            svc = build_services(settings, generator=FakeGenerator(settings.model.n_ctx), embedder=embedder)
+            companion_id = svc.store.active_companion_id()
+            if count:
+                began = time.perf_counter()
+                with svc.store.transaction():
+                    for text in memory_texts(count):
+                        svc.store.add_memory(companion_id, text, "custom")
+                stored = time.perf_counter() - began
+                began = time.perf_counter()
+                added, _ = svc.memory.reconcile()
+                indexed = time.perf_counter() - began
+                fill[name] = {"rows": count, "store_seconds": stored, "index_seconds": indexed,
+                              "indexed": added, "total_seconds": stored + indexed,
+                              "rows_per_second": count / (stored + indexed)}
+            sink: dict = {}
+            svc.memory.recall = timed(svc.memory.recall, sink, "recall_ms")
+            svc.memory.index = timed(svc.memory.index, sink, "index_ms")
+            services[name], sinks[name] = svc, sink
+
+        per_turn = {name: {"turn_ms": [], "recall_ms": [], "index_ms": [], "rest_ms": [], "recalled": [],
+                           "foreign_cpu": []}
+                    for name in arms}
+        gate = Gate(window=0.3)
+        try:
+            for i, line in enumerate(lines):
+                for name in alternating(i, list(arms)):
+                    sink = sinks[name]
+                    sink.clear()
+                    gate()
+                    meter = CpuMeter()
+                    began = time.perf_counter()
+                    reply = services[name].chat.send(line)
+                    total = (time.perf_counter() - began) * 1000
+                    foreign = meter.foreign()
+                    if i < warmup:
+                        continue
+                    d = per_turn[name]
+                    d["turn_ms"].append(total)
+                    d["recall_ms"].append(sink.get("recall_ms", 0.0))
+                    d["index_ms"].append(sink.get("index_ms", 0.0))
+                    d["rest_ms"].append(total - sink.get("recall_ms", 0.0) - sink.get("index_ms", 0.0))
+                    d["recalled"].append(len(reply.memories))
+                    d["foreign_cpu"].append(foreign)
+            counts = {name: services[name].memory.indexed_count() for name in arms}
+        finally:
+            for svc in services.values():
+                svc.close()
+
+    summary = {}
+    for name in arms:
+        d = per_turn[name]
+        summary[name] = {
+            "turn_ms_median": median(d["turn_ms"]), "turn_ms_p90": percentile(d["turn_ms"], 90),
+            "recall_ms_median": median(d["recall_ms"]), "index_ms_median": median(d["index_ms"]),
+            "rest_ms_median": median(d["rest_ms"]),
+            "turns_with_memories": sum(1 for r in d["recalled"] if r),
+            "foreign_cpu_median": median(d["foreign_cpu"]),
+            "indexed_at_end": counts[name],
+        }
+    big = summary[f"{memories}_memories"]
+    return rounded({
+        "benchmark": "overhead",
+        "memories": memories,
+        "turns": turns,
+        "warmup_turns": warmup,
+        "generator": "fake (joins messages, len//4 tokens, yields 8 fixed pieces)",
+        "fill": fill,
+        "gate": gate.report(),
+        "summary": summary,
+        "ratio_full_over_empty_median": ratio(big["turn_ms_median"], summary["0_memories"]["turn_ms_median"]),
+        "target": {"median_turn_ms_at_most": TARGET_MEDIAN_MS,
+                   "met": big["turn_ms_median"] is not None and big["turn_ms_median"] <= TARGET_MEDIAN_MS},
+        "per_turn": per_turn,
+    }, 3)
+
+
+if __name__ == "__main__":
+    json.dump(run(), sys.stdout, indent=2)
+    print()
