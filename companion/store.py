@@ -309,7 +309,7 @@ class Store:
     def create_companion(self, fields: dict) -> int:
         """Insert a companion and open its first chat with its first message."""
         now = now_iso()
-        with self.transaction() as db:
+        with self.transaction():
             row = {k: v for k, v in fields.items() if k in COMPANION_FIELDS}
             for key in JSON_FIELDS:
                 if key in row:

@@ -9,8 +9,6 @@ One data dir, three daemons in a row:
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
 import threading
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from test_backup import Daemon, all_indexed, is_ready
+from daemon import Daemon, all_indexed, is_ready
 
 PROMPT = "Write a very long story about a lighthouse keeper and the sea."
 IMPORTED = 10_000

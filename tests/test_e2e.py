@@ -2,66 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-COMPANION = Path(sys.executable).parent / "companion"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPANION_")}
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
-
-
-class Daemon:
-    """One `companion serve` process on a free port."""
-
-    def __init__(self, data_dir: Path, config: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log.open("ab")
-        self.process = subprocess.Popen(
-            [str(COMPANION), "serve", "--config", str(config), "--data-dir", str(data_dir),
-             "--port", str(self.port)], env=clean_env(), stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_until(self, ready, timeout: float = 180) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "the daemon exited early"
-            try:
-                status = requests.get(self.url + "/api/status", timeout=5).json()
-                if ready(status):
-                    return status
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("the daemon did not become ready in time")
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.log.close()
-
-
-def is_ready(status: dict) -> bool:
-    return status["model"]["state"] == "ready" and status["embedder"]["state"] == "ready"
+from daemon import COMPANION, Daemon, clean_env, free_port, is_ready
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from companion.services import build_services
 from companion.store import Store
 
 from conftest import test_settings
-from test_e2e import Daemon, clean_env, free_port, is_ready
+from daemon import Daemon, clean_env, free_port, is_ready
 
 
 @pytest.fixture(scope="module")
