@@ -26,6 +26,16 @@ class BadRequest(CompanionError):
     code = "bad_request"
 
 
+class Unauthorized(CompanionError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(CompanionError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(CompanionError):
     status = 404
     code = "not_found"
@@ -34,6 +44,11 @@ class NotFound(CompanionError):
 class Conflict(CompanionError):
     status = 409
     code = "conflict"
+
+
+class MisdirectedRequest(CompanionError):
+    status = 421
+    code = "misdirected_request"
 
 
 class PayloadTooLarge(CompanionError):

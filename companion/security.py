@@ -12,7 +12,7 @@ import ipaddress
 from flask import Request, Response
 
 from .config import ServerSettings
-from .errors import CompanionError
+from .errors import Forbidden, MisdirectedRequest, Unauthorized
 
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "localhost.localdomain"}
 WILDCARD_BINDS = {"0.0.0.0", "::", ""}
@@ -21,21 +21,6 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 MUTATING_GETS = {"/api/clearMessages", "/api/erase/longTermMemory", "/api/regenerate_message",
                  "/api/clearTuningMessages"}
 PROTECTED_PREFIXES = ("/api/", "/v1/")
-
-
-class Unauthorized(CompanionError):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(CompanionError):
-    status = 403
-    code = "forbidden"
-
-
-class MisdirectedRequest(CompanionError):
-    status = 421
-    code = "misdirected_request"
 
 
 def is_loopback(host: str) -> bool:
