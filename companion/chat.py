@@ -514,6 +514,19 @@ class ModelHold:
         if not self._started:
             self._release()
 
+    def _generate(self, prompt: str) -> Iterator[str]:
+        """The generator's pieces; an unexpected failure becomes a CompanionError (a 500 with a reason)."""
+        stream = self.chat.generator.generate(prompt, self.params, self.stop)
+        try:
+            yield from stream
+        except CompanionError:
+            raise
+        except Exception as exc:
+            log.exception("generation failed")
+            raise CompanionError(f"generation failed: {exc}") from exc
+        finally:
+            stream.close()
+
 
 class RawStream(ModelHold):
     """A plain completion holding the model: pieces() streams the text; nothing is stored."""
@@ -527,18 +540,13 @@ class RawStream(ModelHold):
         self._started = True
         stream = None
         try:
-            stream = self.chat.generator.generate(self.prompt, self.params, self.stop)
+            stream = self._generate(self.prompt)
             for piece in stream:
                 self.text += piece
                 yield piece
         except GeneratorExit:
             self.stop.set()
             raise
-        except CompanionError:
-            raise
-        except Exception as exc:
-            log.exception("generation failed")
-            raise CompanionError(f"generation failed: {exc}") from exc
         finally:
             if stream is not None:
                 stream.close()
@@ -574,7 +582,7 @@ class TurnStream(ModelHold):
         pieces = None
         try:
             prompt = self.chat._build_prompt(self)
-            pieces = self.chat.generator.generate(prompt, self.params, self.stop)
+            pieces = self._generate(prompt)
             try:
                 for piece in pieces:
                     out = trimmer.feed(piece)
@@ -586,11 +594,6 @@ class TurnStream(ModelHold):
                 if trimmer.text:
                     self.chat._store_reply(self, trimmer.text)
                 raise
-            except CompanionError:
-                raise
-            except Exception as exc:
-                log.exception("generation failed")
-                raise CompanionError(f"generation failed: {exc}") from exc
             pieces.close()
             reply = self.chat._store_reply(self, trimmer.text)
             self._release()
