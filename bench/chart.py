@@ -14,6 +14,24 @@ LABELS = {"A_project": "A: project layout (volatile block last)",
           "B_volatile_first": "B: volatile block after the system message"}
 
 
+ROLLING = 9  # turns in the rolling median drawn over the per-turn line
+
+
+def tint(colour: tuple[int, int, int], amount: float = 0.6) -> tuple[int, int, int]:
+    """The colour mixed with white."""
+    return tuple(int(c + (255 - c) * amount) for c in colour)  # type: ignore[return-value]
+
+
+def rolling_median(values: list, window: int) -> list:
+    """Centred rolling median (shorter windows at the ends)."""
+    out = []
+    half = window // 2
+    for i in range(len(values)):
+        chunk = sorted(v for v in values[max(0, i - half):i + half + 1] if v is not None)
+        out.append(chunk[len(chunk) // 2] if chunk else None)
+    return out
+
+
 def font(size: int):
     try:
         return ImageFont.load_default(size=size)
@@ -47,7 +65,7 @@ def draw_ttft(result: dict, path: str | Path, width: int = 1200, height: int = 7
     draw = ImageDraw.Draw(img)
     title_f, label_f, tick_f = font(24), font(18), font(15)
 
-    left, right, top, bottom = 95, 30, 150, 80
+    left, right, top, bottom = 95, 30, 175, 80
     x0, x1, y0, y1 = left, width - right, top, height - bottom  # plot area (y0 top, y1 bottom)
 
     title = "Time to first token as the conversation grows"
@@ -109,13 +127,20 @@ def draw_ttft(result: dict, path: str | Path, width: int = 1200, height: int = 7
     rotated = label_img.rotate(90, expand=True)
     img.paste(rotated, (12, int((y0 + y1) / 2 - rotated.height / 2)), rotated)
 
-    # lines
+    # lines: every turn thin and pale, a rolling median thick (when there are enough turns)
+    smooth = n >= 3 * ROLLING
     for name, values in series.items():
         points = [(px(i + 1), py(v)) for i, v in enumerate(values) if v is not None]
+        colour = tint(COLOURS[name]) if smooth else COLOURS[name]
         if len(points) > 1:
-            draw.line(points, fill=COLOURS[name], width=2, joint="curve")
+            draw.line(points, fill=colour, width=1 if smooth else 2, joint="curve")
         for x, y in points if len(points) <= 30 else []:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=COLOURS[name])
+    if smooth:
+        for name, values in series.items():
+            rolled = rolling_median(values, ROLLING)
+            points = [(px(i + 1), py(v)) for i, v in enumerate(rolled) if v is not None]
+            draw.line(points, fill=COLOURS[name], width=4, joint="curve")
 
     # legend
     entries = []
@@ -127,13 +152,23 @@ def draw_ttft(result: dict, path: str | Path, width: int = 1200, height: int = 7
         entries.append((name, LABELS.get(name, name) + extra))
     widths = [text_size(draw, label, tick_f)[0] for _, label in entries]
     box_w = max(widths) + 60
-    box_h = 28 * len(entries) + 12
+    if smooth:
+        note = f"pale: every turn; bold: rolling median of {ROLLING} turns"
+        entries_note = note
+    else:
+        entries_note = ""
+    if entries_note:
+        widths.append(text_size(draw, entries_note, tick_f)[0])
+        box_w = max(widths) + 60
+    box_h = 28 * len(entries) + 12 + (24 if entries_note else 0)
     bx, by = x0, 72
     draw.rectangle([bx, by, bx + box_w, by + box_h], fill="white", outline=(120, 120, 120))
     for k, (name, label) in enumerate(entries):
         y = by + 10 + 28 * k + 8
         draw.line([(bx + 10, y), (bx + 40, y)], fill=COLOURS[name], width=4)
         draw.text((bx + 50, y - 10), label, fill="black", font=tick_f)
+    if entries_note:
+        draw.text((bx + 50, by + 10 + 28 * len(entries)), entries_note, fill=(90, 90, 90), font=tick_f)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

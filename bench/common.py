@@ -263,3 +263,14 @@ class Gate:
     def report(self) -> dict:
         return {"threshold": self.threshold, "window_s": self.window, "max_wait_s": self.max_wait,
                 "waited_s_total": round(self.waited, 1), "steps_started_noisy": self.gave_up}
+
+
+def timed(fn, sink: dict, key: str):
+    """Wrap a bound method: add its milliseconds to sink[key] (sink is the turn being timed)."""
+    def wrapper(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sink[key] = sink.get(key, 0.0) + (time.perf_counter() - began) * 1000
+    return wrapper

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import CpuMeter, Gate, alternating, median, percentile, ratio, rounded
+from .common import CpuMeter, Gate, alternating, median, percentile, ratio, rounded, timed
 from .script import memory_texts, user_lines
 
 TARGET_MEDIAN_MS = 30.0
@@ -52,17 +52,6 @@ class FakeGenerator:
 
     def generate(self, prompt, params, stop_event=None):
         yield from REPLY_WORDS
-
-
-def timed(fn, sink: dict, key: str):
-    """Wrap a bound method: add its milliseconds to sink[key] (sink is the turn being timed)."""
-    def wrapper(*args, **kwargs):
-        began = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            sink[key] = sink.get(key, 0.0) + (time.perf_counter() - began) * 1000
-    return wrapper
 
 
 def run(memories: int = 10_000, turns: int = 30, warmup: int = 2) -> dict:

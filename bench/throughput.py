@@ -1,7 +1,7 @@
 """Benchmark: decode throughput streamed over HTTP against llama-cpp-python called directly.
 
-Side "http": a real `companion serve` subprocess on 127.0.0.1; POST /api/prompt with
-"stream": true, the Server-Sent Events read as they arrive. Side "in_process": a ``Llama``
+Arms: "http": a real `companion serve` subprocess on 127.0.0.1; POST /api/prompt with
+"stream": true, the Server-Sent Events read as they arrive. "in_process": a ``Llama``
 built with the daemon's parameters (physical_cores() threads for n_threads and
 n_threads_batch, flash_attn, n_ctx 2048, n_batch 256) and ``create_completion(stream=True)``
 on the very prompt the daemon builds for the same request (the default companion, its
@@ -18,8 +18,13 @@ text tokenized by the in-process Llama (the headline figure). Before every HTTP 
 is cleared (GET /api/clearMessages) and the long-term memory erased (GET
 /api/erase/longTermMemory), so the daemon's prompt is the same size every round.
 
-The sides run one after the other, never at once (they would fight for the cores): rounds
-alternate the order (http, in_process / in_process, http, ...). Optionally native llama.cpp's
+A third arm, "generator", runs the package's own ``LlamaGenerator.generate`` in-process (its
+stopping criterion and lock, no HTTP) on the same prompt, to split the gap between http and
+in_process into the generator wrapper's share and the HTTP/SSE path's share.
+
+The arms run one after the other, never at once (they would fight for the cores); the order
+rotates every round (A B C, B C A, ...), and before each arm the run waits for the machine
+to be quiet (gate); each arm's foreign CPU share is recorded. Optionally native llama.cpp's
 ``llama-bench -p 0 -n N`` (tg: generation only, from an empty context) joins the rotation as
 the ceiling; it is built from the llama.cpp sources inside llama-cpp-python's sdist into /tmp
 (never into the repository) the first time, if that takes under ``native_build_timeout``.
@@ -142,14 +147,15 @@ class _CapturingGenerator:
         yield from ()
 
 
-def daemon_prompt(model_path: Path, data_dir: Path, body: dict) -> tuple[str, list[str], dict]:
+def daemon_prompt(model_path: Path, data_dir: Path, body: dict):
     """The prompt and stop strings the daemon builds for the request body on a fresh data dir.
 
     Runs the same request through a shadow ChatService (public API: build_services and
     start_send) on a throw-away data dir, with the package's own LlamaGenerator for rendering
     (a second, small Llama used only to render and count) and a generator that records the
     prompt instead of generating. The memory is empty, as in the daemon after
-    /api/erase/longTermMemory, so nothing is recalled.
+    /api/erase/longTermMemory, so nothing is recalled. Returns the prompt, the stop strings,
+    the generation parameters, the loaded LlamaGenerator and notes.
     """
     from companion.config import load_settings
     from companion.llm import LlamaGenerator
@@ -168,7 +174,7 @@ def daemon_prompt(model_path: Path, data_dir: Path, body: dict) -> tuple[str, li
     finally:
         services.close()
     prompt, params = capture.calls[-1]
-    return prompt, list(params.stop), {"template": renderer.template}
+    return prompt, list(params.stop), params, renderer, {"template": renderer.template}
 
 
 def stream_in_process(llama, prompt: str, stops: list[str], max_tokens: int, seed: int) -> dict:
@@ -185,6 +191,19 @@ def stream_in_process(llama, prompt: str, stops: list[str], max_tokens: int, see
                 pieces.append(text)
     finally:
         stream.close()
+    ended = time.perf_counter()
+    return {"began": began, "times": times, "pieces": pieces, "text": "".join(pieces), "ended": ended}
+
+
+def stream_generator(gen, prompt: str, params) -> dict:
+    """The package's LlamaGenerator.generate, in-process (its stop criteria and lock included)."""
+    times: list[float] = []
+    pieces: list[str] = []
+    began = time.perf_counter()
+    for text in gen.generate(prompt, params):
+        if text:
+            times.append(time.perf_counter())
+            pieces.append(text)
     ended = time.perf_counter()
     return {"began": began, "times": times, "pieces": pieces, "text": "".join(pieces), "ended": ended}
 
@@ -270,8 +289,10 @@ def run_llama_bench(binary: Path, model: Path, threads: int, n_gen: int) -> dict
 # the benchmark -------------------------------------------------------------------------------
 
 def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
-        native: str = "build", native_build_timeout: float = 480) -> dict:
-    """native: "build" (build llama-bench if missing), "cached" (only an existing build), "off"."""
+        native: str = "build", native_build_timeout: float = 480, generator_arm: bool = True) -> dict:
+    """native: "build" (build llama-bench if missing), "cached" (only an existing build), "off".
+    generator_arm: also time the package's LlamaGenerator.generate in-process (no HTTP), to
+    tell the cost of the HTTP/SSE path from the cost of the generator wrapper."""
     from llama_cpp import Llama
 
     from companion.config import ModelSettings
@@ -307,14 +328,15 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
                           use_mmap=settings.use_mmap, verbose=False)
             body = {"prompt": STORY, "stream": True, "max_tokens": max_tokens, "seed": seed,
                     "stop": [], **SAMPLING}
-            prompt, stops, prompt_info = daemon_prompt(model, tmp_path / "shadow", body)
+            prompt, stops, params, package_gen, prompt_info = daemon_prompt(model, tmp_path / "shadow", body)
 
             def count_tokens(text: str) -> int:
                 return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-            arms = ["http", "in_process"] + (["native"] if native_binary else [])
+            arms = ["http", "in_process"] + (["generator"] if generator_arm else []) + (
+                ["native"] if native_binary else [])
             samples: dict[str, list[dict]] = {arm: [] for arm in arms}
-            texts: dict[str, list[str]] = {"http": [], "in_process": []}
+            texts: dict[str, list[str]] = {"http": [], "in_process": [], "generator": []}
             gate = Gate(window=1.0, max_wait=60)
             for i in range(warmup + rounds):
                 for arm in alternating(i, arms):
@@ -339,6 +361,10 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
                         raw = stream_in_process(llama, prompt, stops, max_tokens, seed)
                         result = measure(raw, count_tokens)
                         text = raw["text"].strip()
+                    elif arm == "generator":
+                        raw = stream_generator(package_gen, prompt, params)
+                        result = measure(raw, count_tokens)
+                        text = raw["text"].strip()
                     else:
                         result = run_llama_bench(native_binary, model, threads, max_tokens)
                         text = None
@@ -357,7 +383,8 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
 
     summary = {arm: {key: med(arm, key) for key in
                      ("decode_tps_tokens", "decode_tps_pieces", "tokens", "pieces", "first_piece_s",
-                      "decode_s", "total_s", "foreign_cpu")} for arm in ("http", "in_process")}
+                      "decode_s", "total_s", "foreign_cpu")} for arm in ("http", "in_process", "generator")
+               if samples.get(arm)}
     headline = ratio(summary["http"]["decode_tps_tokens"], summary["in_process"]["decode_tps_tokens"])
     per_round_ratios = [ratio(h["decode_tps_tokens"], p["decode_tps_tokens"])
                         for h, p in zip(samples["http"], samples["in_process"])]
@@ -384,14 +411,21 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
         "ratio_http_over_in_process_pieces": ratio(summary["http"]["decode_tps_pieces"],
                                                    summary["in_process"]["decode_tps_pieces"]),
         "ratio_per_round": per_round_ratios,
+        "ratio_generator_over_in_process": ratio(summary["generator"]["decode_tps_tokens"],
+                                                 summary["in_process"]["decode_tps_tokens"])
+        if "generator" in summary else None,
+        "ratio_http_over_generator": ratio(summary["http"]["decode_tps_tokens"],
+                                           summary["generator"]["decode_tps_tokens"])
+        if "generator" in summary else None,
         "ratio_http_over_in_process_quiet_rounds": quiet_ratio,
         "quiet_rounds": len(quiet),
         "target": {"ratio_http_over_in_process_at_least": TARGET_RATIO,
                    "met": headline is not None and headline >= TARGET_RATIO},
         "texts_identical": bool(texts["http"]) and all(
-            a == b for a, b in zip(texts["http"], texts["in_process"])),
+            a == b == (c if texts["generator"] else a)
+            for a, b, c in zip(texts["http"], texts["in_process"], texts["generator"] or texts["http"])),
         "reply_sample": texts["http"][0][:300] if texts["http"] else "",
-        "rounds_detail": {arm: samples[arm] for arm in ("http", "in_process")},
+        "rounds_detail": {arm: samples[arm] for arm in ("http", "in_process", "generator") if samples.get(arm)},
         "daemon_exit_code": code,
         "gate": gate.report(),
     }

@@ -20,7 +20,9 @@ memories are added up front (one per topic the user lines talk about, and a few 
 every exchange becomes a memory, so recall finds memories on (nearly) every turn; the number
 recalled per turn is reported. After each turn (outside the timing)
 the prompt is tokenized to report its size and how many tokens followed the prefix it shared
-with the previous turn's prompt (roughly what llama.cpp had to evaluate).
+with the previous turn's prompt (roughly what llama.cpp had to evaluate). Each turn's TTFT is
+also split: recall_ms (embedding the prompt, the Chroma query), prompt_ms (rendering and
+counting tokens while fitting the history) and prefill_ms (generate call to first piece).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import CpuMeter, Gate, alternating, median, ratio, rounded
+from .common import CpuMeter, Gate, alternating, median, ratio, rounded, timed
 from .script import CUSTOM_MEMORIES, TOPIC_MEMORIES, user_lines
 
 TARGET_LATE_OVER_EARLY_A = 1.5
@@ -51,12 +53,21 @@ def volatile_first(messages: list[dict]) -> list[dict]:
 
 
 class RecordingGenerator:
-    """A generator wrapper: records prompts; optionally reorders messages before rendering."""
+    """A generator wrapper: records prompts and times; optionally reorders messages first.
+
+    Adds to ``sink``: prompt_ms (render and count_tokens, as the chat service builds and fits
+    the prompt) and prefill_ms (from the generate call to its first piece: prompt evaluation
+    and the first token).
+    """
 
     def __init__(self, inner, reorder: bool) -> None:
         self.inner = inner
         self.reorder = reorder
         self.prompts: list[str] = []
+        self.sink: dict = {}
+
+    def _add(self, key: str, began: float) -> None:
+        self.sink[key] = self.sink.get(key, 0.0) + (time.perf_counter() - began) * 1000
 
     def __getattr__(self, name):  # path, n_ctx, state, error, ...
         return getattr(self.inner, name)
@@ -68,14 +79,32 @@ class RecordingGenerator:
         return self.inner.wait_ready(timeout)
 
     def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
-        return self.inner.render(volatile_first(messages) if self.reorder else messages, char, user)
+        began = time.perf_counter()
+        try:
+            return self.inner.render(volatile_first(messages) if self.reorder else messages, char, user)
+        finally:
+            self._add("prompt_ms", began)
 
     def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
+        began = time.perf_counter()
+        try:
+            return self.inner.count_tokens(text)
+        finally:
+            self._add("prompt_ms", began)
 
     def generate(self, prompt, params, stop_event=None):
         self.prompts.append(prompt)
-        return self.inner.generate(prompt, params, stop_event)
+        began = time.perf_counter()
+        pieces = self.inner.generate(prompt, params, stop_event)
+        first = True
+        try:
+            for piece in pieces:
+                if first:
+                    self._add("prefill_ms", began)
+                    first = False
+                yield piece
+        finally:
+            pieces.close()
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -127,6 +156,7 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
                 raise RuntimeError(f"the model did not load: {gen.error}")
             wrappers[name] = RecordingGenerator(gen, reorder=name == "B_volatile_first")
             svc = build_services(settings, generator=wrappers[name], embedder=embedder)
+            svc.memory.recall = timed(svc.memory.recall, wrappers[name].sink, "recall_ms")
             companion_id = svc.store.active_companion_id()
             svc.store.update_companion(companion_id, {"short_term_mem": short_term_mem,
                                                       "long_term_mem": long_term_mem})
@@ -135,7 +165,8 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
             services[name] = svc
 
         data = {name: {"ttft_ms": [], "turn_ms": [], "recalled": [], "prompt_tokens": [],
-                       "new_tokens": [], "reply_tokens": [], "foreign_cpu": [], "empty_replies": 0}
+                       "new_tokens": [], "reply_tokens": [], "foreign_cpu": [], "recall_ms": [],
+                       "prompt_ms": [], "prefill_ms": [], "empty_replies": 0}
                 for name in VARIANTS}
         previous: dict[str, list[int]] = {name: [] for name in VARIANTS}
         gate = Gate()
@@ -145,6 +176,8 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
                 for name in alternating(i, list(VARIANTS)):
                     chat = services[name].chat
                     gate()
+                    sink = wrappers[name].sink
+                    sink.clear()
                     meter = CpuMeter()
                     began = time.perf_counter()
                     first = None
@@ -157,6 +190,8 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
                     total = time.perf_counter() - began
                     d = data[name]
                     d["foreign_cpu"].append(meter.foreign())
+                    for key in ("recall_ms", "prompt_ms", "prefill_ms"):
+                        d[key].append(sink.get(key))
                     if first is None:  # nothing streamed: count the whole turn
                         d["empty_replies"] += 1
                         first = total
@@ -195,6 +230,10 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
                 v for v, f in zip(d["ttft_ms"][early[0] - 1:early[1]], d["foreign_cpu"][early[0] - 1:early[1]])
                 if f < NOISY),
             "noisy_turns": sum(1 for f in d["foreign_cpu"] if f >= NOISY),
+            "late_breakdown_ms_median": {key: _range_median(d[key], *late)
+                                         for key in ("recall_ms", "prompt_ms", "prefill_ms")},
+            "prefill_new_tokens_per_s_median": median(
+                n / (ms / 1000) for n, ms in zip(d["new_tokens"], d["prefill_ms"]) if ms),
             "turns_with_memories": sum(1 for r in d["recalled"] if r > 0),
             "turns_with_2_memories": sum(1 for r in d["recalled"] if r >= 2),
             "empty_replies": d["empty_replies"],
