@@ -1,4 +1,4 @@
-"""The command line: serve, doctor, reindex, backup, restore."""
+"""The command line: serve, chat, doctor, reindex, backup, restore, export, import."""
 
 from __future__ import annotations
 
@@ -319,6 +319,19 @@ def import_chat(file, companion_id, config, data_dir) -> None:
         click.echo(f"imported {count} messages as chat {chat['id']} of companion {chat['companion_id']}")
     finally:
         lock.release()
+
+
+@cli.command()
+@click.option("--url", envvar="COMPANION_URL", default="http://127.0.0.1:3000", show_default=True,
+              help="The daemon to talk to (or $COMPANION_URL).")
+@click.option("--api-key", envvar="COMPANION_API_KEY", help="The daemon's [server] api_key (or $COMPANION_API_KEY).")
+@click.option("--history-file", type=click.Path(dir_okay=False),
+              help="Where to keep the line history (default: chat_history in the user state dir).")
+def chat(url, api_key, history_file) -> None:
+    """Chat with a running daemon in the terminal (/help inside lists the commands)."""
+    from .terminal import run_chat
+
+    sys.exit(run_chat(url, api_key, history_file))
 
 
 @cli.command("config-example")
