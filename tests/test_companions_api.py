@@ -192,3 +192,10 @@ def test_avatar_and_thumbnail(client):
     assert client.put(flux["avatar_url"], data=out.getvalue()).status_code == 200
     assert Image.open(io.BytesIO(client.get(flux["avatar_url"]).data)).size == (50, 40)
     assert_error(client.put(flux["avatar_url"], data=b"not an image"), 400)
+    # as the web page sends it: multipart, field 'file'
+    out = io.BytesIO()
+    Image.new("RGB", (30, 20), (1, 2, 3)).save(out, format="PNG")
+    sent = client.put(flux["avatar_url"], data={"file": (io.BytesIO(out.getvalue()), "a.png")})
+    assert sent.status_code == 200, sent.data
+    assert Image.open(io.BytesIO(client.get(flux["avatar_url"]).data)).size == (30, 20)
+    assert_error(client.put(flux["avatar_url"], data={"other": (io.BytesIO(b"x"), "a.png")}), 400)

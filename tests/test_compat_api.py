@@ -308,6 +308,13 @@ def test_import_real_v1_card_aqua(client):
     assert len(messages) == 1 and "{{user}}" not in messages[0]["text"]
 
 
+def test_import_card_as_a_multipart_upload(client):
+    data = (CARDS / "Aqua.png").read_bytes()
+    assert_text(client.post("/api/import/characterCard", data={"file": (io.BytesIO(data), "Aqua.png")}), 200,
+                "Data of your ai companion has been changed")
+    assert client.get("/api/characterJson").get_json()["name"] == "Aqua"
+
+
 def test_import_real_v2_card_seraphina(client):
     data = (CARDS / "default_Seraphina.png").read_bytes()
     assert client.post("/api/import/characterCard", data=data, content_type="image/png").status_code == 200

@@ -11,7 +11,7 @@ from ..errors import BadRequest
 from . import services
 from .companions import created, page
 from .sse import message_json, recalled_json, stream_response
-from .validate import generation_settings, int_field, json_object, optional_json_object, raw_body, text_field, \
+from .validate import generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
     wants_stream
 
 bp = Blueprint("chats", __name__)
@@ -52,13 +52,7 @@ def create_chat():
 @bp.post("/api/chats/import")
 def import_chat():
     """A SillyTavern .jsonl chat (or our JSON export) into a new chat: raw body or multipart 'file'."""
-    if request.files:
-        upload = request.files.get("file")
-        if upload is None:
-            raise BadRequest("send the chat in the multipart field 'file'")
-        data, source = upload.read(), request.form.to_dict()
-    else:
-        data, source = raw_body(), request.args.to_dict()
+    data, source, _ = uploaded_file("chat")
     companion_id = optional_id(source, "companion_id") or services().store.active_companion_id()
     return created(services().chats.import_file(data, companion_id))
 

@@ -8,7 +8,7 @@ from ..cards import CARD_FIELDS, CardError, normalize_card
 from ..companions import card_of
 from ..errors import BadRequest
 from . import services
-from .validate import bool_field, int_field, json_object, name_field, raw_body, text_field
+from .validate import bool_field, int_field, json_object, name_field, text_field, uploaded_file
 
 bp = Blueprint("companions", __name__)
 
@@ -92,15 +92,7 @@ def create_companion():
 @bp.post("/api/companions/import")
 def import_companion():
     """A new companion from a card: raw body, or multipart field `file`."""
-    if request.files:
-        upload = request.files.get("file")
-        if upload is None:
-            raise BadRequest("send the card in the multipart field 'file'")
-        data = upload.read()
-        if not data:
-            raise BadRequest("the uploaded file is empty")
-    else:
-        data = raw_body()
+    data, _, _ = uploaded_file("card")
     return created(companion_json(services().companions.import_new(data)))
 
 
@@ -138,7 +130,7 @@ def companion_avatar(companion_id: int):
 @bp.put("/api/companions/<int:companion_id>/avatar")
 def put_companion_avatar(companion_id: int):
     services().companions.get(companion_id)
-    services().companions.set_avatar(raw_body(), companion_id)
+    services().companions.set_avatar(uploaded_file("image")[0], companion_id)
     return jsonify(companion_json(services().companions.get(companion_id)))
 
 

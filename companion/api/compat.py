@@ -15,7 +15,7 @@ from ..companions import AVATAR_PATH
 from . import services
 from .sse import message_json, recalled_json, stream_response
 from .validate import (bool_field, generation_settings, int_field, json_object, name_field,
-                       optional_json_object, raw_body, text_field, wants_stream)
+                       optional_json_object, raw_body, text_field, uploaded_file, wants_stream)
 
 bp = Blueprint("compat", __name__)
 
@@ -258,7 +258,7 @@ def import_character_json():
 
 @bp.post("/api/import/characterCard")
 def import_character_card():
-    services().companions.import_card(raw_body())
+    services().companions.import_card(uploaded_file("card")[0])
     return text("Data of your ai companion has been changed")
 
 

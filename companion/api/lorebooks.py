@@ -8,7 +8,7 @@ from ..errors import BadRequest
 from ..lorebooks import BOOK_FIELDS, ENTRY_FIELDS, entry_json
 from . import services
 from .companions import created, page
-from .validate import int_field, json_object, raw_body
+from .validate import int_field, json_object, uploaded_file
 
 bp = Blueprint("lorebooks", __name__)
 
@@ -50,13 +50,8 @@ def create_lorebook():
 @bp.post("/api/lorebooks/import")
 def import_lorebook():
     """A lorebook file: SillyTavern world info, a V3 lorebook or a character_book (raw or multipart 'file')."""
-    if request.files:
-        upload = request.files.get("file")
-        if upload is None:
-            raise BadRequest("send the lorebook in the multipart field 'file'")
-        data, name = upload.read(), (upload.filename or "").rsplit(".", 1)[0]
-    else:
-        data, name = raw_body(), ""
+    data, _, upload = uploaded_file("lorebook")
+    name = (upload.filename or "").rsplit(".", 1)[0] if upload else ""
     return created(lorebook_json(services().lorebooks.import_bytes(data, name)))
 
 

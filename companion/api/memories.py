@@ -8,7 +8,7 @@ from ..documents import DocumentError, extract_text
 from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from . import services
 from .companions import created, page
-from .validate import int_field, json_object, text_field
+from .validate import int_field, json_object, text_field, uploaded_file
 
 bp = Blueprint("memories", __name__)
 
@@ -97,16 +97,11 @@ def document_json(row: dict) -> dict:
 @bp.post("/api/memories/documents")
 def add_document():
     """A document into memory: multipart 'file' (optional form field companion_id), or a raw body."""
-    if request.files:
-        upload = request.files.get("file")
-        if upload is None:
-            raise BadRequest("send the document in the multipart field 'file'")
-        data, name, declared = upload.read(), upload.filename or "document", upload.mimetype or ""
-        source = request.form.to_dict()
+    data, source, upload = uploaded_file("document")
+    if upload is not None:
+        name, declared = upload.filename or "document", upload.mimetype or ""
     else:
-        data, declared = request.get_data(cache=False), request.mimetype or ""
-        source = request.args.to_dict()
-        name = source.get("name") or "document"
+        name, declared = source.get("name") or "document", request.mimetype or ""
     companion_id = companion_arg(source)
     try:
         text, media_type = extract_text(data, name, declared)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
+from werkzeug.datastructures import FileStorage
 
 from ..errors import BadRequest
 
@@ -78,6 +79,20 @@ def bool_field(body: dict, key: str) -> bool:
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     raise BadRequest(f"'{key}' is required and must be true or false")
+
+
+def uploaded_file(what: str) -> tuple[bytes, dict, FileStorage | None]:
+    """An uploaded file: the multipart field 'file' (with the other form fields), or the raw body
+    (with the query string). Returns the bytes, the fields and the upload (None for a raw body)."""
+    if not request.files:
+        return raw_body(), request.args.to_dict(), None
+    upload = request.files.get("file")
+    if upload is None:
+        raise BadRequest(f"send the {what} in the multipart field 'file'")
+    data = upload.read()
+    if not data:
+        raise BadRequest("the uploaded file is empty")
+    return data, request.form.to_dict(), upload
 
 
 def raw_body() -> bytes:
