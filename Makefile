@@ -9,7 +9,11 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench lint clean-venv
+# The web page's browser tests drive Debian's Chromium (Playwright's own browser download does
+# not work offline); `make browser` installs it with apt when run as root, else says how.
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install browser serve test bench lint clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +24,15 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+browser:
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (the browser tests are skipped without it)"; fi; }
+
 serve: install
 	$(BIN)/companion serve $(ARGS)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

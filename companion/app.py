@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -17,13 +18,12 @@ from .services import Services, build_services
 
 log = logging.getLogger(__name__)
 
-INDEX_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>companion</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><h1>companion is running</h1>
-<p>The AI Companion API is served under <code>/api</code>; see <a href="/api/status">/api/status</a>.</p>
-</body></html>
-"""
+STATIC_DIR = Path(__file__).parent / "static"
+
+# The page loads nothing but its own files: no inline scripts or styles, no other origins.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                           "connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
 
 
 class RowIdConverter(IntegerConverter):
@@ -61,11 +61,25 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     @app.after_request
     def headers(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
         return add_cors_headers(request, response, settings.server)
 
     @app.get("/")
     def index() -> Response:
-        return Response(INDEX_HTML, mimetype="text/html")
+        """The web page (static/index.html); it needs no key to load, the API calls do."""
+        response = send_from_directory(STATIC_DIR, "index.html", max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.get("/static/<path:filename>", endpoint="static")
+    def static_file(filename: str) -> Response:
+        """The page's scripts, styles and icons (revalidated, so an upgrade shows at once)."""
+        response = send_from_directory(STATIC_DIR, filename, max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     def failed(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
         """Log a 4xx/5xx with its request id (never the body: prompts are private) and answer it."""

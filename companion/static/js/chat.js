@@ -1,0 +1,210 @@
+// The chat view: the active chat's messages, streaming replies, stop, edit, delete,
+// regenerate, swipes, copy, and what a reply used (memories and lore).
+
+import { api, imageUrl, qs, streamTurn } from "./api.js";
+import { renderMarkdown } from "./markdown.js";
+import { activeCompanion, avatarPath, loadCompanions, state } from "./state.js";
+import { attempt, clear, confirmAction, copyText, el, formatDate, modal, toast } from "./ui.js";
+
+const PAGE = 200;
+
+let view = null;    // { root, list, chat, messages, persona, companion }
+let busy = false;   // a reply is generating
+
+export async function showChat(root) {
+  await loadCompanions();
+  const companion = activeCompanion();
+  const chats = await api.get(`/api/chats${qs({ companion_id: companion.id, limit: 200 })}`);
+  const chat = chats.items.find((c) => c.active) || chats.items[0] || (await api.post("/api/chats", { companion_id: companion.id }));
+  const personas = await api.get("/api/personas?limit=200");
+  const persona = personas.items.find((p) => p.active) || { name: "You" };
+
+  const list = el("div", { id: "messages", class: "messages", "aria-live": "polite" });
+  const prompt = el("textarea", { id: "prompt", rows: 2, placeholder: `Message ${companion.name}…`, "aria-label": "Message" });
+  const send = el("button", { type: "submit", id: "send", class: "primary" }, "Send");
+  const stop = el("button", { type: "button", id: "stop", class: "danger", hidden: true, onclick: stopGenerating }, "Stop");
+  const composer = el("form", { id: "composer", class: "composer" }, prompt, send, stop);
+  composer.addEventListener("submit", (e) => { e.preventDefault(); sendMessage(); });
+  prompt.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendMessage(); }
+  });
+
+  const header = el("div", { class: "chat-header" },
+    el("h1", { id: "chat-title" }, chat.title || `Chat with ${companion.name}`),
+    el("button", { type: "button", id: "new-chat", onclick: () => newChat(companion) }, "New chat"));
+  clear(root, el("section", { class: "chat" }, header, list, composer));
+  view = { root, list, chat, companion, persona, prompt, send, stop, messages: [], used: new Map() };
+  await reload();
+  prompt.focus();
+}
+
+async function reload() {
+  const items = [];
+  for (let offset = 0; ; offset += PAGE) {
+    const page = await api.get(`/api/chats/${view.chat.id}/messages${qs({ limit: PAGE, offset })}`);
+    items.push(...page.items);
+    if (items.length >= page.total || !page.items.length) break;
+  }
+  view.messages = items;
+  await renderAll();
+}
+
+async function renderAll() {
+  const avatar = await imageUrl(avatarPath(view.companion));
+  clear(view.list, view.messages.map((m, i) => messageElement(m, i === view.messages.length - 1, avatar)));
+  if (state.jumpTo) {
+    const target = view.list.querySelector(`[data-id="${Number(state.jumpTo)}"]`);
+    state.jumpTo = null;
+    if (target) {
+      target.scrollIntoView({ block: "center" });
+      target.classList.add("flash");
+      return;
+    }
+  }
+  view.list.scrollTop = view.list.scrollHeight;
+}
+
+function messageElement(m, isLast, avatar) {
+  const name = m.ai ? view.companion.name : view.persona.name;
+  const text = el("div", { class: "text" });
+  text.innerHTML = renderMarkdown(m.text); // escaped by renderMarkdown: no markup from the text
+  const canSwipe = m.ai && !m.greeting && isLast;
+  const swipeNav = m.ai && (m.swipes.length > 1 || canSwipe) ? el("div", { class: "swipe-nav" },
+    el("button", { type: "button", class: "swipe-left icon-button", "aria-label": "Previous alternative",
+      disabled: m.swipe_id === 0, onclick: () => swipe(m, m.swipe_id - 1) }, "‹"),
+    el("span", { class: "swipe-count" }, `${m.swipe_id + 1}/${m.swipes.length}`),
+    el("button", { type: "button", class: "swipe-right icon-button", "aria-label": "Next alternative",
+      disabled: m.swipe_id >= m.swipes.length - 1 && !canSwipe,
+      onclick: () => (m.swipe_id >= m.swipes.length - 1 ? regenerate(m) : swipe(m, m.swipe_id + 1)) }, "›")) : null;
+  const used = view.used.get(m.id);
+  const actions = el("div", { class: "actions" },
+    el("button", { type: "button", class: "copy", onclick: () => copyText(m.text) }, "Copy"),
+    el("button", { type: "button", class: "edit", onclick: () => editMessage(m, article) }, "Edit"),
+    el("button", { type: "button", class: "delete", onclick: () => deleteMessage(m) }, "Delete"),
+    canSwipe ? el("button", { type: "button", class: "regenerate", onclick: () => regenerate(m) }, "Regenerate") : null,
+    m.ai && !m.greeting ? el("button", { type: "button", class: "context", onclick: () => showContext(m.id) },
+      used ? `Used ${used.memories} memories, ${used.lore} lore` : "Context") : null);
+  const article = el("article", { class: `message ${m.ai ? "ai" : "user"}`, dataset: { id: m.id } },
+    m.ai ? el("img", { class: "avatar", src: avatar, alt: "" }) : el("div", { class: "avatar initial", "aria-hidden": "true" }, name.slice(0, 1).toUpperCase()),
+    el("div", { class: "bubble" },
+      el("div", { class: "meta" }, el("span", { class: "name" }, name), el("time", { datetime: m.date }, formatDate(m.date))),
+      text, swipeNav, actions));
+  return article;
+}
+
+function setBusy(on) {
+  busy = on;
+  view.send.disabled = on;
+  view.stop.hidden = !on;
+  view.root.querySelector(".chat").classList.toggle("busy", on);
+}
+
+/** Stream a turn into a message's text element; the chat is reloaded after. */
+async function stream(path, body, target) {
+  setBusy(true);
+  let acc = "";
+  let frame = 0;
+  const paint = () => { frame = 0; target.innerHTML = renderMarkdown(acc); view.list.scrollTop = view.list.scrollHeight; };
+  target.closest(".message")?.classList.add("streaming");
+  try {
+    const done = await streamTurn(path, { ...body, chat_id: view.chat.id }, (piece) => {
+      acc += piece;
+      if (!frame) frame = requestAnimationFrame(paint);
+    });
+    if (done?.message) view.used.set(done.message.id, { memories: done.memories.length, lore: done.lore.length });
+  } catch (err) {
+    toast(err.status === 429 ? "Another reply is being generated; try again in a moment." : err.message, "error");
+  } finally {
+    if (frame) cancelAnimationFrame(frame);
+    setBusy(false);
+    if (view.root.isConnected) await reload();
+  }
+}
+
+async function sendMessage() {
+  const text = view.prompt.value.trim();
+  if (!text || busy) return;
+  view.prompt.value = "";
+  const avatar = await imageUrl(avatarPath(view.companion));
+  const now = new Date().toISOString();
+  view.list.append(messageElement({ id: "pending", ai: false, text, swipes: [text], swipe_id: 0, date: now }, false, avatar));
+  const reply = messageElement({ id: "streaming", ai: true, text: "", swipes: [""], swipe_id: 0, greeting: true, date: now }, false, avatar);
+  reply.querySelector(".actions").hidden = true;
+  view.list.append(reply);
+  view.list.scrollTop = view.list.scrollHeight;
+  await stream("/api/prompt", { prompt: text }, reply.querySelector(".text"));
+}
+
+async function regenerate(m) {
+  if (busy) return;
+  const article = view.list.querySelector(`[data-id="${m.id}"]`);
+  const target = article.querySelector(".text");
+  target.textContent = "";
+  await stream(`/api/messages/${m.id}/swipes`, {}, target);
+}
+
+async function swipe(m, index) {
+  if (busy || index < 0 || index >= m.swipes.length) return;
+  await attempt(async () => {
+    await api.put(`/api/messages/${m.id}/swipe`, { index });
+    await reload();
+  });
+}
+
+async function stopGenerating() {
+  await attempt(() => api.post("/api/abort", {}));
+}
+
+function editMessage(m, article) {
+  const text = article.querySelector(".text");
+  const area = el("textarea", { class: "edit-text", rows: Math.min(12, m.text.split("\n").length + 2), "aria-label": "Message text" });
+  area.value = m.text;
+  const save = el("button", { type: "button", class: "primary save-edit", onclick: async () => {
+    if (!area.value.trim()) return toast("A message cannot be empty", "error");
+    await attempt(async () => { await api.patch(`/api/messages/${m.id}`, { text: area.value }); await reload(); });
+  } }, "Save");
+  const cancel = el("button", { type: "button", class: "cancel-edit", onclick: () => renderAll() }, "Cancel");
+  text.replaceWith(el("div", { class: "editing" }, area, el("div", { class: "row" }, save, cancel)));
+  area.focus();
+}
+
+async function deleteMessage(m) {
+  if (!(await confirmAction("Delete this message? Its memory is forgotten too."))) return;
+  await attempt(async () => { await api.del(`/api/messages/${m.id}`); await reload(); });
+}
+
+/** A modal with the memories and lore a reply used. */
+export async function showContext(messageId) {
+  const context = await attempt(() => api.get(`/api/messages/${messageId}/context`));
+  if (!context) return;
+  const memories = context.memories.length
+    ? el("ul", { class: "plain" }, context.memories.map((m) => el("li", {}, el("p", {}, m.text),
+      m.score != null ? el("small", {}, `score ${Number(m.score).toFixed(3)}`) : null)))
+    : el("p", { class: "muted" }, "No memories were recalled.");
+  const lore = context.lore.length
+    ? el("ul", { class: "plain" }, context.lore.map((l) => el("li", {},
+      el("strong", {}, `${l.book}: ${l.comment || `entry ${l.entry}`}`), " ",
+      el("small", {}, `(${l.reason})`), el("p", {}, l.content ?? ""))))
+    : el("p", { class: "muted" }, "No lore entries were active.");
+  await modal("What this reply used", el("div", { class: "context-view" }, el("h3", {}, "Memories"), memories, el("h3", {}, "Lore"), lore));
+}
+
+/** Start a new chat with a companion, choosing among its greetings when it has several. */
+export async function newChat(companion) {
+  const greetings = [companion.first_mes, ...(companion.alternate_greetings || [])];
+  let greeting_index = 0;
+  if (greetings.length > 1) {
+    const choices = greetings.map((g, i) => el("label", { class: "greeting-choice" },
+      el("input", { type: "radio", name: "greeting", value: i, checked: i === 0 }),
+      el("span", {}, g.length > 300 ? `${g.slice(0, 300)}…` : g)));
+    const box = el("div", { class: "greetings" }, choices);
+    if ((await modal("Choose a greeting", box, [["Cancel", null], ["Start chat", "start", "primary"]])) !== "start") return false;
+    greeting_index = Number(box.querySelector("input:checked").value);
+  }
+  const chat = await attempt(() => api.post("/api/chats", { companion_id: companion.id, greeting_index }));
+  if (!chat) return false;
+  await attempt(() => api.post(`/api/chats/${chat.id}/activate`, {}));
+  if (location.hash === "#chat") await showChat(view.root);
+  else location.hash = "#chat";
+  return true;
+}

@@ -1,0 +1,91 @@
+// The settings view: user personas, generation settings, the model and its status, the key.
+
+import { api, apiKey, forgetApiKey } from "./api.js";
+import { attempt, clear, confirmAction, el, field, formValues, toast } from "./ui.js";
+
+const GENERATION = [
+  ["max_tokens", "Max tokens per reply", { min: 1, max: 32768, step: 1 }],
+  ["temperature", "Temperature", { min: 0, max: 5, step: 0.05 }],
+  ["top_p", "Top p", { min: 0, max: 1, step: 0.01 }],
+  ["top_k", "Top k", { min: 0, max: 100000, step: 1 }],
+  ["min_p", "Min p", { min: 0, max: 1, step: 0.01 }],
+  ["repeat_penalty", "Repeat penalty", { min: 0, max: 5, step: 0.01 }],
+  ["seed", "Seed (-1: random)", { step: 1 }],
+];
+
+export async function showSettings(root) {
+  const [personas, config, models, status] = await Promise.all([
+    api.get("/api/personas?limit=200"), api.get("/api/config"), api.get("/api/models"), api.get("/api/status")]);
+  clear(root, personaPanel(root, personas.items), generationPanel(config.generation),
+    modelPanel(root, config, models.items, status), keyPanel(root));
+}
+
+function personaPanel(root, personas) {
+  const active = personas.find((p) => p.active) || personas[0];
+  const form = el("form", { class: "editor", id: "persona-form" },
+    field("Your name ({{user}})", "name", active.name, "text", { required: true }),
+    field("About you (persona)", "persona", active.persona, "textarea", { rows: 4 }),
+    el("div", { class: "row end" }, el("button", { type: "submit", class: "primary" }, "Save persona")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    await attempt(() => api.patch(`/api/personas/${active.id}`, formValues(form)), "Persona saved");
+  });
+  const others = personas.filter((p) => p.id !== active.id);
+  return el("section", { class: "panel" }, el("h1", {}, "You"),
+    form,
+    others.length ? el("div", { class: "list" }, el("h3", {}, "Other personas"), others.map((p) => el("article", { class: "item" },
+      el("div", { class: "item-main" }, el("strong", {}, p.name), el("p", { class: "muted clamp" }, p.persona)),
+      el("div", { class: "row" },
+        el("button", { type: "button", onclick: async () => {
+          if (await attempt(() => api.post(`/api/personas/${p.id}/activate`, {}))) await showSettings(root);
+        } }, "Use"),
+        el("button", { type: "button", class: "danger", onclick: async () => {
+          if (!(await confirmAction(`Delete the persona ${p.name}?`))) return;
+          if (await attempt(() => api.del(`/api/personas/${p.id}`)) !== undefined) await showSettings(root);
+        } }, "Delete"))))) : null,
+    el("div", { class: "row end" }, el("button", { type: "button", id: "new-persona", onclick: async () => {
+      const created = await attempt(() => api.post("/api/personas", { name: "New persona", persona: "" }));
+      if (created && await attempt(() => api.post(`/api/personas/${created.id}/activate`, {}))) await showSettings(root);
+    } }, "New persona")));
+}
+
+function generationPanel(generation) {
+  const form = el("form", { class: "editor", id: "generation-form" },
+    el("div", { class: "grid" }, GENERATION.map(([name, label, extra]) => field(label, name, generation[name], "number", extra))),
+    field("Stop strings (one per line)", "stop", (generation.stop || []).join("\n"), "textarea", { rows: 2 }),
+    el("div", { class: "row end" }, el("button", { type: "submit", class: "primary" }, "Save generation settings")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const values = formValues(form);
+    values.stop = values.stop.split("\n").filter((s) => s.length);
+    for (const [k, v] of Object.entries(values)) if (v === null) delete values[k];
+    await attempt(() => api.put("/api/config", { generation: values }), "Generation settings saved");
+  });
+  return el("section", { class: "panel" }, el("h1", {}, "Generation"),
+    el("p", { class: "muted" }, "Defaults for every companion; a companion's own settings win over them."), form);
+}
+
+function modelPanel(root, config, models, status) {
+  const model = status.model;
+  const select = el("select", { id: "model-select", "aria-label": "Model" }, models.map((m) =>
+    el("option", { value: m.path, selected: m.active }, `${m.name} (${(m.size / 1048576).toFixed(0)} MiB${m.context_length ? `, trained for ${m.context_length} tokens` : ""})`)));
+  const nCtx = field("Context length (tokens)", "n_ctx", config.model.n_ctx, "number", { min: 256, step: 256 });
+  return el("section", { class: "panel" }, el("h1", {}, "Model"),
+    el("p", { id: "model-state" }, "State: ", el("strong", { class: `state-${model.state}` }, model.state),
+      ` · ${model.name || "no model"}`, model.error ? el("span", { class: "error" }, ` · ${model.error}`) : null),
+    config.pending_model ? el("p", { class: "muted" }, `Loading ${config.pending_model.path}: ${config.pending_model.state}`) : null,
+    config.last_error ? el("p", { class: "error" }, config.last_error) : null,
+    el("p", { class: "muted" }, `Embedder: ${status.embedder.name} (${status.embedder.state}) · ${status.counts.memories} memories, ${status.counts.messages} messages`),
+    config.model.backend === "local" ? el("div", { class: "stack" }, el("label", {}, "Model file ", select), nCtx,
+      el("div", { class: "row end" }, el("button", { type: "button", class: "primary", onclick: async () => {
+        const n_ctx = Number(nCtx.querySelector("input").value);
+        if (await attempt(() => api.put("/api/config", { model: { path: select.value, n_ctx } }),
+          "Loading the model; the current one answers until it is ready")) await showSettings(root);
+      } }, "Use this model"))) : el("p", {}, `Generation runs on ${config.model.base_url} (${config.model.model || "its default model"}).`));
+}
+
+function keyPanel(root) {
+  return el("section", { class: "panel" }, el("h1", {}, "API key"),
+    el("p", { class: "muted" }, apiKey() ? "This browser sends an API key." : "This browser sends no API key; the page asks for one when the daemon needs it."),
+    apiKey() ? el("button", { type: "button", onclick: () => { forgetApiKey(); toast("Key forgotten"); showSettings(root); } }, "Forget the key") : null);
+}

@@ -1,0 +1,410 @@
+"""The web page in a real browser (Debian's Chromium through Playwright) against a live daemon
+with the real model and embedder. A failed test leaves a screenshot in test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import CARDS, test_settings
+from web import SCREENSHOTS, launch_browser, screenshot_name, serve
+
+STATIC = Path(__file__).resolve().parents[1] / "companion" / "static"
+TIMEOUT = 120_000  # ms: the model answers in well under a second alone, far slower on a busy machine
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def daemon(tmp_path, generator, embedder, request):
+    marker = request.node.get_closest_marker("daemon")
+    settings = test_settings(tmp_path / "data", **(marker.kwargs if marker else {}))
+    live, stop = serve(settings, generator, embedder)
+    yield live
+    stop()
+
+
+@pytest.fixture
+def page(browser, daemon, request):
+    context = browser.new_context(viewport={"width": 1200, "height": 850}, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT)
+    expect.set_options(timeout=TIMEOUT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
+            and errors.append(msg.text))
+    page.goto(daemon.url + "/")
+    yield page
+    failed = any(getattr(getattr(request.node, f"report_{when}", None), "failed", False) for when in ("setup", "call"))
+    if failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / screenshot_name(request.node.nodeid)), full_page=True)
+    context.close()
+    assert not errors, f"the page logged errors: {errors}"
+
+
+def send(page, text: str) -> None:
+    page.fill("#prompt", text)
+    page.click("#send")
+
+
+def wait_idle(page) -> None:
+    """Until no reply is generating (the stop button hides again)."""
+    expect(page.locator("#stop")).to_be_hidden()
+    expect(page.locator(".message.streaming")).to_have_count(0)
+
+
+# --- the page and its rules ---------------------------------------------------------------------
+
+def test_the_page_is_served_with_a_strict_content_security_policy(daemon):
+    response = requests.get(daemon.url + "/", timeout=30)
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "default-src 'none'" in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    html = response.text
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []   # no inline scripts
+    assert " style=" not in html and "<style" not in html               # no inline styles
+    for path in STATIC.rglob("*"):   # nothing from other origins, no eval
+        if path.suffix in (".js", ".css", ".html"):
+            text = path.read_text()
+            assert not re.search(r"(src|href)=[\"']?https?://", text), path
+            assert "eval(" not in text and "new Function" not in text, path
+    assert requests.get(daemon.url + "/static/js/main.js", timeout=30).headers["Content-Type"].startswith("text/javascript")
+
+
+def test_the_page_opens_on_the_chat_with_the_greeting(page, daemon):
+    expect(page.locator("#top-name")).to_have_text("Assistant")
+    greeting = daemon.messages()[0]["text"]
+    expect(page.locator(".message.ai .text").first).to_have_text(greeting)
+    expect(page.locator("#model-status")).to_contain_text("ready")
+    for view in ("companions", "chats", "memory", "lorebooks", "settings", "chat"):
+        page.click(f"#nav a[data-view={view}]")
+        expect(page.locator(f"#nav a[data-view={view}]")).to_have_attribute("aria-current", "page")
+        expect(page.locator("#view h1").first).to_be_visible()
+
+
+# --- chat -------------------------------------------------------------------------------------
+
+def test_a_message_gets_a_streamed_reply(page, daemon):
+    expect(page.locator(".message.ai")).to_have_count(1)
+    page.evaluate("""() => {
+        window.streamedLengths = [];
+        new MutationObserver(() => {
+            const t = document.querySelector('.message.streaming .text');
+            if (t) window.streamedLengths.push(t.textContent.length);
+        }).observe(document.getElementById('messages'), {childList: true, subtree: true, characterData: true});
+    }""")
+    send(page, "Hello! Tell me about the sea.")
+    expect(page.locator("#stop")).to_be_visible()
+    wait_idle(page)
+    stored = daemon.messages()
+    assert [m["ai"] for m in stored] == [True, False, True]
+    assert stored[1]["text"] == "Hello! Tell me about the sea."
+    assert stored[2]["text"].strip()
+    lengths = page.evaluate("window.streamedLengths")
+    assert len(set(lengths)) >= 2, f"the reply did not arrive in pieces: {lengths}"
+    bubbles = page.locator(".message .text")
+    expect(bubbles).to_have_count(3)
+    expect(bubbles.nth(1)).to_have_text("Hello! Tell me about the sea.")
+    # what the page shows is what was stored (Markdown rendering keeps the words)
+    shown = page.locator(".message.ai .text").last.inner_text()
+    assert " ".join(shown.split()) == " ".join(stored[2]["text"].replace("*", "").split())
+    expect(page.locator(".message.ai .context").last).to_contain_text("Used")
+
+
+def test_stop_ends_a_reply_and_keeps_what_was_generated(page, daemon):
+    daemon.generator.pace = 0.25   # the real model, slowed: a reply takes seconds
+    daemon.api("PUT", "/api/config", json={"generation": {"max_tokens": 200}})
+    send(page, "Please tell me a very long story about a dragon and a lighthouse keeper.")
+    expect(page.locator(".message.streaming .text")).not_to_have_text("")
+    page.click("#stop")
+    wait_idle(page)
+    assert daemon.generator.stopped == 1
+    reply = daemon.messages()[-1]
+    assert reply["ai"] and reply["text"].strip()
+    assert len(reply["text"].split()) < 150
+    expect(page.locator("#send")).to_be_enabled()
+
+
+def test_edit_regenerate_and_swipe(page, daemon):
+    send(page, "What is your favourite colour?")
+    wait_idle(page)
+    reply = page.locator(".message.ai").last
+    reply.locator("button.edit").click()
+    reply.locator("textarea.edit-text").fill("My favourite colour is *teal*.")
+    reply.locator("button.save-edit").click()
+    expect(page.locator(".message.ai").last.locator(".text em.action")).to_have_text("teal")
+    assert daemon.messages()[-1]["text"] == "My favourite colour is *teal*."
+
+    page.locator(".message.ai").last.locator("button.regenerate").click()
+    wait_idle(page)
+    last = page.locator(".message.ai").last
+    expect(last.locator(".swipe-count")).to_have_text("2/2")
+    stored = daemon.messages()[-1]
+    assert stored["swipes"][0] == "My favourite colour is *teal*." and stored["swipe_id"] == 1
+
+    last.locator("button.swipe-left").click()
+    expect(page.locator(".message.ai").last.locator(".swipe-count")).to_have_text("1/2")
+    expect(page.locator(".message.ai").last.locator(".text")).to_have_text("My favourite colour is teal.")
+    assert daemon.messages()[-1]["swipe_id"] == 0
+    page.locator(".message.ai").last.locator("button.swipe-right").click()
+    expect(page.locator(".message.ai").last.locator(".swipe-count")).to_have_text("2/2")
+    assert daemon.messages()[-1]["swipe_id"] == 1
+
+
+def test_delete_and_copy(page, daemon):
+    daemon.api("POST", "/api/prompt", json={"prompt": "Just say hi."})
+    page.reload()
+    expect(page.locator(".message")).to_have_count(3)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.locator(".message.user button.copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == "Just say hi."
+    page.locator(".message.ai").last.locator("button.delete").click()
+    page.locator("#modal button.danger").click()
+    expect(page.locator(".message")).to_have_count(2)
+    assert len(daemon.messages()) == 2
+
+
+def test_model_output_cannot_inject_html(page, daemon):
+    greeting = daemon.messages()[0]
+    hostile = '<img src=x onerror="window.injected=1"><script>window.injected=2</script> *smiles* **bold** `<b>code</b>`'
+    daemon.api("PATCH", f"/api/messages/{greeting['id']}", json={"text": hostile})
+    page.reload()
+    text = page.locator(".message.ai .text").first
+    expect(text.locator("em.action")).to_have_text("smiles")
+    expect(text.locator("strong")).to_have_text("bold")
+    expect(text.locator("code")).to_have_text("<b>code</b>")
+    assert text.locator("img, script, b").count() == 0
+    assert page.evaluate("window.injected") is None
+    assert "<img src=x" in text.inner_text()
+
+
+# --- companions -------------------------------------------------------------------------------
+
+def test_import_a_png_card_through_the_file_chooser(page, daemon):
+    page.click("#nav a[data-view=companions]")
+    with page.expect_file_chooser() as chooser:
+        page.click("#card-file")
+    chooser.value.set_files(str(CARDS / "default_Seraphina.png"))
+    card = page.locator(".card[data-name=Seraphina]")
+    expect(card).to_be_visible()
+    assert any(c["name"] == "Seraphina" for c in daemon.api("GET", "/api/companions")["items"])
+    card.locator("button.chat-with").click()
+    expect(page.locator("#top-name")).to_have_text("Seraphina")
+    expect(page.locator(".message.ai .meta .name").first).to_have_text("Seraphina")
+    expect(page.locator(".message.ai .text").first).to_contain_text("Seraphina")
+
+
+def test_edit_a_companion_and_its_avatar(page, daemon):
+    page.click("#nav a[data-view=companions]")
+    page.locator(".card[data-name=Assistant] button.edit-companion").click()
+    form = page.locator("#companion-form")
+    form.locator("[name=name]").fill("Ada")
+    form.locator("[name=scenario]").fill("A quiet library at night.")
+    form.locator("button.add-alternate_greetings").click()
+    form.locator("[data-list=alternate_greetings] textarea").last.fill("Good evening, {{user}}.")
+    form.locator("[name=tags]").fill("calm, bookish")
+    page.click("#save-companion")
+    expect(page.locator(".toast")).to_contain_text("Saved")
+    companion = daemon.api("GET", "/api/companions")["items"][0]
+    assert (companion["name"], companion["scenario"]) == ("Ada", "A quiet library at night.")
+    assert companion["alternate_greetings"] == ["Good evening, {{user}}."]
+    assert companion["tags"] == ["calm", "bookish"]
+    before = daemon.api("GET", f"/api/companions/{companion['id']}")["updated_at"]
+    page.set_input_files("#avatar-file", str(CARDS / "default_Seraphina.png"))
+    expect(page.locator(".toast").last).to_contain_text("Avatar changed")
+    assert daemon.api("GET", f"/api/companions/{companion['id']}")["updated_at"] >= before
+
+    # a new chat can open with the alternate greeting
+    page.click("#nav a[data-view=chat]")
+    page.click("#new-chat")
+    page.locator(".greeting-choice input").nth(1).check()
+    page.locator("#modal button.primary").click()
+    expect(page.locator(".message.ai .text").first).to_have_text("Good evening, User.")
+
+
+def test_export_a_companion(page, daemon):
+    page.click("#nav a[data-view=companions]")
+    with page.expect_download() as download:
+        page.locator(".card button.export-json").first.click()
+    assert download.value.suggested_filename == "Assistant.json"
+    card = json.loads(Path(download.value.path()).read_text())
+    assert card["spec"] == "chara_card_v3" and card["data"]["name"] == "Assistant"
+    with page.expect_download() as download:
+        page.locator(".card button.export-png").first.click()
+    assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- chats and search ---------------------------------------------------------------------------
+
+def test_search_jumps_to_the_hit(page, daemon):
+    first_chat = daemon.active_chat()["id"]
+    greeting = daemon.messages(first_chat)[0]
+    daemon.api("PATCH", f"/api/messages/{greeting['id']}", json={"text": "I once rode a zeppelin over the hills."})
+    daemon.api("POST", "/api/chats", json={})   # another chat is now the active one
+    page.click("#nav a[data-view=chats]")
+    page.fill("#search-input", "zeppelin")
+    page.press("#search-input", "Enter")
+    hit = page.locator("#search-results .hit")
+    expect(hit).to_have_count(1)
+    expect(hit.locator("mark")).to_have_text("zeppelin")
+    hit.click()
+    target = page.locator(f".message[data-id='{greeting['id']}']")
+    expect(target).to_have_class(re.compile(r"\bflash\b"))
+    expect(target.locator(".text")).to_contain_text("zeppelin")
+    assert daemon.active_chat()["id"] == first_chat
+
+
+def test_chats_new_rename_export_delete(page, daemon):
+    page.click("#nav a[data-view=chats]")
+    page.click("#chats-new")
+    expect(page.locator("#chat-title")).to_be_visible()
+    page.click("#nav a[data-view=chats]")
+    items = page.locator("#chat-list .item")
+    expect(items).to_have_count(2)
+    items.first.locator("button.rename-chat").click()
+    page.locator("#modal input").fill("Evening talk")
+    page.locator("#modal button.primary").click()
+    expect(page.locator("#chat-list .chat-name").first).to_have_text("Evening talk")
+    for fmt in ("json", "jsonl", "txt", "csv"):
+        page.locator("#chat-list .item").first.locator("select").select_option(fmt)
+        with page.expect_download() as download:
+            page.locator("#chat-list .item").first.locator("button.export-chat").click()
+        assert download.value.suggested_filename.endswith("." + fmt)
+        assert Path(download.value.path()).stat().st_size > 0
+    page.locator("#chat-list .item").first.locator("button.delete-chat").click()
+    page.locator("#modal button.danger").click()
+    expect(page.locator("#chat-list .item")).to_have_count(1)
+    assert len(daemon.api("GET", "/api/chats")["items"]) == 1
+
+
+# --- memory, lorebooks, settings --------------------------------------------------------------------
+
+def test_memory_add_search_edit_delete_and_documents(page, daemon, tmp_path):
+    page.click("#nav a[data-view=memory]")
+    page.fill("#memory-new", "The user's cat is called Miso.")
+    page.click("#memory-new ~ .row button")
+    expect(page.locator("#memory-list .memory")).to_have_count(1)
+    page.fill("#memory-search", "what is the name of my pet?")
+    page.press("#memory-search", "Enter")
+    expect(page.locator("#memory-list .memory-text").first).to_have_text("The user's cat is called Miso.")
+    page.locator("#memory-list button.edit-memory").first.click()
+    page.locator("#memory-list textarea").fill("The user's cat is called Pickle.")
+    page.locator("#memory-list button.save-memory").click()
+    expect(page.locator("#memory-list .memory-text").first).to_have_text("The user's cat is called Pickle.")
+    assert [m["text"] for m in daemon.api("GET", "/api/memories")["items"]] == ["The user's cat is called Pickle."]
+    page.locator("#memory-list button.delete-memory").first.click()
+    expect(page.locator("#memory-list .memory")).to_have_count(0)
+    document = tmp_path / "notes.md"
+    document.write_text("# Garden\n\nThe tomatoes are planted along the south wall.\n")
+    page.set_input_files("#document-file", str(document))
+    expect(page.locator("#document-list .item")).to_contain_text("notes.md")
+    assert daemon.api("GET", "/api/memories/documents")["total"] == 1
+
+
+def test_a_reply_shows_the_memories_and_lore_it_used(page, daemon):
+    book = daemon.api("POST", "/api/lorebooks", json={"name": "Town", "entries": [
+        {"keys": ["lighthouse"], "content": "The lighthouse is painted red.", "comment": "lighthouse"}]})
+    companion = daemon.api("GET", "/api/companions")["items"][0]
+    daemon.api("POST", f"/api/companions/{companion['id']}/lorebooks", json={"lorebook_id": book["id"]})
+    daemon.api("POST", "/api/memories", json={"text": "The user's sister lives near the lighthouse."})
+    page.reload()
+    send(page, "Have you seen the lighthouse?")
+    wait_idle(page)
+    page.locator(".message.ai").last.locator("button.context").click()
+    dialog = page.locator("#modal")
+    expect(dialog).to_contain_text("The user's sister lives near the lighthouse.")
+    expect(dialog).to_contain_text("The lighthouse is painted red.")
+
+
+def test_lorebook_import_edit_and_attach(page, daemon, tmp_path):
+    page.click("#nav a[data-view=lorebooks]")
+    page.set_input_files("#lorebook-file", str(world_info(tmp_path)))
+    item = page.locator("#lorebook-list .item")
+    expect(item).to_have_count(1)
+    item.locator("button.edit-lorebook").click()
+    entry = page.locator("#entry-list .entry").first
+    entry.locator("[name=content]").fill("The harbour smells of salt and tar.")
+    entry.locator("button[type=submit]").click()
+    expect(page.locator(".toast").last).to_contain_text("Entry saved")
+    page.click("#add-entry")
+    expect(page.locator("#entry-list .entry")).to_have_count(2)
+    page.click("#attach-lorebook")
+    expect(page.locator(".toast").last).to_contain_text("Attached")
+    book = daemon.api("GET", "/api/lorebooks")["items"][0]
+    assert book["entry_count"] == 2 and book["companion_ids"] == [1]
+    assert daemon.api("GET", f"/api/lorebooks/{book['id']}")["entries"][0]["content"] == "The harbour smells of salt and tar."
+
+
+def world_info(folder: Path) -> Path:
+    """A small SillyTavern world info file."""
+    path = folder / "harbour.json"
+    path.write_text(json.dumps({"entries": {"0": {"uid": 0, "key": ["harbour"], "keysecondary": [],
+                                                  "comment": "harbour", "content": "Boats.", "constant": False,
+                                                  "selective": False, "order": 100, "position": 0,
+                                                  "disable": False}}}))
+    return path
+
+
+def test_settings_persona_and_generation(page, daemon):
+    page.click("#nav a[data-view=settings]")
+    form = page.locator("#persona-form")
+    form.locator("[name=name]").fill("Robin")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".toast").last).to_contain_text("Persona saved")
+    gen = page.locator("#generation-form")
+    gen.locator("[name=temperature]").fill("0.7")
+    gen.locator("button[type=submit]").click()
+    expect(page.locator(".toast").last).to_contain_text("Generation settings saved")
+    assert daemon.api("GET", "/api/config")["generation"]["temperature"] == 0.7
+    assert daemon.api("GET", "/api/personas")["items"][0]["name"] == "Robin"
+    expect(page.locator("#model-state")).to_contain_text("ready")
+    page.click("#nav a[data-view=chat]")
+    send(page, "Hi")
+    expect(page.locator(".message.user .name").last).to_have_text("Robin")
+    wait_idle(page)
+
+
+@pytest.mark.daemon(server={"api_key": "letmein"})
+def test_the_page_asks_for_the_api_key(page, daemon):
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    page.fill("#key-input", "wrong")
+    page.click("#key-save")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#key-error")).to_contain_text("API key")
+    page.fill("#key-input", "letmein")
+    page.click("#key-save")
+    expect(dialog).to_be_hidden()
+    expect(page.locator(".message.ai .text").first).to_contain_text("Hello User")
+    expect(page.locator("#top-avatar")).to_have_attribute("src", re.compile("^blob:"))
+    page.reload()   # remembered on this device
+    expect(page.locator(".message.ai .text").first).to_contain_text("Hello User")
+    expect(dialog).to_be_hidden()
+
+
+def test_on_a_phone_the_menu_is_a_drawer(browser, daemon):
+    context = browser.new_context(viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True,
+                                  color_scheme="dark")
+    page = context.new_page()
+    page.goto(daemon.url + "/")
+    expect(page.locator("#nav a[data-view=memory]")).not_to_be_in_viewport()
+    page.click("#menu-toggle")
+    expect(page.locator("#nav a[data-view=memory]")).to_be_in_viewport()
+    page.click("#nav a[data-view=memory]")
+    expect(page.locator("#memory-new")).to_be_visible()
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(20, 19, 26)"   # the dark palette
+    context.close()
