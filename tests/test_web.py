@@ -408,3 +408,52 @@ def test_on_a_phone_the_menu_is_a_drawer(browser, daemon):
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(20, 19, 26)"   # the dark palette
     context.close()
+
+
+def test_the_markdown_renderer(page):
+    """markdown.js, the pure function, called directly in the browser."""
+    cases = page.evaluate("""async () => {
+        const { renderMarkdown } = await import('/static/js/markdown.js');
+        const inputs = [
+            'plain', '*waves* hello', '**bold** and _italic_', 'say "hi" now', '`a<b>`',
+            '```\\n<tag> & *no*\\n```', '- one\\n- two', '1. first\\n2. second', '# Title',
+            '> quoted', 'line one\\nline two\\n\\nnext', 'https://example.org/a?b=1&c=2.',
+            '<img src=x onerror=alert(1)>', '[link](javascript:alert(1))', '*', '2 * 3 * 4',
+        ];
+        return inputs.map((text) => [text, renderMarkdown(text)]);
+    }""")
+    rendered = dict(cases)
+    assert rendered["plain"] == "<p>plain</p>"
+    assert rendered["*waves* hello"] == '<p><em class="action">waves</em> hello</p>'
+    assert rendered["**bold** and _italic_"] == "<p><strong>bold</strong> and <em>italic</em></p>"
+    assert rendered['say "hi" now'] == '<p>say <span class="speech">&quot;hi&quot;</span> now</p>'
+    assert rendered["`a<b>`"] == "<p><code>a&lt;b&gt;</code></p>"
+    assert rendered["```\n<tag> & *no*\n```"] == "<pre><code>&lt;tag&gt; &amp; *no*</code></pre>"
+    assert rendered["- one\n- two"] == "<ul><li>one</li><li>two</li></ul>"
+    assert rendered["1. first\n2. second"] == "<ol><li>first</li><li>second</li></ol>"
+    assert rendered["# Title"] == "<h3>Title</h3>"
+    assert rendered["> quoted"] == "<blockquote>quoted</blockquote>"
+    assert rendered["line one\nline two\n\nnext"] == "<p>line one<br>line two</p><p>next</p>"
+    assert rendered["https://example.org/a?b=1&c=2."] == (
+        '<p><a href="https://example.org/a?b=1&amp;c=2" target="_blank" rel="noopener noreferrer">'
+        'https://example.org/a?b=1&amp;c=2</a>.</p>')
+    assert rendered["<img src=x onerror=alert(1)>"] == "<p>&lt;img src=x onerror=alert(1)&gt;</p>"
+    assert "href" not in rendered["[link](javascript:alert(1))"]
+    assert rendered["*"] == "<p>*</p>"
+    assert rendered["2 * 3 * 4"] == "<p>2 * 3 * 4</p>"
+
+
+def test_the_model_status_shows_loading_ready_and_failed(page, daemon):
+    expect(page.locator("#model-status")).to_contain_text("ready")
+    daemon.generator.state = "loading"   # the wrapper's own attribute hides the model's
+    page.reload()
+    pill = page.locator("#model-status")
+    expect(pill).to_contain_text("loading")
+    expect(pill).to_have_attribute("data-state", "loading")
+    daemon.generator.state = "failed"
+    daemon.generator.error = "the file is not a GGUF model"
+    expect(pill).to_contain_text("failed")      # polled every 2 s while loading
+    expect(pill).to_have_attribute("title", "the file is not a GGUF model")
+    page.click("#nav a[data-view=settings]")
+    expect(page.locator("#model-state")).to_contain_text("the file is not a GGUF model")
+    del daemon.generator.state, daemon.generator.error

@@ -16,8 +16,8 @@ function inline(escaped) {
   s = s
     .replace(/\*\*([^*\n]+?)\*\*/g, "<strong>$1</strong>")
     .replace(/__([^_\n]+?)__/g, "<strong>$1</strong>")
-    .replace(/(^|[^*\w])\*([^*\n]+?)\*(?!\*)/g, '$1<em class="action">$2</em>')
-    .replace(/(^|[^_\w])_([^_\n]+?)_(?![_\w])/g, "$1<em>$2</em>")
+    .replace(/(^|[^*\w])\*([^*\s](?:[^*\n]*?[^*\s])?)\*(?!\*)/g, '$1<em class="action">$2</em>')
+    .replace(/(^|[^_\w])_([^_\s](?:[^_\n]*?[^_\s])?)_(?![_\w])/g, "$1<em>$2</em>")
     .replace(/~~([^~\n]+?)~~/g, "<del>$1</del>")
     .replace(/(&quot;|“)([^\n]*?)(&quot;|”)/g, '<span class="speech">$1$2$3</span>')
     .replace(/\bhttps?:\/\/[^\s<]+[^\s<.,;:!?)\]]/g,
