@@ -98,7 +98,7 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
     click.echo(f"companion listening on http://{host}:{port}", err=True)
     try:
         waitress.serve(app, host=host, port=port, threads=settings.server.threads,
-                       ident="companion", clear_untrusted_proxy_headers=True,
+                       ident="companion", clear_untrusted_proxy_headers=True, asyncore_use_poll=True,
                        max_request_body_size=int(settings.server.max_body_mb * 1024 * 1024))
     except KeyboardInterrupt:
         pass

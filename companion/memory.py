@@ -190,6 +190,13 @@ class LongTermMemory:
                 self._collection = collection
             return self._collection
 
+    def close(self) -> None:
+        """Release the Chroma client's files and connections (the index reopens when used again)."""
+        with self._lock:
+            client, self._client, self._collection = self._client, None, None
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
     def index(self, rows: list[dict]) -> None:
         """Embed memory rows and put them in the index (replacing any earlier vectors)."""
         if not rows:

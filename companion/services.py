@@ -77,6 +77,8 @@ class Services:
         }
 
     def close(self) -> None:
+        """Release the memory index and the database."""
+        self.memory.close()
         self.store.close()
 
 
