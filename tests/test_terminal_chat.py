@@ -8,56 +8,27 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from pathlib import Path
 
 import pexpect
 import pytest
 import requests
-import waitress
 
-from companion.app import create_app
-from companion.services import build_services
 from companion.terminal import DaemonClient, DaemonError
 
 from conftest import test_settings
 from daemon import free_port
+from web import serve
 
 COMPANION = str(Path(sys.executable).parent / "companion")
 UP = "\x1b[A"
 
 
-class LiveDaemon:
-    """A daemon served by waitress in a thread."""
-
-    def __init__(self, data_dir: Path, generator, embedder, **sections: dict) -> None:
-        self.settings = test_settings(data_dir, **sections)
-        self.services = build_services(self.settings, generator=generator, embedder=embedder)
-        self.server = waitress.create_server(create_app(self.settings, self.services), host="127.0.0.1", port=0,
-                                             threads=4)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.headers = {"Authorization": f"Bearer {self.settings.server.api_key}"} if self.settings.server.api_key \
-            else {}
-        threading.Thread(target=self.server.run, daemon=True).start()
-
-    def api(self, method: str, path: str, **kw) -> dict:
-        response = requests.request(method, self.url + path, headers=self.headers, timeout=60, **kw)
-        assert response.ok, response.text
-        return response.json()
-
-    def messages(self, chat_id: int = 1) -> list[dict]:
-        return self.api("GET", f"/api/chats/{chat_id}/messages", params={"limit": 200})["items"]
-
-    def close(self) -> None:
-        self.server.close()
-        self.services.close()
-
-
 @pytest.fixture
 def daemon(tmp_path, generator, embedder):
-    live = LiveDaemon(tmp_path / "data", generator, embedder)
+    live, stop = serve(test_settings(tmp_path / "data"), generator, embedder)
     yield live
-    live.close()
+    stop()
 
 
 def spawn(url: str, history: Path, *args: str, env: dict | None = None) -> pexpect.spawn:
@@ -65,7 +36,8 @@ def spawn(url: str, history: Path, *args: str, env: dict | None = None) -> pexpe
     clean = {k: v for k, v in os.environ.items() if not k.startswith("COMPANION_")}
     clean.update(TERM="xterm", **(env or {}))
     return pexpect.spawn(COMPANION, ["chat", "--url", url, "--history-file", str(history), *args],
-                         encoding="utf-8", timeout=120, dimensions=(40, 200), env=clean)
+                         encoding="utf-8", timeout=120, dimensions=(40, 200), env=clean,
+                         use_poll=True)   # select() fails once the suite has 1024 files open
 
 
 def said(child: pexpect.spawn, command: str, until: str = "User> ") -> str:
@@ -190,7 +162,7 @@ def test_unreachable_daemon_exits_1(tmp_path):
 
 
 def test_api_key(tmp_path, generator, embedder):
-    live = LiveDaemon(tmp_path / "data", generator, embedder, server={"api_key": "k"})
+    live, stop = serve(test_settings(tmp_path / "data", server={"api_key": "k"}), generator, embedder)
     try:
         child = spawn(live.url, tmp_path / "history")
         child.expect_exact("needs an API key: pass --api-key")
@@ -204,7 +176,7 @@ def test_api_key(tmp_path, generator, embedder):
         child.sendline("/quit")
         assert finish(child) == 0
     finally:
-        live.close()
+        stop()
 
 
 def test_client_errors_and_stream(daemon):

@@ -3,6 +3,7 @@ with the real model and embedder. A failed test leaves a screenshot in test-arti
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -207,6 +208,20 @@ def test_import_a_png_card_through_the_file_chooser(page, daemon):
     expect(page.locator(".message.ai .text").first).to_contain_text("Seraphina")
 
 
+def test_import_a_card_by_drag_and_drop(page, daemon):
+    page.click("#nav a[data-view=companions]")
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], 'Aqua.png', {type: 'image/png'}));
+        const zone = document.getElementById('card-file').closest('.drop');
+        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", base64.b64encode((CARDS / "Aqua.png").read_bytes()).decode())
+    expect(page.locator(".card[data-name=Aqua]")).to_be_visible()
+    assert sorted(c["name"] for c in daemon.api("GET", "/api/companions")["items"]) == ["Aqua", "Assistant"]
+
+
 def test_edit_a_companion_and_its_avatar(page, daemon):
     page.click("#nav a[data-view=companions]")
     page.locator(".card[data-name=Assistant] button.edit-companion").click()
@@ -329,33 +344,27 @@ def test_a_reply_shows_the_memories_and_lore_it_used(page, daemon):
     expect(dialog).to_contain_text("The lighthouse is painted red.")
 
 
-def test_lorebook_import_edit_and_attach(page, daemon, tmp_path):
+def test_lorebook_import_edit_and_attach(page, daemon):
+    world_info = CARDS / "Eldoria.json"   # SillyTavern's own world info format
+    entries = len(json.loads(world_info.read_text())["entries"])
     page.click("#nav a[data-view=lorebooks]")
-    page.set_input_files("#lorebook-file", str(world_info(tmp_path)))
+    page.set_input_files("#lorebook-file", str(world_info))
     item = page.locator("#lorebook-list .item")
     expect(item).to_have_count(1)
+    expect(item).to_contain_text("Eldoria")
     item.locator("button.edit-lorebook").click()
+    expect(page.locator("#entry-list .entry")).to_have_count(entries)
     entry = page.locator("#entry-list .entry").first
     entry.locator("[name=content]").fill("The harbour smells of salt and tar.")
     entry.locator("button[type=submit]").click()
     expect(page.locator(".toast").last).to_contain_text("Entry saved")
     page.click("#add-entry")
-    expect(page.locator("#entry-list .entry")).to_have_count(2)
+    expect(page.locator("#entry-list .entry")).to_have_count(entries + 1)
     page.click("#attach-lorebook")
     expect(page.locator(".toast").last).to_contain_text("Attached")
     book = daemon.api("GET", "/api/lorebooks")["items"][0]
-    assert book["entry_count"] == 2 and book["companion_ids"] == [1]
+    assert book["entry_count"] == entries + 1 and book["companion_ids"] == [1]
     assert daemon.api("GET", f"/api/lorebooks/{book['id']}")["entries"][0]["content"] == "The harbour smells of salt and tar."
-
-
-def world_info(folder: Path) -> Path:
-    """A small SillyTavern world info file."""
-    path = folder / "harbour.json"
-    path.write_text(json.dumps({"entries": {"0": {"uid": 0, "key": ["harbour"], "keysecondary": [],
-                                                  "comment": "harbour", "content": "Boats.", "constant": False,
-                                                  "selective": False, "order": 100, "position": 0,
-                                                  "disable": False}}}))
-    return path
 
 
 def test_settings_persona_and_generation(page, daemon):

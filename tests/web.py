@@ -1,4 +1,4 @@
-"""The web page's test harness: a live daemon in a thread, Debian's Chromium through Playwright."""
+"""A live daemon in a thread (for the web page and terminal chat tests); Debian's Chromium for Playwright."""
 
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def serve(settings, generator, embedder) -> tuple[LiveDaemon, callable]:
     """Start create_app(settings) on a free port in a thread; returns the daemon and a stop function."""
     paced = PacedGenerator(generator)
     services = build_services(settings, generator=paced, embedder=embedder)
-    server = waitress.create_server(create_app(settings, services), host="127.0.0.1", port=0, threads=6)
+    server = waitress.create_server(create_app(settings, services), host="127.0.0.1", port=0, threads=6,
+                                    asyncore_use_poll=True)   # select() fails past 1024 open files
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
 
