@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ TIMEOUT = 120_000  # ms: the model answers in well under a second alone, far slo
 
 @pytest.fixture(scope="module")
 def browser():
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)   # only this run's failures
     with sync_playwright() as playwright:
         browser = launch_browser(playwright)
         yield browser
@@ -314,6 +316,7 @@ def test_memory_add_search_edit_delete_and_documents(page, daemon, tmp_path):
     expect(page.locator("#memory-list .memory")).to_have_count(1)
     page.fill("#memory-search", "what is the name of my pet?")
     page.press("#memory-search", "Enter")
+    expect(page.locator("#memory-list")).to_contain_text("Best matches for")
     expect(page.locator("#memory-list .memory-text").first).to_have_text("The user's cat is called Miso.")
     page.locator("#memory-list button.edit-memory").first.click()
     page.locator("#memory-list textarea").fill("The user's cat is called Pickle.")

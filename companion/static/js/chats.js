@@ -83,10 +83,13 @@ function snippet(text) {
   return parts;
 }
 
+let latestSearch = 0; // only the newest search's results are shown
+
 async function search(query, results) {
+  const mine = ++latestSearch;
   if (!query.trim()) return clear(results);
   const page = await attempt(() => api.get(`/api/search${qs({ q: query, limit: 50 })}`));
-  if (!page) return;
+  if (!page || mine !== latestSearch) return;
   if (!page.items.length) return clear(results, el("p", { class: "muted" }, `Nothing found for “${query}”.`));
   clear(results, el("p", { class: "muted" }, `${page.total} found`), page.items.map((hit) => {
     const companion = companionById(hit.companion_id);

@@ -48,8 +48,12 @@ export async function showMemory(root) {
   await Promise.all([fillMemories(list), fillDocuments(documents)]);
 }
 
+let latestFill = 0; // only the newest listing is shown (a slow earlier one must not replace it)
+
 async function fillMemories(list) {
+  const mine = ++latestFill;
   const page = await api.get(`/api/memories${qs({ companion_id: chosenCompanion, q: query, limit: 100 })}`);
+  if (mine !== latestFill) return;
   if (!page.items.length) return clear(list, el("p", { class: "muted" }, query ? "No memory matches." : "No memories yet."));
   clear(list, el("p", { class: "muted" }, query ? `Best matches for “${query}”` : `${page.total} memories, newest first`),
     page.items.map((m) => memoryItem(m, list)));
