@@ -231,10 +231,7 @@ class ChatService:
             self.store.set_context(reply["id"], [{"id": m.id, "score": m.score, "relevance": m.relevance}
                                                  for m in turn.memories], turn.lore)
         self.memory.unindex(old_memories)
-        try:
-            self.memory.index([row])
-        except Exception:
-            log.exception("memory %s stored but not indexed; the next start indexes it", row["id"])
+        self.memory.index_later([row])   # the reply is answered now; the embedding follows
         reply["text"] = resolve_placeholders(text, char_name(companion), user["name"])
         return Reply(reply, turn.memories, turn.lore)
 
@@ -287,6 +284,7 @@ class ChatService:
 
     def _build_prompt(self, turn: "TurnStream") -> str:
         """Recall memories and build the prompt within the context budget; sets turn.memories."""
+        self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
         companion, user, history = turn.companion, turn.user, turn.history
         prompt_input = self._prompt_input(companion, user, turn.user_message["text"])
         turns = [Turn(bool(m["ai"]), m["text"]) for m in history]

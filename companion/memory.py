@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,6 +166,10 @@ class LongTermMemory:
         self._client = None
         self._collection = None
         self._lock = threading.RLock()
+        self._indexer: ThreadPoolExecutor | None = None   # index_later's one background thread
+        self._pending: list[Future] = []
+        self._pending_lock = threading.Lock()
+        self._on_indexer = threading.local()
 
     @property
     def collection_name(self) -> str:
@@ -173,7 +178,10 @@ class LongTermMemory:
     # the index -----------------------------------------------------------------------------
 
     def collection(self):
-        """The Chroma collection, created for this embedder (rebuilt when the embedder changed)."""
+        """The Chroma collection, created for this embedder (rebuilt when the embedder changed).
+
+        Callers that read or change the index call flush() first (before taking the lock), so
+        that what index_later still has to do comes first."""
         with self._lock:
             if self._collection is None:
                 self._client = open_chroma(self.chroma_path, self.options.chroma_url)
@@ -190,8 +198,43 @@ class LongTermMemory:
                 self._collection = collection
             return self._collection
 
+    def index_later(self, rows: list[dict]) -> None:
+        """Index rows on a background thread, so that a reply need not wait for its embedding.
+
+        Whatever touches the index next (recall, search, an edit, a delete) waits for it first; a
+        failure is logged and the rows are indexed at the next start (reconcile)."""
+        if not rows:
+            return
+        with self._pending_lock:
+            if self._indexer is None:
+                self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory-index")
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._indexer.submit(self._index_in_background, rows))
+
+    def _index_in_background(self, rows: list[dict]) -> None:
+        self._on_indexer.active = True
+        try:
+            self._index_now(rows)
+        except Exception:
+            log.exception("memories %s stored but not indexed; the next start indexes them",
+                          [row["id"] for row in rows])
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the rows given to index_later are in the index; False after the timeout."""
+        if getattr(self._on_indexer, "active", False):
+            return True
+        with self._pending_lock:
+            pending = list(self._pending)
+        return not wait(pending, timeout).not_done if pending else True
+
     def close(self) -> None:
-        """Release the Chroma client's files and connections (the index reopens when used again)."""
+        """Finish background indexing, then release the Chroma client's files and connections
+        (the index reopens when used again)."""
+        self.flush()
+        with self._pending_lock:
+            indexer, self._indexer = self._indexer, None
+        if indexer is not None:
+            indexer.shutdown(wait=True)
         with self._lock:
             client, self._client, self._collection = self._client, None, None
         if client is not None and hasattr(client, "close"):
@@ -199,6 +242,10 @@ class LongTermMemory:
 
     def index(self, rows: list[dict]) -> None:
         """Embed memory rows and put them in the index (replacing any earlier vectors)."""
+        self.flush()
+        self._index_now(rows)
+
+    def _index_now(self, rows: list[dict]) -> None:
         if not rows:
             return
         vectors = self.embedder.embed([embedded_text(row["text"]) for row in rows])
@@ -210,14 +257,17 @@ class LongTermMemory:
 
     def unindex(self, ids: list[int]) -> None:
         if ids:
+            self.flush()
             with self._lock:
                 self.collection().delete(ids=[str(i) for i in ids])
 
     def indexed_ids(self) -> set[int]:
+        self.flush()
         with self._lock:
             return {int(i) for i in self.collection().get(include=[])["ids"]}
 
     def indexed_count(self) -> int:
+        self.flush()
         with self._lock:
             return self.collection().count()
 
@@ -298,6 +348,7 @@ class LongTermMemory:
         # Chroma's metadata filter is slow on a big collection: skip it when this companion's
         # memories are all there is (the usual case: one person, one companion)
         only_one = own == self.store.count("memories")
+        self.flush()   # the exchange just stored is in the index before the query
         vector = self.embedder.embed([query])[0]
         with self._lock:
             collection = self.collection()
@@ -354,6 +405,7 @@ class LongTermMemory:
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop the index and embed every memory row again; returns how many."""
+        self.flush()
         with self._lock:
             self.collection()
             self._client.delete_collection(self.collection_name)

@@ -145,7 +145,8 @@ def test_ctrl_c_stops_the_reply_and_a_busy_daemon_is_said(daemon, tmp_path):
     # another client is generating: the daemon's 429 is said, not a traceback, and the chat goes on
     with requests.post(daemon.url + "/api/prompt", json={"prompt": "Go on.", "stream": True}, stream=True,
                        timeout=60) as other:
-        next(other.iter_lines())                   # its first token: the model is taken
+        other_lines = other.iter_lines()           # kept: a dropped iterator closes the connection
+        next(other_lines)                          # its first token: the model is taken
         busy = said(child, "Are you there?")
         requests.post(daemon.url + "/api/abort", timeout=60)
     assert "error: " in busy and "Traceback" not in busy, busy
