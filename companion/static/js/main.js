@@ -7,7 +7,6 @@ import { showCompanions } from "./companions.js";
 import { showLorebooks } from "./lorebooks.js";
 import { showMemory } from "./memory.js";
 import { showSettings } from "./settings.js";
-import { state } from "./state.js";
 import { clear, el } from "./ui.js";
 
 const VIEWS = {
@@ -82,7 +81,6 @@ async function pollStatus() {
   let delay = 30000;
   try {
     const status = await api.get("/api/status");
-    state.status = status;
     const pill = document.getElementById("model-status");
     const model = status.model;
     pill.textContent = `${model.name || "model"}: ${STATUS_TEXT[model.state] || model.state}`;
@@ -93,10 +91,6 @@ async function pollStatus() {
     delay = 10000;
   }
   setTimeout(pollStatus, delay);
-}
-
-export function refreshStatus() {
-  return api.get("/api/status").then((s) => { state.status = s; return s; });
 }
 
 // --- start -----------------------------------------------------------------------------------

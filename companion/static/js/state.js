@@ -1,10 +1,9 @@
-// What several views share: the companions, the active one, the daemon's status.
+// What several views share: the companions and the active one.
 
 import { api, imageUrl } from "./api.js";
 
 export const state = {
   companions: [],
-  status: null,
   jumpTo: null, // a message id the chat view should scroll to once
 };
 
