@@ -81,6 +81,13 @@ class ChatService:
             row["text"] = resolve_placeholders(row["text"], char_name(companion), user["name"])
         return rows
 
+    def names(self, companion_id: int) -> tuple[str, str]:
+        """What {{char}} and {{user}} stand for in a companion's texts: its name, the active persona's."""
+        companion = self.store.get_companion(companion_id)
+        if companion is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        return char_name(companion), self.store.get_user(self.store.active_user_id())["name"]
+
     def export_messages(self) -> list[dict]:
         """The active chat as [{ai, text}] with texts as stored (re-importable)."""
         _, _, chat_id = self._active()

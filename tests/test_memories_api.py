@@ -19,10 +19,12 @@ def test_add_list_search_edit_delete(client, services):
     assert listing["total"] == 3 and listing["items"][0]["text"] == "It rained on Sunday."
     found = client.get("/api/memories?q=what instrument do I play&limit=2").get_json()
     assert found["items"][0]["text"] == "{{user}} plays the cello." and found["items"][0]["score"] > 0
+    assert found["items"][0]["display_text"] == "User plays the cello."   # as the page shows it
     assert len(found["items"]) == 2
     memory_id = found["items"][0]["id"]
     edited = client.patch(f"/api/memories/{memory_id}", json={"text": "{{user}} plays the trumpet."})
     assert edited.status_code == 200
+    assert edited.get_json()["display_text"] == "User plays the trumpet."
     again = client.get("/api/memories?q=trumpet&limit=1").get_json()["items"][0]
     assert again["id"] == memory_id and "trumpet" in again["text"]
     assert client.delete(f"/api/memories/{memory_id}").status_code == 204

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..documents import DocumentError, extract_text
 from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ..prompt import resolve_placeholders
 from . import services
 from .companions import created, page
 from .validate import int_field, json_object, text_field, uploaded_file
@@ -23,9 +24,13 @@ def companion_arg(source: dict) -> int:
     return companion_id
 
 
-def memory_json(row: dict, score: float | None = None) -> dict:
-    return {"id": row["id"], "companion_id": row["companion_id"], "text": row["text"], "source": row["source"],
-            "document_id": row.get("document_id"), "created_at": row["created_at"], "score": score}
+def memory_json(row: dict, score: float | None = None, names: tuple[str, str] | None = None) -> dict:
+    """A memory: text as stored (what an edit changes), display_text with {{char}}/{{user}} resolved
+    (names: the companion's and the persona's, when the caller has them already)."""
+    display = resolve_placeholders(row["text"], *(names or services().chat.names(row["companion_id"])))
+    return {"id": row["id"], "companion_id": row["companion_id"], "text": row["text"], "display_text": display,
+            "source": row["source"], "document_id": row.get("document_id"), "created_at": row["created_at"],
+            "score": score}
 
 
 def own_memory(memory_id: int) -> dict:
@@ -42,14 +47,15 @@ def list_memories():
     companion_id = companion_arg(args)
     limit, offset = page()
     memory = services().memory
+    names = services().chat.names(companion_id)
     query = args.get("q", "").strip()
     if query:
         found, total = memory.search(companion_id, query, limit, offset)
         rows = {r["id"]: r for r in services().store.memories_by_ids([m.id for m in found])}
-        items = [memory_json(rows[m.id], m.score) for m in found if m.id in rows]
+        items = [memory_json(rows[m.id], m.score, names) for m in found if m.id in rows]
     else:
         rows, total = memory.list(companion_id, limit, offset)
-        items = [memory_json(r) for r in rows]
+        items = [memory_json(r, names=names) for r in rows]
     return jsonify({"items": items, "total": total})
 
 

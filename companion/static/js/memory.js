@@ -60,7 +60,7 @@ async function fillMemories(list) {
 }
 
 function memoryItem(m, list) {
-  const text = el("p", { class: "memory-text" }, m.text);
+  const text = el("p", { class: "memory-text" }, m.display_text ?? m.text);
   const item = el("article", { class: "item memory", dataset: { id: m.id } },
     el("div", { class: "item-main" }, text,
       el("small", { class: "muted" }, `${m.source} · ${formatDate(m.created_at)}${m.score != null ? ` · score ${m.score.toFixed(3)}` : ""}`)),
