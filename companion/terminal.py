@@ -18,8 +18,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 import click
 
-from .prompt import resolve_placeholders
-
 try:  # line editing and history where the platform has it; plain input() otherwise
     import readline
 except ImportError:  # pragma: no cover - Windows without pyreadline
@@ -379,7 +377,7 @@ class ChatSession:
             self.echo("no memories match" if arg else "no memories yet")
         for item in items:
             score = f"{item['score']:.2f} " if item.get("score") is not None else ""
-            text = resolve_placeholders(item["text"], self.name, self.user_name)
+            text = item.get("display_text") or item["text"]   # names filled in by the daemon
             self.echo(f"  [{item['id']}] {score}{one_line(text)}")
 
     def switch_companion(self, arg: str) -> None:
