@@ -274,3 +274,13 @@ def timed(fn, sink: dict, key: str):
         finally:
             sink[key] = sink.get(key, 0.0) + (time.perf_counter() - began) * 1000
     return wrapper
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many tokens two prompts share from the start (what llama.cpp can reuse)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -20,6 +20,8 @@ from companion.config import ModelSettings
 from companion.llm import GenerationParams, LlamaGenerator, bundled_model
 from companion.prompt import PromptInput, Turn, build_messages, window_start
 
+from .common import common_prefix
+
 PERSONA = ("{{char}} is a warm, curious librarian from a small seaside town who loves old maps, "
            "tea and long conversations about travel. {{char}} speaks gently and asks questions.")
 USER_LINES = [
@@ -31,15 +33,6 @@ USER_LINES = [
     "How long have you worked at the library?", "Do you know any local legends?",
     "What's the best time to visit the lighthouse?", "Thanks, this was lovely.",
 ]
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def sliding_start(n_history: int, short_term_mem: int) -> int:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import CpuMeter, Gate, alternating, median, ratio, rounded, timed
+from .common import CpuMeter, Gate, alternating, common_prefix, median, ratio, rounded, timed
 from .script import CUSTOM_MEMORIES, TOPIC_MEMORIES, user_lines
 
 TARGET_LATE_OVER_EARLY_A = 1.5
@@ -105,15 +105,6 @@ class RecordingGenerator:
                 yield piece
         finally:
             pieces.close()
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _range_median(values: list, first: int, last: int):
