@@ -34,6 +34,14 @@ class Reply:
     lore: list[dict] = field(default_factory=list)
 
 
+def placeholder_names(store: Store, companion_id: int) -> tuple[str, str]:
+    """What {{char}} and {{user}} stand for in a companion's texts: its name, the active persona's."""
+    companion = store.get_companion(companion_id)
+    if companion is None:
+        raise NotFound(f"no companion with id {companion_id}")
+    return char_name(companion), store.get_user(store.active_user_id())["name"]
+
+
 def char_name(companion: dict) -> str:
     """What {{char}} stands for: the card's nickname when it has one, else the name."""
     return (companion.get("card") or {}).get("nickname") or companion["name"]
@@ -82,11 +90,8 @@ class ChatService:
         return rows
 
     def names(self, companion_id: int) -> tuple[str, str]:
-        """What {{char}} and {{user}} stand for in a companion's texts: its name, the active persona's."""
-        companion = self.store.get_companion(companion_id)
-        if companion is None:
-            raise NotFound(f"no companion with id {companion_id}")
-        return char_name(companion), self.store.get_user(self.store.active_user_id())["name"]
+        """What {{char}} and {{user}} stand for in a companion's texts."""
+        return placeholder_names(self.store, companion_id)
 
     def export_messages(self) -> list[dict]:
         """The active chat as [{ai, text}] with texts as stored (re-importable)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from .chat import char_name, exchange_text
+from .chat import exchange_text, placeholder_names
 from .chat_files import ChatFileError, ChatLine, export_chat, parse_chat
 from .errors import BadRequest, Conflict, NotFound
 from .memory import LongTermMemory
@@ -79,8 +79,7 @@ class ChatsService:
         return rows, self.store.count_messages(chat_id)
 
     def _names(self, chat: dict) -> tuple[str, str]:
-        companion = self.store.get_companion(chat["companion_id"])
-        return char_name(companion), self.store.get_user(self.store.active_user_id())["name"]
+        return placeholder_names(self.store, chat["companion_id"])
 
     def export(self, chat_id: int, fmt: str) -> str:
         chat = self.get(chat_id)
@@ -131,7 +130,12 @@ class ChatsService:
             raise BadRequest("q must contain a word to search for")
         fts_query = " ".join(f'"{w}"' for w in words)
         rows, total = self.store.search_messages(fts_query, companion_id, chat_id, limit, offset)
+        names: dict[int, tuple[str, str]] = {}
         for row in rows:
+            if row["companion_id"] not in names:
+                names[row["companion_id"]] = placeholder_names(self.store, row["companion_id"])
+            for key in ("text", "snippet"):   # as the chat shows them
+                row[key] = resolve_placeholders(row[key], *names[row["companion_id"]])
             row["ai"] = bool(row["ai"])
             row["rank"] = round(row["rank"], 4)
         return rows, total

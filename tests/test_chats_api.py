@@ -119,6 +119,8 @@ def test_search_follows_edits_and_deletes(client):
     assert client.get("/api/search?q=sunflowers").get_json()["total"] == 1
     client.delete(f"/api/messages/{message_id}")
     assert client.get("/api/search?q=marigolds").get_json()["total"] == 0
+    greeting = client.get("/api/search?q=talk").get_json()["items"][0]   # the stored greeting has {{user}}
+    assert "{{" not in greeting["text"] and "{{" not in greeting["snippet"] and "User" in greeting["snippet"]
 
 
 @pytest.mark.parametrize("path", ["/api/chats/999", "/api/chats/999/messages", "/api/chats/999/export",
