@@ -284,3 +284,15 @@ def common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def load_embedder():
+    """The bundled embedder, loaded; returns it and the seconds loading took."""
+    from companion.memory import Embedder, bundled_embedder
+
+    embedder = Embedder(bundled_embedder())
+    began = time.perf_counter()
+    embedder.load()
+    if embedder.state != "ready":
+        raise RuntimeError(f"the bundled embedder did not load: {embedder.error}")
+    return embedder, time.perf_counter() - began

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import CpuMeter, Gate, alternating, median, percentile, ratio, rounded, timed
+from .common import CpuMeter, Gate, alternating, load_embedder, median, percentile, ratio, rounded, timed
 from .script import memory_texts, user_lines
 
 TARGET_MEDIAN_MS = 30.0
@@ -63,13 +63,9 @@ SYNC = "/sync_index"   # arm B: indexing the exchange inside the turn
 
 def run(memories: int = 10_000, turns: int = 30, warmup: int = 2) -> dict:
     from companion.config import load_settings
-    from companion.memory import Embedder, bundled_embedder
     from companion.services import build_services
 
-    embedder = Embedder(bundled_embedder())
-    embedder.load()
-    if embedder.state != "ready":
-        raise RuntimeError(f"the bundled embedder did not load: {embedder.error}")
+    embedder, _ = load_embedder()
     arms = {f"{memories}_memories": memories, "0_memories": 0}
     lines = user_lines(warmup + turns, seed=3)
 

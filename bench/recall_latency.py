@@ -57,7 +57,7 @@ def run(sizes: tuple[int, ...] = (1000, 10_000, 100_000), queries: int = 50, qui
         perturb_sigma: float = 0.025, upsert_chunk: int = 2048) -> dict:
     import numpy as np
 
-    from companion.memory import Embedder, LongTermMemory, bundled_embedder
+    from companion.memory import LongTermMemory
     from companion.store import Store
 
     if quick:
@@ -67,12 +67,7 @@ def run(sizes: tuple[int, ...] = (1000, 10_000, 100_000), queries: int = 50, qui
     texts = filler_texts(largest, seed=seed)
     query_texts = latency_queries(queries + warmup, seed=seed + 1)
 
-    embedder = Embedder(bundled_embedder())
-    began = time.perf_counter()
-    embedder.load()
-    if embedder.state != "ready":
-        raise RuntimeError(f"the bundled embedder did not load: {embedder.error}")
-    load_s = time.perf_counter() - began
+    embedder, load_s = common.load_embedder()
     embedder.embed(["warm up the embedder"])
 
     # time every embed call made through the instance (index batches and recall's query)

@@ -121,18 +121,13 @@ def _one_line(text: str) -> str:
 
 def run(conversations: int = 20, seed: int = 0, quick: bool = False, exchanges: int = 60,
         facts: int = 6, k: int = 5, batch: int = 256, examples: int = 10) -> dict:
-    from companion.memory import Embedder, LongTermMemory, bundled_embedder
+    from companion.memory import LongTermMemory
     from companion.store import Store
 
     if quick:
         conversations, exchanges, facts = min(conversations, 2), min(exchanges, 20), min(facts, 6)
     convs = corpus(seed=seed, conversations=conversations, exchanges=exchanges, facts=facts)
-    embedder = Embedder(bundled_embedder())
-    began = time.perf_counter()
-    embedder.load()
-    if embedder.state != "ready":
-        raise RuntimeError(f"the bundled embedder did not load: {embedder.error}")
-    load_s = time.perf_counter() - began
+    embedder, load_s = common.load_embedder()
 
     with tempfile.TemporaryDirectory(prefix="bench-recall-quality-", ignore_cleanup_errors=True) as tmp:
         store = Store(Path(tmp) / "companion.db")

