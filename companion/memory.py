@@ -7,9 +7,9 @@ rebuilt at any time (``companion reindex``) and is reconciled with it on start.
 from __future__ import annotations
 
 import hashlib
-import re
 import importlib.util
 import logging
+import re
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -23,11 +23,13 @@ import numpy as np
 from .config import MemorySettings
 from .documents import chunk_text
 from .loading import BackgroundLoaded
-from .store import Store
+from .store import Store, utc_iso
+from .timewindow import TimeWindow, time_window
 
 log = logging.getLogger(__name__)
 
 COLLECTION = "memories"
+VECTOR_PAGE = 5000   # vectors read from Chroma at a time when the in-memory copy is built
 INDEX_VERSION = "2"   # 2: exchanges embedded by the user's line; a change rebuilds the index
 
 
@@ -124,6 +126,15 @@ class RecalledMemory:
     relevance: float = 0.0
 
 
+class Recall(list):
+    """Recalled memories, best first, and the time window the query named (None when none)."""
+
+    window: TimeWindow | None = None
+
+
+AUTO = object()   # recall(window=AUTO): the window the query's own time words name
+
+
 def recency(created_at: str, now: datetime, half_life_hours: float) -> float:
     """1.0 for a memory made now, halving every half_life_hours."""
     try:
@@ -154,6 +165,174 @@ def embedded_text(text: str) -> str:
     return match.group(1) if match else text
 
 
+SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+def is_question(line: str) -> bool:
+    """True when every sentence of the line is a question ("Where does my uncle live?"), not
+    when a statement comes with one ("I got a dog! Isn't that great?")."""
+    sentences = [s.strip() for s in SENTENCE.findall(line) if s.strip(" .!?")]
+    return bool(sentences) and all(s.endswith("?") for s in sentences)
+
+
+def asked_only(text: str) -> bool:
+    """An exchange in which the person only asked, and the reply named nothing new (no name,
+    number or other capitalised word that the question did not have)."""
+    match = EXCHANGE.match(text)
+    if not match or not is_question(match.group(1)):
+        return False
+    asked = {w.lower() for w in WORD.findall(match.group(1))}
+    for sentence in SENTENCE.findall(text[match.end():]):
+        words = WORD.findall(sentence)
+        for n, word in enumerate(words):
+            named = n > 0 and word[0].isupper() and word not in ("I", "{{user}}", "{{char}}")
+            if (named or any(c.isdigit() for c in word)) and word.lower() not in asked:
+                return False
+    return True
+
+
+WORD = re.compile(r"\w+")
+STOP_WORDS = frozenset("""
+a about above after again against all am an and any are aren't as at be because been before being
+below between both but by can can't could couldn't did didn't do does doesn't doing don't down during
+each few for from further had hadn't has hasn't have haven't having he he'd he'll he's her here here's
+hers herself him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself
+let's me more most mustn't my myself no nor not of off on once only or other ought our ours ourselves
+out over own same shan't she she'd she'll she's should shouldn't so some such than that that's the
+their theirs them themselves then there there's these they they'd they'll they're they've this those
+through to too under until up very was wasn't we we'd we'll we're we've were weren't what what's when
+when's where where's which while who who's whom why why's with won't would wouldn't you you'd you'll
+you're you've your yours yourself yourselves s t d ll m re ve
+user char tell told remember know think say said ask asked again ever still now these days
+anything something thing things really just also get got going go
+""".split())
+
+
+def lexical_query(text: str, skip: set[str] = frozenset()) -> str | None:
+    """An FTS5 query matching any of the text's content words (stop words and `skip` left out);
+    None when it has none."""
+    words = []
+    for word in WORD.findall(text.lower()):
+        if len(word) > 1 and word not in STOP_WORDS and word not in skip and word not in words:
+            words.append(word)
+    return " OR ".join(f'"{w}"' for w in words[:32]) or None
+
+
+class VectorTable:
+    """An in-memory copy of the index's vectors, for exact nearest-neighbour search.
+
+    Chroma's HNSW graph loses neighbours on stores made mostly of near-duplicates (a chat log:
+    "good night", "how was work"), so recall does not ask it: one matrix-vector product over
+    this copy finds the true nearest neighbours (100k memories x 384 floats: ~150 MB, a few ms).
+    Rows are kept in arrays that grow by doubling; a removed row is replaced by the last one.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ids = np.empty(0, dtype=np.int64)
+        self.companions = np.empty(0, dtype=np.int64)
+        self.times = np.empty(0, dtype=np.float64)
+        self.vectors: np.ndarray | None = None
+        self.row: dict[int, int] = {}
+
+    def _grow(self, needed: int, dim: int) -> None:
+        if self.vectors is None:
+            self.vectors = np.empty((0, dim), dtype=np.float32)
+        capacity = len(self.ids)
+        if needed <= capacity:
+            return
+        size = max(needed, capacity * 2, 1024)
+        for name in ("ids", "companions", "times"):
+            old = getattr(self, name)
+            new = np.empty(size, dtype=old.dtype)
+            new[:self.count] = old[:self.count]
+            setattr(self, name, new)
+        vectors = np.empty((size, dim), dtype=np.float32)
+        vectors[:self.count] = self.vectors[:self.count]
+        self.vectors = vectors
+
+    def put(self, ids: list[int], vectors, companions: list[int], times: list[float]) -> None:
+        """Add rows, or replace those whose id is already here."""
+        if not ids:
+            return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self._grow(self.count + len(ids), vectors.shape[1])
+        for memory_id, vector, companion, when in zip(ids, vectors, companions, times):
+            at = self.row.get(memory_id)
+            if at is None:
+                at = self.row[memory_id] = self.count
+                self.count += 1
+            self.ids[at], self.companions[at], self.times[at] = memory_id, companion, when
+            self.vectors[at] = vector
+
+    def remove(self, ids: list[int]) -> None:
+        for memory_id in ids:
+            at = self.row.pop(memory_id, None)
+            if at is None:
+                continue
+            last = self.count - 1
+            if at != last:
+                moved = int(self.ids[last])
+                self.ids[at], self.companions[at], self.times[at] = moved, self.companions[last], self.times[last]
+                self.vectors[at] = self.vectors[last]
+                self.row[moved] = at
+            self.count = last
+
+    def vector(self, memory_id: int) -> np.ndarray | None:
+        at = self.row.get(memory_id)
+        return None if at is None else self.vectors[at]
+
+    def nearest(self, query: np.ndarray, companion_id: int, depth: int,
+                since: float | None = None, until: float | None = None) -> list[tuple[int, float]]:
+        """The companion's `depth` memories most similar to the query (cosine: our vectors are
+        normalized), best first, within [since, until) when given."""
+        if not self.count:
+            return []
+        similarity = self.vectors[:self.count] @ np.asarray(query, dtype=np.float32)
+        mask = self.companions[:self.count] == companion_id
+        if since is not None:
+            mask &= self.times[:self.count] >= since
+        if until is not None:
+            mask &= self.times[:self.count] < until
+        if not mask.all():
+            similarity = np.where(mask, similarity, -np.inf)
+        allowed = int(mask.sum())
+        depth = min(depth, allowed)
+        if depth <= 0:
+            return []
+        best = np.argpartition(-similarity, depth - 1)[:depth] if depth < self.count else np.arange(self.count)
+        best = best[np.argsort(-similarity[best], kind="stable")]
+        return [(int(self.ids[i]), float(similarity[i])) for i in best if mask[i]]
+
+
+def epoch(moment: str) -> float:
+    """Seconds since 1970 of a stored time (UTC when it has no zone)."""
+    when = datetime.fromisoformat(moment)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def newest_first(ranked: list[tuple], vectors: dict[int, np.ndarray], similarity: float) -> list[tuple]:
+    """Ranked (score, id, row, relevance, asked) candidates where a memory about the same thing
+    as a better-ranked one (a statement at least `similarity` alike) but newer moves up to just
+    before it: an updated fact comes before the one it replaced, which drops one place.
+    Questions keep their places."""
+    out = list(ranked)
+    heads: list[tuple] = []
+    for candidate in ranked:
+        if candidate[4]:
+            continue
+        vector, when = vectors[candidate[1]], candidate[2]["created_at"]
+        older = next((head for head in heads if head[2]["created_at"] < when
+                      and cosine(vectors[head[1]], vector) >= similarity), None)
+        if older is not None:
+            out.remove(candidate)
+            out.insert(out.index(older), candidate)
+        heads.append(candidate)
+    return out
+
+
 class LongTermMemory:
     """Memory rows plus their Chroma index, always changed together."""
 
@@ -165,6 +344,7 @@ class LongTermMemory:
         self.chroma_path = Path(chroma_path)
         self._client = None
         self._collection = None
+        self._table: VectorTable | None = None
         self._lock = threading.RLock()
         self._indexer: ThreadPoolExecutor | None = None   # index_later's one background thread
         self._pending: list[Future] = []
@@ -193,10 +373,32 @@ class LongTermMemory:
                     log.warning("embedding model or index format changed (%s -> %s): rebuilding the memory index",
                                 (collection.metadata or {}).get("embedder"), marker)
                     self._client.delete_collection(name)
+                    self._table = None
                     collection = self._client.create_collection(
                         name, metadata={"hnsw:space": "cosine", "embedder": marker}, embedding_function=None)
                 self._collection = collection
             return self._collection
+
+    def vectors(self) -> VectorTable:
+        """The in-memory copy of the index's vectors (read from Chroma the first time)."""
+        with self._lock:
+            if self._table is None:
+                collection = self.collection()
+                table = VectorTable()
+                offset = 0
+                while True:
+                    page = collection.get(include=["embeddings"], limit=VECTOR_PAGE, offset=offset)
+                    if not len(page["ids"]):
+                        break
+                    offset += len(page["ids"])
+                    ids = [int(i) for i in page["ids"]]
+                    facts = {r["id"]: r for r in self.store.memory_facts(ids)}
+                    keep = [n for n, i in enumerate(ids) if i in facts]   # rows gone: reconcile drops them
+                    table.put([ids[n] for n in keep], np.asarray(page["embeddings"])[keep] if keep else [],
+                              [facts[ids[n]]["companion_id"] for n in keep],
+                              [epoch(facts[ids[n]]["created_at"]) for n in keep])
+                self._table = table
+            return self._table
 
     def index_later(self, rows: list[dict]) -> None:
         """Index rows on a background thread, so that a reply need not wait for its embedding.
@@ -236,30 +438,39 @@ class LongTermMemory:
         if indexer is not None:
             indexer.shutdown(wait=True)
         with self._lock:
-            client, self._client, self._collection = self._client, None, None
+            client, self._client, self._collection, self._table = self._client, None, None, None
         if client is not None and hasattr(client, "close"):
             client.close()
 
-    def index(self, rows: list[dict]) -> None:
-        """Embed memory rows and put them in the index (replacing any earlier vectors)."""
+    def index(self, rows: list[dict], vectors: list | None = None) -> None:
+        """Embed memory rows and put them in the index (replacing any earlier vectors);
+        vectors, when given, are their embeddings already made (in the same order)."""
         self.flush()
-        self._index_now(rows)
+        self._index_now(rows, vectors)
 
-    def _index_now(self, rows: list[dict]) -> None:
+    def _index_now(self, rows: list[dict], vectors: list | None = None) -> None:
         if not rows:
             return
-        vectors = self.embedder.embed([embedded_text(row["text"]) for row in rows])
+        if vectors is None:
+            vectors = self.embedder.embed([embedded_text(row["text"]) for row in rows])
+        vectors = [list(map(float, v)) for v in vectors]
         with self._lock:
             self.collection().upsert(
                 ids=[str(row["id"]) for row in rows], embeddings=vectors,
                 metadatas=[{"companion_id": int(row["companion_id"])} for row in rows],
                 documents=[row["text"] for row in rows])
+            if self._table is not None:
+                self._table.put([int(row["id"]) for row in rows], vectors,
+                                [int(row["companion_id"]) for row in rows],
+                                [epoch(row["created_at"]) for row in rows])
 
     def unindex(self, ids: list[int]) -> None:
         if ids:
             self.flush()
             with self._lock:
                 self.collection().delete(ids=[str(i) for i in ids])
+                if self._table is not None:
+                    self._table.remove([int(i) for i in ids])
 
     def indexed_ids(self) -> set[int]:
         self.flush()
@@ -274,9 +485,11 @@ class LongTermMemory:
     # changes to rows and index together ----------------------------------------------------
 
     def add(self, companion_id: int, text: str, source: str, user_message_id: int | None = None,
-            reply_message_id: int | None = None) -> dict:
-        """Store one memory and index it; a failed index is retried by the next reconcile."""
-        row = self.store.add_memory(companion_id, text, source, user_message_id, reply_message_id)
+            reply_message_id: int | None = None, created_at: str | None = None) -> dict:
+        """Store one memory (made now, or at created_at) and index it; a failed index is retried
+        by the next reconcile."""
+        row = self.store.add_memory(companion_id, text, source, user_message_id, reply_message_id,
+                                    created_at=created_at)
         try:
             self.index([row])
         except Exception:
@@ -294,10 +507,14 @@ class LongTermMemory:
         """A companion's memories, newest first."""
         return self.store.list_memories(companion_id, limit, offset), self.store.count_memories(companion_id)
 
-    def search(self, companion_id: int, query: str, limit: int, offset: int) -> tuple[list[RecalledMemory], int]:
-        """A companion's memories ranked by recall score for a query (no relevance floor)."""
-        ranked = self.recall(companion_id, query, min(limit + offset, 500), -1.0)
-        return ranked[offset:offset + limit], len(ranked)
+    def search(self, companion_id: int, query: str, limit: int, offset: int,
+               now: datetime | None = None) -> tuple[Recall, int]:
+        """A companion's memories ranked by recall for a query (no relevance floor); the page
+        keeps the time window the query named."""
+        ranked = self.recall(companion_id, query, min(limit + offset, 500), -1.0, now=now)
+        page = Recall(ranked[offset:offset + limit])
+        page.window = ranked.window
+        return page, len(ranked)
 
     def add_document(self, companion_id: int, name: str, media_type: str, size: int, text: str) -> dict:
         """Split a document's text into overlapping chunks, each a memory of the document."""
@@ -331,59 +548,98 @@ class LongTermMemory:
         self.delete(ids)
         return len(ids)
 
-    def recall(self, companion_id: int, query: str, k: int, min_relevance: float,
-               exclude_message_ids: set[int] = frozenset()) -> list[RecalledMemory]:
-        """The companion's k best memories for the query.
+    def recall(self, companion_id: int, query: str, k: int, min_relevance: float | None = None,
+               exclude_message_ids: set[int] = frozenset(), now: datetime | None = None,
+               window: TimeWindow | None | object = AUTO) -> Recall:
+        """The companion's k best memories for the query, best first.
 
-        Score (after the Generative Agents retrieval score): relevance (cosine similarity) times
-        its weight plus recency (halving every half_life_hours) times its weight. Memories less
-        relevant than min_relevance, made from messages in exclude_message_ids (the short-term
-        window), or near-duplicates of a better one are left out.
+        1. Candidates: the nearest memories by meaning (exact cosine over every vector) and the
+           best by words (SQLite FTS5, bm25), `search_depth` of each, inside the time window the
+           query names ("yesterday", "last weekend", "in March") when it names one.
+        2. Score: reciprocal rank fusion of the two rankings (weights relevance_weight and
+           lexical_weight, constant fusion_k, scaled so that first in both is 1.0), plus
+           recency_weight times recency (halving every half_life_hours), scaled back to 0..1; an
+           exchange in which the person only asked something counts question_weight as much.
+        3. Left out: memories of messages in exclude_message_ids (the prompt's history window),
+           those less similar than min_relevance (default: the setting) that no word matched,
+           and near-duplicates of a better one.
+        4. Among memories about the same thing (same_fact_similarity), the newer takes the
+           better place: an updated fact comes before the one it replaced.
         """
+        result = Recall()
         if k <= 0 or not query.strip():
-            return []
-        own = self.store.count_memories(companion_id)
-        if own == 0:
-            return []
-        # Chroma's metadata filter is slow on a big collection: skip it when this companion's
-        # memories are all there is (the usual case: one person, one companion)
-        only_one = own == self.store.count("memories")
+            return result
+        options = self.options
+        floor = options.min_relevance if min_relevance is None else min_relevance
+        now = now or datetime.now(timezone.utc).astimezone()
+        result.window = time_window(query, now) if window is AUTO else window
+        if self.store.count_memories(companion_id) == 0:
+            return result
+        since = until = None
+        if result.window is not None:
+            since, until = result.window.start.timestamp(), result.window.end.timestamp()
+        depth = max(options.search_depth, k * 2)
         self.flush()   # the exchange just stored is in the index before the query
-        vector = self.embedder.embed([query])[0]
+        query_vector = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
         with self._lock:
-            collection = self.collection()
-            found = collection.query(query_embeddings=[vector], n_results=min(own, k * 4 + 10),
-                                     where=None if only_one else {"companion_id": int(companion_id)},
-                                     include=["distances", "embeddings"])
-        ids = [int(i) for i in found["ids"][0]]
-        relevance = {i: 1.0 - d for i, d in zip(ids, found["distances"][0])}
-        vectors = {i: v for i, v in zip(ids, found["embeddings"][0])}
+            table = self.vectors()
+            dense = table.nearest(query_vector, companion_id, depth, since, until)
+        lexical: list[int] = []
+        skip = set(WORD.findall(result.window.phrase.lower())) if result.window else set()
+        match = lexical_query(query, skip) if options.lexical_weight > 0 else None
+        if match:
+            lexical = self.store.match_memories(
+                match, companion_id, depth,
+                utc_iso(result.window.start) if result.window else None,
+                utc_iso(result.window.end) if result.window else None)
+        dense_rank = {memory_id: n for n, (memory_id, _) in enumerate(dense, 1)}
+        lexical_rank = {memory_id: n for n, memory_id in enumerate(lexical, 1)}
+        ids = list(dense_rank) + [i for i in lexical if i not in dense_rank]
         rows = {row["id"]: row for row in self.store.memories_by_ids(ids)}
-        now = datetime.now(timezone.utc)
+        with self._lock:
+            vectors = {i: table.vector(i) for i in ids}
+        c = options.fusion_k
+        best = (options.relevance_weight + (options.lexical_weight if lexical else 0.0)) / (c + 1)
         candidates = []
         for memory_id in ids:
-            row = rows.get(memory_id)
-            if row is None or relevance[memory_id] < min_relevance:
+            row, vector = rows.get(memory_id), vectors.get(memory_id)
+            if row is None or vector is None:
                 continue
             if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
                 continue
-            score = (self.options.relevance_weight * relevance[memory_id]
-                     + self.options.recency_weight * recency(row["created_at"], now, self.options.half_life_hours))
-            candidates.append((score, memory_id, row))
-        candidates.sort(key=lambda c: -c[0])
-        recalled: list[RecalledMemory] = []
-        kept: list[tuple[str, list[float]]] = []
-        for score, memory_id, row in candidates:
-            text = " ".join(row["text"].lower().split())
-            if any(text == other or cosine(vectors[memory_id], v) >= self.options.duplicate_similarity
-                   for other, v in kept):
+            relevance = float(vector @ query_vector)
+            if relevance < floor and memory_id not in lexical_rank:
                 continue
-            kept.append((text, vectors[memory_id]))
-            recalled.append(RecalledMemory(memory_id, row["text"], row["created_at"], round(score, 4),
-                                           round(relevance[memory_id], 4)))
-            if len(recalled) == k:
+            fused = 0.0
+            if memory_id in dense_rank:
+                fused += options.relevance_weight / (c + dense_rank[memory_id])
+            if memory_id in lexical_rank:
+                fused += options.lexical_weight / (c + lexical_rank[memory_id])
+            score = fused / best if best > 0 else 0.0
+            score += options.recency_weight * recency(row["created_at"], now, options.half_life_hours)
+            score /= 1.0 + options.recency_weight    # 1.0 at best
+            asked = asked_only(row["text"])
+            if asked:
+                score *= options.question_weight
+            candidates.append((score, memory_id, row, relevance, asked))
+        candidates.sort(key=lambda c: -c[0])
+        kept: list[tuple] = []
+        seen: list[tuple[str, np.ndarray]] = []
+        for candidate in candidates:
+            memory_id, row = candidate[1], candidate[2]
+            text = " ".join(row["text"].lower().split())
+            if any(text == other or cosine(vectors[memory_id], v) >= options.duplicate_similarity
+                   for other, v in seen):
+                continue
+            seen.append((text, vectors[memory_id]))
+            kept.append(candidate)
+            if len(kept) == k * 3:
                 break
-        return recalled
+        kept = newest_first(kept, vectors, options.same_fact_similarity)
+        for score, memory_id, row, relevance, _ in kept[:k]:
+            result.append(RecalledMemory(memory_id, row["text"], row["created_at"], round(score, 4),
+                                         round(relevance, 4)))
+        return result
 
     # consistency ---------------------------------------------------------------------------
 
@@ -410,6 +666,7 @@ class LongTermMemory:
             self.collection()
             self._client.delete_collection(self.collection_name)
             self._collection = None
+            self._table = None
         done = 0
         for batch in self.store.iter_memories():
             self.index(batch)

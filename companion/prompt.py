@@ -68,6 +68,7 @@ class PromptInput:
     memories: list[Recalled] = field(default_factory=list)
     newest: str = ""
     now: datetime | None = None
+    story: str | None = None                # the chat's "story so far" when it has it on
 
 
 DEFAULT_SYSTEM = ("You are {{char}}. Continue the conversation with {{user}}, "
@@ -104,7 +105,19 @@ def system_text(p: PromptInput) -> str:
         user_text, ai_text = p.tuning_example
         parts.append("Imitate the style of this exchange:\n"
                      f"{{{{user}}}}: {user_text.strip()}\n{{{{char}}}}: {ai_text.strip()}")
+    if p.story and p.story.strip():
+        parts.append(f"The story so far:\n{p.story.strip()}")
     return resolve_placeholders("\n\n".join(parts), p.char, p.user)
+
+
+def story_text(summaries: list[str], count_tokens: Callable[[str], int], budget: int) -> str:
+    """A chat's "story so far": its newest summaries, oldest first, within budget tokens."""
+    kept: list[str] = []
+    for text in reversed(summaries):
+        if count_tokens("\n".join([text, *kept])) > budget:
+            break
+        kept.insert(0, text)
+    return "\n".join(kept)
 
 
 def describe_age(created_at: str, now: datetime) -> str:

@@ -18,6 +18,7 @@ from .memory import Embedder, LongTermMemory, bundled_embedder
 from .models import ModelService, apply_saved_config
 from .remote import RemoteGenerator
 from .store import Store
+from .summaries import SummaryService
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Services:
     models: ModelService
     lorebooks: LorebookService
     chats: ChatsService
+    summaries: SummaryService
 
     @property
     def generator(self) -> Generator:
@@ -45,6 +47,7 @@ class Services:
         self.generator.start()
         self.embedder.start()
         threading.Thread(target=self._reconcile, name="memory-reconcile", daemon=True).start()
+        self.summaries.start()
 
     def _reconcile(self) -> None:
         if not self.embedder.wait_ready():
@@ -77,7 +80,8 @@ class Services:
         }
 
     def close(self) -> None:
-        """Release the memory index and the database."""
+        """Stop background summaries, release the memory index and the database."""
+        self.summaries.close()
         self.memory.close()
         self.store.close()
 
@@ -101,5 +105,6 @@ def build_services(settings: Settings, generator: Generator | None = None,
     chat = ChatService(store, memory, generator, settings, lorebooks)
     return Services(settings=settings, store=store, embedder=embedder, memory=memory, chat=chat,
                     lorebooks=lorebooks, chats=ChatsService(store, memory),
+                    summaries=SummaryService(store, memory, chat, settings.memory),
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
                     models=ModelService(settings, store, chat, LlamaGenerator))

@@ -49,6 +49,23 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def utc_iso(moment: str | datetime | None) -> str:
+    """A moment as stored: UTC, ISO 8601 to the second (so that stored times sort as text);
+    now when None. A naive time is taken as UTC."""
+    if moment is None:
+        return now_iso()
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def conditions(*pairs: tuple[str, Any]) -> tuple[str, list]:
+    """A where clause of the conditions whose value is given (not None, 0 or empty), and their values."""
+    used = [(condition, value) for condition, value in pairs if value]
+    return " and ".join(c for c, _ in used) or "1", [v for _, v in used]
+
+
 # --- migrations -------------------------------------------------------------------------
 
 migrations = Migrations("companion")
@@ -202,6 +219,52 @@ def m005_swipes_and_search(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m006_memory_words(db: sqlite_utils.Database) -> None:
+    # memories_fts: the words of each memory for lexical recall (bm25), kept in step by triggers;
+    # the porter stemmer lets "lives" find "live". memories' times become UTC so they sort as text.
+    statements = [
+        "create virtual table memories_fts using fts5(text, content='memories', content_rowid='id', "
+        "tokenize='porter unicode61 remove_diacritics 2')",
+        "create trigger memories_fts_insert after insert on memories begin "
+        "insert into memories_fts(rowid, text) values (new.id, new.text); end",
+        "create trigger memories_fts_delete after delete on memories begin "
+        "insert into memories_fts(memories_fts, rowid, text) values ('delete', old.id, old.text); end",
+        "create trigger memories_fts_update after update of text on memories begin "
+        "insert into memories_fts(memories_fts, rowid, text) values ('delete', old.id, old.text); "
+        "insert into memories_fts(rowid, text) values (new.id, new.text); end",
+        "insert into memories_fts(rowid, text) select id, text from memories",
+        "create index memories_companion_created on memories(companion_id, created_at)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+    for row in list(db.query("select id, created_at from memories where created_at not like '%+00:00'")):
+        try:
+            db.execute("update memories set created_at = ? where id = ?", [utc_iso(row["created_at"]), row["id"]])
+        except ValueError:
+            pass
+
+
+@migrations()
+def m007_summaries(db: sqlite_utils.Database) -> None:
+    # a summary is a memory of a range of a chat's messages; a chat remembers where its prompt's
+    # history window starts, how far it has been summarized, and its optional "story so far".
+    # Existing chats count as summarized: only blocks that leave the window from now on are.
+    statements = [
+        "alter table memories add column chat_id integer references chats(id) on delete cascade",
+        "alter table memories add column first_message_id integer",
+        "alter table memories add column last_message_id integer",
+        "alter table chats add column window_start_id integer",
+        "alter table chats add column summarized_through integer not null default 0",
+        "alter table chats add column story_so_far integer not null default 0",
+        "alter table chats add column story text not null default ''",
+        "update chats set summarized_through = coalesce((select max(id) from messages where chat_id = chats.id), 0)",
+        "create index memories_chat on memories(chat_id)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 # --- the store --------------------------------------------------------------------------
 
 
@@ -262,6 +325,14 @@ class Store:
     def _query(self, sql: str, params: Any = ()) -> list[dict]:
         with self._lock:
             return list(self.db.query(sql, params))
+
+    def _by_ids(self, select: str, ids: list[int]) -> list[dict]:
+        """select ... where id in ids, in chunks that stay under SQLite's variable limit."""
+        out: list[dict] = []
+        for start in range(0, len(ids), 900):
+            part = list(ids[start:start + 900])
+            out += self._query(f"{select} where id in ({','.join('?' * len(part))})", part)
+        return out
 
     def _one(self, sql: str, params: Any = ()) -> dict | None:
         rows = self._query(sql, params)
@@ -430,8 +501,45 @@ class Store:
         total = self._one(f"select count(*) as n from chats h {where}", params)["n"]
         return rows, total
 
-    def update_chat(self, chat_id: int, title: str) -> None:
-        self._update("chats", chat_id, {"title": title})
+    def update_chat(self, chat_id: int, values: dict) -> None:
+        """Change a chat's title, story_so_far or story."""
+        unknown = set(values) - {"title", "story_so_far", "story"}
+        if unknown:
+            raise KeyError(f"not chat fields: {sorted(unknown)}")
+        self._update("chats", chat_id, values)
+
+    # summaries -------------------------------------------------------------------------
+
+    def set_window_start(self, chat_id: int, message_id: int) -> bool:
+        """Record where the chat's prompt history window starts; True when it moved on."""
+        with self.transaction():
+            row = self._one("select window_start_id from chats where id = ?", [chat_id])
+            if row is None or (row["window_start_id"] or 0) >= message_id:
+                return False
+            self._update("chats", chat_id, {"window_start_id": message_id})
+            return True
+
+    def chats_to_summarize(self) -> list[int]:
+        """Chats with messages that left the history window and are not summarized yet."""
+        return [r["id"] for r in self._query(
+            "select h.id from chats h where h.window_start_id is not null and exists "
+            "(select 1 from messages m where m.chat_id = h.id and m.id > h.summarized_through "
+            "and m.id < h.window_start_id) order by h.id")]
+
+    def messages_to_summarize(self, chat_id: int, limit: int) -> list[dict]:
+        """The oldest messages of a chat that left its history window unsummarized (at most limit)."""
+        return self._query(
+            "select m.* from messages m join chats h on h.id = m.chat_id where m.chat_id = ? "
+            "and m.id > h.summarized_through and m.id < coalesce(h.window_start_id, 0) "
+            "order by m.id limit ?", [chat_id, limit])
+
+    def set_summarized_through(self, chat_id: int, message_id: int) -> None:
+        self._update("chats", chat_id, {"summarized_through": message_id})
+
+    def chat_summaries(self, chat_id: int) -> list[dict]:
+        """A chat's summaries, oldest first."""
+        return self._query("select * from memories where chat_id = ? and source = 'summary' "
+                           "order by first_message_id, id", [chat_id])
 
     def delete_chat(self, chat_id: int) -> None:
         with self.transaction() as db:
@@ -444,14 +552,8 @@ class Store:
     def search_messages(self, query: str, companion_id: int | None, chat_id: int | None,
                         limit: int, offset: int) -> tuple[list[dict], int]:
         """Full-text search (FTS5, ranked by bm25) with a highlighted snippet, chat and companion."""
-        where, params = ["messages_fts match ?"], [query]
-        if companion_id:
-            where.append("h.companion_id = ?")
-            params.append(companion_id)
-        if chat_id:
-            where.append("m.chat_id = ?")
-            params.append(chat_id)
-        clause = " and ".join(where)
+        clause, params = conditions(("messages_fts match ?", query), ("h.companion_id = ?", companion_id),
+                                    ("m.chat_id = ?", chat_id))
         base = (f"from messages_fts join messages m on m.id = messages_fts.rowid "
                 f"join chats h on h.id = m.chat_id where {clause}")
         rows = self._query(
@@ -466,20 +568,26 @@ class Store:
         """Append one message to a chat; returns the stored row."""
         message_id = self._insert("messages", {
             "chat_id": chat_id, "ai": int(ai), "text": text, "greeting": int(greeting),
-            "created_at": created_at or now_iso(),
+            "created_at": utc_iso(created_at),
         })
         return self.get_message(message_id)
 
-    def add_messages(self, chat_id: int, items: list[tuple[bool, str]]) -> list[int]:
-        """Append many messages in one transaction; returns their ids in order."""
+    def add_messages(self, chat_id: int, items: list[tuple]) -> list[int]:
+        """Append many messages, (ai, text) or (ai, text, created_at), in one transaction;
+        returns their ids in order. Messages without a time get now."""
         now = now_iso()
         ids = []
         with self.transaction():
-            for ai, text in items:
+            for ai, text, *when in items:
                 ids.append(self._insert(
-                    "messages",
-                    {"chat_id": chat_id, "ai": int(ai), "text": text, "greeting": 0, "created_at": now}))
+                    "messages", {"chat_id": chat_id, "ai": int(ai), "text": text, "greeting": 0,
+                                 "created_at": utc_iso(when[0]) if when and when[0] else now}))
         return ids
+
+    def messages_by_ids(self, ids: list[int]) -> list[dict]:
+        """Messages by id, in the order of ids (missing ones left out)."""
+        rows = {r["id"]: r for r in self._by_ids("select * from messages", ids)}
+        return [rows[i] for i in ids if i in rows]
 
     def set_message_text(self, message_id: int, text: str) -> None:
         self._update("messages", message_id, {"text": text})
@@ -549,12 +657,16 @@ class Store:
 
     def add_memory(self, companion_id: int, text: str, source: str,
                    user_message_id: int | None = None, reply_message_id: int | None = None,
-                   created_at: str | None = None, document_id: int | None = None) -> dict:
-        """Insert one memory row; the caller indexes it."""
+                   created_at: str | None = None, document_id: int | None = None,
+                   covers: tuple[int, int, int] | None = None) -> dict:
+        """Insert one memory row; the caller indexes it. covers: (chat id, first message id,
+        last message id) of the messages a summary sums up."""
+        chat_id, first_id, last_id = covers or (None, None, None)
         memory_id = self._insert("memories", {
             "companion_id": companion_id, "text": text, "source": source,
             "user_message_id": user_message_id, "reply_message_id": reply_message_id,
-            "created_at": created_at or now_iso(), "document_id": document_id,
+            "created_at": utc_iso(created_at), "document_id": document_id,
+            "chat_id": chat_id, "first_message_id": first_id, "last_message_id": last_id,
         })
         return self.get_memory(memory_id)
 
@@ -562,10 +674,7 @@ class Store:
         return self._one("select * from memories where id = ?", [memory_id])
 
     def memories_by_ids(self, ids: list[int]) -> list[dict]:
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        return self._query(f"select * from memories where id in ({marks})", list(ids))
+        return self._by_ids("select * from memories", ids)
 
     def memories_of_messages(self, message_ids: list[int]) -> list[dict]:
         """Memory rows made from any of these messages."""
@@ -592,6 +701,21 @@ class Store:
                 return
             yield rows
             last = rows[-1]["id"]
+
+    def memory_facts(self, ids: list[int]) -> list[dict]:
+        """(id, companion_id, created_at) of memory rows, for the vector index's copy."""
+        return self._by_ids("select id, companion_id, created_at from memories", ids)
+
+    def match_memories(self, match: str, companion_id: int, limit: int,
+                       since: str | None = None, until: str | None = None) -> list[int]:
+        """Ids of a companion's memories matching an FTS5 query, best bm25 first; since/until
+        (UTC ISO) narrow it to a time window [since, until)."""
+        clause, params = conditions(("memories_fts match ?", match), ("m.companion_id = ?", companion_id),
+                                    ("m.created_at >= ?", since), ("m.created_at < ?", until))
+        rows = self._query(
+            "select m.id from memories_fts join memories m on m.id = memories_fts.rowid "
+            f"where {clause} order by bm25(memories_fts) limit ?", params + [limit])
+        return [r["id"] for r in rows]
 
     def set_memory_text(self, memory_id: int, text: str) -> None:
         self._update("memories", memory_id, {"text": text})

@@ -66,7 +66,7 @@ def test_prompt_returns_the_stored_reply(client):
     assert response.status_code == 200
     reply = response.get_json()
     assert list(reply)[:4] == ["id", "ai", "text", "date"]
-    assert set(reply) == {"id", "ai", "text", "date", "memories", "lore"}
+    assert set(reply) == {"id", "ai", "text", "date", "memories", "memory_window", "lore"}
     assert reply["memories"] == [] and reply["lore"] == []
     assert reply["ai"] is True and reply["text"].strip()
     messages = client.get("/api/messages").get_json()

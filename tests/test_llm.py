@@ -51,3 +51,19 @@ def test_stop_event_ends_generation_after_the_current_token(generator):
         if len(pieces) == 3:
             stop.set()
     assert 3 <= len(pieces) <= 5
+
+
+def test_generating_aside_keeps_the_chats_cache_and_stops_during_prefill(generator):
+    params = GenerationParams(max_tokens=12, temperature=0.0, top_k=1, seed=1)
+    prompt = "<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n"
+    first = "".join(generator.generate(prompt, params))
+    llama = generator._llama
+    kept = (llama.n_tokens, list(llama.input_ids[:llama.n_tokens]))
+    aside = "".join(generator.generate_aside("Summarize: " + "the garden was quiet. " * 40, params,
+                                             threading.Event()))
+    assert aside and (llama.n_tokens, list(llama.input_ids[:llama.n_tokens])) == kept
+    assert "".join(generator.generate(prompt, params)) == first      # same reply from the kept cache
+    stop = threading.Event()
+    stop.set()                                                        # stopped before it starts
+    assert list(generator.generate_aside("Summarize: " + "words " * 300, params, stop)) == []
+    assert (llama.n_tokens, list(llama.input_ids[:llama.n_tokens])) == kept

@@ -34,7 +34,7 @@ def test_stream_events_add_up_to_the_stored_reply(client):
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == "done" and set(kinds[:-1]) == {"token"} and len(kinds) > 3
     done = events[-1][1]
-    assert set(done) == {"message", "memories", "lore"}
+    assert set(done) == {"message", "memories", "memory_window", "lore"}
     assert set(done["message"]) == {"id", "ai", "text", "date"}
     streamed = "".join(data["text"] for kind, data in events if kind == "token")
     assert streamed == done["message"]["text"]

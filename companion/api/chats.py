@@ -10,8 +10,8 @@ from ..chat_files import FORMATS, MEDIA_TYPES
 from ..errors import BadRequest
 from . import services
 from .companions import created, page
-from .sse import message_json, recalled_json, stream_response
-from .validate import generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
+from .sse import done_json, stream_response
+from .validate import bool_field, generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
     wants_stream
 
 bp = Blueprint("chats", __name__)
@@ -63,8 +63,14 @@ def get_chat(chat_id: int):
 
 
 @bp.patch("/api/chats/<int:chat_id>")
-def rename_chat(chat_id: int):
-    return jsonify(services().chats.rename(chat_id, text_field(json_object(), "title", max_length=200)))
+def change_chat(chat_id: int):
+    """Rename a chat ({"title"}) and/or turn its "story so far" on or off ({"story_so_far"})."""
+    body = json_object()
+    if "title" not in body and "story_so_far" not in body:
+        raise BadRequest("give 'title' and/or 'story_so_far'")
+    title = text_field(body, "title", max_length=200) if "title" in body else None
+    story = bool_field(body, "story_so_far") if "story_so_far" in body else None
+    return jsonify(services().chats.change(chat_id, title, story))
 
 
 @bp.delete("/api/chats/<int:chat_id>")
@@ -114,8 +120,7 @@ def new_swipe(message_id: int):
     body = optional_json_object()
     turn = services().chat.start_regenerate(generation_settings(body), message_id)
     if wants_stream(body):
-        return stream_response(turn, lambda reply: {"message": message_json(reply), "memories": recalled_json(reply),
-                                                    "lore": reply.lore})
+        return stream_response(turn, done_json)
     turn.run()
     return created(message_rest(services().store.get_message(message_id)))
 

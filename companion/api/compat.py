@@ -13,8 +13,8 @@ from ..chat import Reply, TurnStream
 from ..errors import BadRequest
 from ..companions import AVATAR_PATH
 from . import services
-from .sse import message_json, recalled_json, stream_response
-from .validate import (bool_field, generation_settings, int_field, json_object, name_field,
+from .sse import done_json, message_json, stream_response, used_json
+from .validate import (bool_field, date_field, generation_settings, int_field, json_object, name_field,
                        optional_json_object, raw_body, text_field, uploaded_file, wants_stream)
 
 bp = Blueprint("compat", __name__)
@@ -31,17 +31,13 @@ def text(sentence: str) -> Response:
 
 def reply_body(reply: Reply) -> dict:
     """The documented {id, ai, text, date}, plus what was recalled for the reply."""
-    return {**message_json(reply), "memories": recalled_json(reply), "lore": reply.lore}
-
-
-def done_body(reply: Reply) -> dict:
-    return {"message": message_json(reply), "memories": recalled_json(reply), "lore": reply.lore}
+    return {**message_json(reply), **used_json(reply)}
 
 
 def turn_response(turn: TurnStream, stream: bool) -> Response:
     """Stream the turn as SSE, or generate it whole and answer the JSON reply."""
     if stream:
-        return stream_response(turn, done_body)
+        return stream_response(turn, done_json)
     return jsonify(reply_body(turn.run()))
 
 
@@ -103,7 +99,8 @@ def import_messages_json():
         if not isinstance(item, dict):
             raise BadRequest(f"messages[{n}] must be an object with 'ai' and 'text'")
         try:
-            parsed.append((bool_field(item, "ai"), text_field(item, "text", allow_empty=False)))
+            parsed.append((bool_field(item, "ai"), text_field(item, "text", allow_empty=False),
+                           date_field(item, "date")))
         except BadRequest as exc:
             raise BadRequest(f"messages[{n}]: {exc.message}") from None
     services().chat.import_messages(parsed)

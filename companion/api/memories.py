@@ -9,7 +9,7 @@ from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from ..prompt import resolve_placeholders
 from . import services
 from .companions import created, page
-from .validate import int_field, json_object, text_field, uploaded_file
+from .validate import date_field, int_field, json_object, text_field, uploaded_file
 
 bp = Blueprint("memories", __name__)
 
@@ -29,8 +29,9 @@ def memory_json(row: dict, score: float | None = None, names: tuple[str, str] | 
     (names: the companion's and the persona's, when the caller has them already)."""
     display = resolve_placeholders(row["text"], *(names or services().chat.names(row["companion_id"])))
     return {"id": row["id"], "companion_id": row["companion_id"], "text": row["text"], "display_text": display,
-            "source": row["source"], "document_id": row.get("document_id"), "created_at": row["created_at"],
-            "score": score}
+            "source": row["source"], "document_id": row.get("document_id"), "chat_id": row.get("chat_id"),
+            "first_message_id": row.get("first_message_id"), "last_message_id": row.get("last_message_id"),
+            "created_at": row["created_at"], "score": score}
 
 
 def own_memory(memory_id: int) -> dict:
@@ -53,17 +54,17 @@ def list_memories():
         found, total = memory.search(companion_id, query, limit, offset)
         rows = {r["id"]: r for r in services().store.memories_by_ids([m.id for m in found])}
         items = [memory_json(rows[m.id], m.score, names) for m in found if m.id in rows]
-    else:
-        rows, total = memory.list(companion_id, limit, offset)
-        items = [memory_json(r, names=names) for r in rows]
-    return jsonify({"items": items, "total": total})
+        window = found.window.as_json() if found.window else None
+        return jsonify({"items": items, "total": total, "window": window})
+    rows, total = memory.list(companion_id, limit, offset)
+    return jsonify({"items": [memory_json(r, names=names) for r in rows], "total": total})
 
 
 @bp.post("/api/memories")
 def add_memory():
     body = json_object()
     text = text_field(body, "text", allow_empty=False)
-    row = services().memory.add(companion_arg(body), text, "custom")
+    row = services().memory.add(companion_arg(body), text, "custom", created_at=date_field(body, "created_at"))
     return created(memory_json(row))
 
 

@@ -22,10 +22,17 @@ def message_json(reply: Reply) -> dict:
     return {"id": m["id"], "ai": True, "text": m["text"], "date": m["created_at"]}
 
 
-def recalled_json(reply: Reply) -> list[dict]:
-    """What was recalled for a reply."""
-    return [{"id": m.id, "text": m.text, "score": m.score, "created_at": m.created_at}
-            for m in reply.memories]
+def used_json(reply: Reply) -> dict:
+    """What a reply used: the memories recalled for it, the time window its prompt named
+    ("yesterday": recall looked only there), and the lore entries."""
+    return {"memories": [{"id": m.id, "text": m.text, "score": m.score, "created_at": m.created_at}
+                         for m in reply.memories],
+            "memory_window": reply.memory_window, "lore": reply.lore}
+
+
+def done_json(reply: Reply) -> dict:
+    """The final event of a streamed turn: the stored reply and what it used."""
+    return {"message": message_json(reply), **used_json(reply)}
 
 
 class EventStream:

@@ -7,6 +7,7 @@ from typing import Any
 from flask import request
 from werkzeug.datastructures import FileStorage
 
+from ..dates import parse_date
 from ..errors import BadRequest
 
 MAX_TEXT = 100_000
@@ -69,6 +70,18 @@ def int_field(body: dict, key: str, *, minimum: int = 0, maximum: int = 1_000_00
     if not minimum <= value <= maximum:
         raise BadRequest(f"'{key}' must be between {minimum} and {maximum}")
     return value
+
+
+def date_field(body: dict, key: str) -> str | None:
+    """An optional date (ISO 8601, seconds or milliseconds since 1970, SillyTavern's forms) as
+    stored, UTC ISO 8601; None when absent."""
+    value = body.get(key)
+    if value in (None, ""):
+        return None
+    date = parse_date(value)
+    if date is None:
+        raise BadRequest(f"'{key}' must be a date, e.g. 2026-11-27T15:00:00+01:00")
+    return date
 
 
 def bool_field(body: dict, key: str) -> bool:

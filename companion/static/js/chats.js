@@ -49,6 +49,11 @@ async function fillChats(list, root) {
           const title = await askText("Rename chat", "Title", chat.title);
           if (title !== null && await attempt(() => api.patch(`/api/chats/${chat.id}`, { title }))) await fillChats(list, root);
         } }, "Rename"),
+        el("label", { class: "story-so-far", title: "Keep this chat's summaries in the prompt as the story so far" },
+          el("input", { type: "checkbox", checked: chat.story_so_far, onchange: async (e) => {
+            const on = e.target.checked;
+            if (!(await attempt(() => api.patch(`/api/chats/${chat.id}`, { story_so_far: on }), on ? "Story so far on" : "Story so far off"))) e.target.checked = !on;
+          } }), " Story so far"),
         format,
         el("button", { type: "button", class: "export-chat", onclick: async () => {
           const blob = await attempt(() => api.blob(`/api/chats/${chat.id}/export${qs({ format: format.value })}`));

@@ -55,15 +55,23 @@ async function fillMemories(list) {
   const page = await api.get(`/api/memories${qs({ companion_id: chosenCompanion, q: query, limit: 100 })}`);
   if (mine !== latestFill) return;
   if (!page.items.length) return clear(list, el("p", { class: "muted" }, query ? "No memory matches." : "No memories yet."));
-  clear(list, el("p", { class: "muted" }, query ? `Best matches for “${query}”` : `${page.total} memories, newest first`),
+  const window = page.window ? ` (${page.window.phrase}: ${formatDate(page.window.start)} – ${formatDate(page.window.end)})` : "";
+  clear(list, el("p", { class: "muted" }, query ? `Best matches for “${query}”${window}` : `${page.total} memories, newest first`),
     page.items.map((m) => memoryItem(m, list)));
+}
+
+function describeSource(m) {
+  if (m.source === "summary" && m.first_message_id != null) {
+    return `summary of chat ${m.chat_id}, messages ${m.first_message_id}–${m.last_message_id}`;
+  }
+  return m.source;
 }
 
 function memoryItem(m, list) {
   const text = el("p", { class: "memory-text" }, m.display_text ?? m.text);
   const item = el("article", { class: "item memory", dataset: { id: m.id } },
     el("div", { class: "item-main" }, text,
-      el("small", { class: "muted" }, `${m.source} · ${formatDate(m.created_at)}${m.score != null ? ` · score ${m.score.toFixed(3)}` : ""}`)),
+      el("small", { class: "muted" }, `${describeSource(m)} · ${formatDate(m.created_at)}${m.score != null ? ` · score ${m.score.toFixed(3)}` : ""}`)),
     el("div", { class: "row" },
       el("button", { type: "button", class: "edit-memory", onclick: () => {
         const area = el("textarea", { rows: 4, "aria-label": "Memory text" });

@@ -1,0 +1,166 @@
+"""Summaries of what left the prompt: when a block of a chat's messages drops out of the history
+window, the local model writes a short summary of it, kept as a memory (source "summary").
+
+The work runs on one background thread while the daemon is idle. It takes the model only when
+no turn holds it, and a turn that arrives meanwhile stops it within one step (ChatService
+preempts background work; the local model evaluates a summary's prompt a few tokens at a time,
+see LlamaGenerator.generate_aside); the interrupted block is summarized again later. Where a
+chat has been summarized to is kept in the database, so a restart resumes where it stopped. The
+model's KV cache is saved before a summary and restored after, so the chat's prompt prefix
+stays warm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .chat import ChatService, placeholder_names
+from .config import MemorySettings
+from .llm import GenerationParams
+from .memory import LongTermMemory
+from .prompt import resolve_placeholders
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+INSTRUCTION = ("Summarize this part of a conversation between {user} and {char} in at most three "
+               "sentences. Keep names, facts, dates, plans and feelings. Write in the third person.")
+
+
+def transcript(messages: list[dict], char: str, user: str) -> str:
+    """The messages as 'Name: text' lines, placeholders resolved."""
+    return "\n".join(f"{char if m['ai'] else user}: {resolve_placeholders(m['text'], char, user)}"
+                     for m in messages)
+
+
+class SummaryService:
+    """Writes the summaries of blocks that left a chat's history window, while the daemon is idle."""
+
+    def __init__(self, store: Store, memory: LongTermMemory, chat: ChatService,
+                 options: MemorySettings) -> None:
+        self.store = store
+        self.memory = memory
+        self.chat = chat
+        self.options = options
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0           # summaries written since start
+        self.interrupted = 0       # summaries a turn stopped
+
+    def start(self) -> None:
+        """Run in the background (when summaries are on), looking for work now and after each turn."""
+        if not self.options.summaries or self._thread is not None:
+            return
+        self.chat.after_turn = self.wake
+        self._thread = threading.Thread(target=self._loop, name="summaries", daemon=True)
+        self._thread.start()
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop the background thread (a summary being written is interrupted)."""
+        self._closing.set()
+        self._wake.set()
+        background = self.chat._background
+        if background is not None:
+            background.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait(timeout=60)
+            self._wake.clear()
+            while not self._closing.is_set() and self.store.chats_to_summarize():
+                if not self._idle():
+                    continue
+                try:
+                    outcome = self.summarize_next()
+                except Exception:
+                    log.exception("summary failed; trying again after the next turn")
+                    break
+                if outcome == "none":
+                    break
+
+    def _idle(self) -> bool:
+        """Wait until no turn has run for summary_idle_seconds; False when woken by a turn."""
+        if self._wake.wait(timeout=self.options.summary_idle_seconds):
+            self._wake.clear()
+            return False
+        return not self._closing.is_set()
+
+    def summarize_next(self) -> str:
+        """Summarize the oldest block waiting: "written", "interrupted" (a turn took the model),
+        "busy" (the model was in use), "unavailable" (no model) or "none" (nothing to do)."""
+        chats = self.store.chats_to_summarize()
+        if not chats:
+            return "none"
+        chat_id = chats[0]
+        messages = self.store.messages_to_summarize(chat_id, self.options.summary_block)
+        if not messages:
+            return "none"
+        generator = self.chat.generator
+        if generator.state != "ready":
+            return "unavailable"
+        chat = self.store.get_chat(chat_id)
+        char, user = placeholder_names(self.store, chat["companion_id"])
+        stop = self.chat.hold_for_background()
+        if stop is None:
+            return "busy"
+        started = time.monotonic()
+        try:
+            prompt, stops, count = self._prompt(generator, messages, char, user)
+            params = GenerationParams(max_tokens=self.options.summary_max_tokens, temperature=0.0, top_k=1,
+                                      seed=1, stop=stops)
+            generate = getattr(generator, "generate_aside", generator.generate)
+            pieces: list[str] = []
+            stream = generate(prompt, params, stop)
+            try:
+                for piece in stream:
+                    pieces.append(piece)
+            finally:
+                stream.close()
+            interrupted = stop.is_set()
+        finally:
+            self.chat.release_background()
+        text = "".join(pieces).strip()
+        if interrupted:
+            self.interrupted += 1
+            log.info("summary of chat %s interrupted by a turn; resuming later", chat_id)
+            return "interrupted"
+        covered = messages[:count]
+        if not text:
+            text = transcript(covered, "{{char}}", "{{user}}")[:2000]   # the model said nothing: keep the words
+        with self.store.transaction():
+            row = self.store.add_memory(chat["companion_id"], text, "summary", created_at=covered[-1]["created_at"],
+                                        covers=(chat_id, covered[0]["id"], covered[-1]["id"]))
+            self.store.set_summarized_through(chat_id, covered[-1]["id"])
+        self.memory.index_later([row])
+        self.written += 1
+        log.info("summary of chat %s messages %s-%s written in %.1f s", chat_id, covered[0]["id"],
+                 covered[-1]["id"], time.monotonic() - started)
+        return "written"
+
+    def _prompt(self, generator, messages: list[dict], char: str,
+                user: str) -> tuple[str, list[str], int]:
+        """The summary prompt for as many of the messages as fit the context (one message is cut
+        to fit); returns (prompt, stop strings, how many messages it covers)."""
+        count, cut = len(messages), None
+        budget = generator.n_ctx - self.options.summary_max_tokens
+        while True:
+            text = transcript(messages[:count], char, user)[:cut]
+            chat_messages = [{"role": "system", "content": INSTRUCTION.format(user=user, char=char)},
+                             {"role": "user", "content": text}]
+            prompt, stops = generator.render(chat_messages, char, user)
+            if generator.count_tokens(prompt) <= budget:
+                return prompt, stops, count
+            if count > 1:
+                count = max(1, count // 2)
+            else:
+                cut = len(text) * 2 // 3

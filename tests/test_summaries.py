@@ -1,0 +1,134 @@
+"""Summaries of what left the prompt's history window: the real small model writes them while
+the daemon is idle, a turn interrupts them at once, and they are memories like any other."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from companion.app import create_app
+from companion.llm import GenerationParams
+from companion.prompt import PromptInput, story_text, system_text
+from companion.services import build_services
+
+from conftest import test_settings
+
+
+@pytest.fixture
+def summarizing(tmp_path, generator, embedder):
+    """Services that summarize soon after a turn, for a companion with a 4-message window."""
+    settings = test_settings(tmp_path / "data", memory={"summary_idle_seconds": 0.2, "summary_max_tokens": 40})
+    services = build_services(settings, generator=generator, embedder=embedder)
+    companion = services.store.active_companion_id()
+    services.store.update_companion(companion, {"short_term_mem": 4})
+    yield services
+    services.close()
+
+
+def wait_for(condition, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def summaries_of(services) -> list[dict]:
+    return [m for m in services.store.list_memories(services.store.active_companion_id(), 100, 0)
+            if m["source"] == "summary"]
+
+
+def test_a_block_that_leaves_the_window_is_summarized_while_idle(summarizing):
+    chat = summarizing.chat
+    summarizing.summaries.start()
+    for line in ["My name is Ada and I keep bees.", "I live in a small house by the sea.",
+                 "Tomorrow I will visit my sister Inga."]:
+        chat.send(line)
+    chat_id = summarizing.store.active_chat_id(summarizing.store.active_companion_id())
+    window_start = summarizing.store.get_chat(chat_id)["window_start_id"]
+    assert window_start is not None     # the window has dropped a block
+    found = wait_for(lambda: summaries_of(summarizing))
+    summary = found[0]
+    first, last = summary["first_message_id"], summary["last_message_id"]
+    assert summary["chat_id"] == chat_id and first <= last < window_start and summary["text"].strip()
+    assert summarizing.store.get_chat(chat_id)["summarized_through"] == last
+    # it is recallable like any memory, and indexed
+    wait_for(lambda: summary["id"] in summarizing.memory.indexed_ids())
+
+
+def test_a_turn_during_a_summary_waits_at_most_about_one_token(tmp_path, generator, embedder):
+    settings = test_settings(tmp_path / "data", memory={"summary_idle_seconds": 0.0, "summary_max_tokens": 400})
+    services = build_services(settings, generator=generator, embedder=embedder)
+    try:
+        chat, store = services.chat, services.store
+        store.update_companion(store.active_companion_id(), {"short_term_mem": 2})
+        for line in ["I grow tomatoes and beans in my garden every summer.", "My cat is called Pixel.",
+                     "I work at the library on weekdays."]:
+            chat.send(line)
+        # one token's time, measured now on this machine
+        started = time.perf_counter()
+        pieces = list(generator.generate("Once upon a time", GenerationParams(max_tokens=16, temperature=0.0,
+                                                                                top_k=1, seed=1)))
+        per_token = (time.perf_counter() - started) / max(1, len(pieces))
+        services.summaries.start()
+        wait_for(lambda: chat._background is not None, timeout=60)
+        time.sleep(0.3)                       # well into the summary
+        asked = time.perf_counter()
+        turn = chat.start_send("Are you there?")
+        delay = time.perf_counter() - asked
+        turn.run()
+        assert delay <= 2 * per_token + 0.25, (delay, per_token)
+        assert services.summaries.interrupted >= 1
+        wait_for(lambda: services.summaries.written >= 1)     # resumed later
+    finally:
+        services.close()
+
+
+def test_a_summary_can_be_seen_edited_and_deleted(summarizing):
+    store = summarizing.store
+    companion = store.active_companion_id()
+    chat_id = store.active_chat_id(companion)
+    ids = store.add_messages(chat_id, [(False, "I adopted a dog."), (True, "What's its name?")])
+    row = store.add_memory(companion, "{{user}} adopted a dog called Rex.", "summary",
+                           covers=(chat_id, ids[0], ids[1]))
+    summarizing.memory.index([row])
+    client = create_app(summarizing.settings, summarizing).test_client()
+    listed = client.get("/api/memories").get_json()["items"]
+    shown = next(m for m in listed if m["id"] == row["id"])
+    assert shown["source"] == "summary" and (shown["first_message_id"], shown["last_message_id"]) == tuple(ids)
+    assert shown["chat_id"] == chat_id
+    edited = client.patch(f"/api/memories/{row['id']}", json={"text": "{{user}} adopted a dog called Max."})
+    assert edited.status_code == 200 and edited.get_json()["source"] == "summary"
+    assert "Max" in client.get("/api/memories", query_string={"q": "dog's name"}).get_json()["items"][0]["text"]
+    assert client.delete(f"/api/memories/{row['id']}").status_code == 204
+    assert store.get_memory(row["id"]) is None
+
+
+def test_story_so_far_is_the_newest_summaries_within_the_budget():
+    summaries = ["Ada keeps bees.", "Ada visited Inga.", "Ada bought a boat."]
+    words = lambda text: len(text.split())  # noqa: E731
+    assert story_text(summaries, words, 100) == "\n".join(summaries)
+    assert story_text(summaries, words, 7) == "Ada visited Inga.\nAda bought a boat."
+    assert story_text(summaries, words, 0) == ""
+    text = system_text(PromptInput(char="Mira", user="Ada", story="{{user}} keeps bees."))
+    assert text.endswith("The story so far:\nAda keeps bees.")
+
+
+def test_story_so_far_changes_only_when_the_window_drops_a_block(summarizing):
+    store, chat = summarizing.store, summarizing.chat
+    companion = store.active_companion_id()
+    store.update_companion(companion, {"short_term_mem": 6})     # drops blocks of 3 messages
+    chat_id = store.active_chat_id(companion)
+    assert summarizing.chats.change(chat_id, story_so_far=True)["story_so_far"] is True
+    ids = store.add_messages(chat_id, [(False, "I keep bees."), (True, "How lovely!")])
+    store.add_memory(companion, "{{user}} keeps bees.", "summary", covers=(chat_id, ids[0], ids[1]))
+    chat.send("Hello!")                  # the window is recorded for the first time: the story is made
+    assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees."
+    store.add_memory(companion, "{{user}} bought a boat.", "summary", covers=(chat_id, ids[1], ids[1]))
+    chat.send("How are you?")            # the window keeps its start: the story stays (the prefix too)
+    assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees."
+    chat.send("Nice weather today.")     # the window drops a block: the story takes up what is new
+    assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees.\n{{user}} bought a boat."
