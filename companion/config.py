@@ -117,8 +117,11 @@ class MemorySettings:
         1.0, "Weight of the ranking by meaning (exact cosine similarity) in the recall score "
              "(reciprocal rank fusion with the ranking by words).")
     lexical_weight: float = setting(
-        1.0, "Weight of the ranking by words (SQLite FTS5 bm25: names, numbers, rare words) in the "
+        0.5, "Weight of the ranking by words (SQLite FTS5 bm25: names, numbers, rare words) in the "
              "recall score; 0 recalls by meaning alone.")
+    rarity_weight: float = setting(
+        1.0, "Weight of how rare a memory's words are among all memories (mean idf) in the recall "
+             "score: what is said every day (\"Good morning!\") tells less than what was said once.")
     fusion_k: int = setting(
         20, "Reciprocal rank fusion's constant: a memory ranked r adds weight/(fusion_k + r); smaller "
             "favours the first few of each ranking more.")
@@ -130,8 +133,8 @@ class MemorySettings:
         0.5, "Score factor for an exchange in which the person only asked a question and the reply "
              "named nothing new: what was asked is not what was told.")
     same_fact_similarity: float = setting(
-        0.5, "Recalled memories at least this similar to each other are about the same thing: a newer "
-             "one moves up to just before the older (an updated fact before the one it replaced).")
+        0.4, "Among the memories recalled, a newer one at least this similar to a better-ranked older one "
+             "is about the same thing and moves up before it (an updated fact before the one it replaced).")
     search_depth: int = setting(
         50, "How many best matches by meaning and by words are fused for one recall.")
     summaries: bool = setting(
@@ -356,6 +359,7 @@ def _validate(settings: Settings) -> None:
         (settings.memory.half_life_hours > 0, "memory.half_life_hours must be above 0"),
         (settings.memory.relevance_weight >= 0, "memory.relevance_weight must be 0 or more"),
         (settings.memory.lexical_weight >= 0, "memory.lexical_weight must be 0 or more"),
+        (settings.memory.rarity_weight >= 0, "memory.rarity_weight must be 0 or more"),
         (settings.memory.recency_weight >= 0, "memory.recency_weight must be 0 or more"),
         (settings.memory.fusion_k >= 0, "memory.fusion_k must be 0 or more"),
         (0 <= settings.memory.question_weight <= 1, "memory.question_weight must be between 0 and 1"),

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import math
 import re
 import os
 import threading
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -208,13 +210,47 @@ anything something thing things really just also get got going go
 """.split())
 
 
+def content_words(text: str) -> list[str]:
+    """The text's words that carry meaning: lower case, stop words and single letters left out."""
+    return [w for w in WORD.findall(text.lower()) if len(w) > 1 and w not in STOP_WORDS]
+
+
+class WordCounts:
+    """In how many memories each word occurs, for how much a memory's words tell: "Good
+    morning!" is said every day, "flea market" once. Counted when the memories are first read
+    and kept up as they are indexed (an edited or deleted memory's old words stay counted until
+    the next start: the counts are a statistic, not an index)."""
+
+    def __init__(self) -> None:
+        self.documents = 0
+        self.counts: Counter[str] = Counter()
+
+    def add(self, text: str) -> None:
+        self.documents += 1
+        self.counts.update(set(content_words(text)))
+
+    def rarity(self, text: str) -> float:
+        """The mean inverse document frequency of the text's content words (0 with none)."""
+        words = content_words(text)
+        if not words:
+            return 0.0
+        return sum(math.log((1 + self.documents) / (1 + self.counts[w])) for w in words) / len(words)
+
+
+TIME_FILLERS = frozenset({"on", "in", "at", "during", "of", "the", "this", "past", "over"})
+
+
+def phrase_query(phrase: str) -> str | None:
+    """An FTS5 query for the words of a time phrase, in order ("last Tuesday" -> "last tuesday"),
+    leaving out the little words around it ("on", "in", "the")."""
+    words = [w for w in WORD.findall(phrase.lower()) if w not in TIME_FILLERS]
+    return '"' + " ".join(words) + '"' if words else None
+
+
 def lexical_query(text: str, skip: set[str] = frozenset()) -> str | None:
     """An FTS5 query matching any of the text's content words (stop words and `skip` left out);
     None when it has none."""
-    words = []
-    for word in WORD.findall(text.lower()):
-        if len(word) > 1 and word not in STOP_WORDS and word not in skip and word not in words:
-            words.append(word)
+    words = list(dict.fromkeys(w for w in content_words(text) if w not in skip))
     return " OR ".join(f'"{w}"' for w in words[:32]) or None
 
 
@@ -313,6 +349,20 @@ def epoch(moment: str) -> float:
     return when.timestamp()
 
 
+def distinct_ranks(order: list[int], text: dict[int, str], asked: dict[int, bool]) -> dict[int, int]:
+    """1-based ranks of an ordered list of memory ids, counted by distinct text (copies of a
+    text share its rank, so fifty "Good night!"s take one place, not fifty) and with what the
+    person only asked after everything else (an earlier asking never crowds out the answer)."""
+    ranks: dict[int, int] = {}
+    first: dict[str, int] = {}
+    for memory_id in [i for i in order if not asked[i]] + [i for i in order if asked[i]]:
+        key = text[memory_id]
+        if key not in first:
+            first[key] = len(first) + 1
+        ranks[memory_id] = first[key]
+    return ranks
+
+
 def newest_first(ranked: list[tuple], vectors: dict[int, np.ndarray], similarity: float) -> list[tuple]:
     """Ranked (score, id, row, relevance, asked) candidates where a memory about the same thing
     as a better-ranked one (a statement at least `similarity` alike) but newer moves up to just
@@ -345,6 +395,7 @@ class LongTermMemory:
         self._client = None
         self._collection = None
         self._table: VectorTable | None = None
+        self._words: WordCounts | None = None
         self._lock = threading.RLock()
         self._indexer: ThreadPoolExecutor | None = None   # index_later's one background thread
         self._pending: list[Future] = []
@@ -378,6 +429,17 @@ class LongTermMemory:
                         name, metadata={"hnsw:space": "cosine", "embedder": marker}, embedding_function=None)
                 self._collection = collection
             return self._collection
+
+    def word_counts(self) -> WordCounts:
+        """How often each word occurs in the memories (read from the database the first time)."""
+        with self._lock:
+            if self._words is None:
+                words = WordCounts()
+                for batch in self.store.iter_memories(batch=2000):
+                    for row in batch:
+                        words.add(embedded_text(row["text"]))
+                self._words = words
+            return self._words
 
     def vectors(self) -> VectorTable:
         """The in-memory copy of the index's vectors (read from Chroma the first time)."""
@@ -439,6 +501,7 @@ class LongTermMemory:
             indexer.shutdown(wait=True)
         with self._lock:
             client, self._client, self._collection, self._table = self._client, None, None, None
+            self._words = None
         if client is not None and hasattr(client, "close"):
             client.close()
 
@@ -459,6 +522,11 @@ class LongTermMemory:
                 ids=[str(row["id"]) for row in rows], embeddings=vectors,
                 metadatas=[{"companion_id": int(row["companion_id"])} for row in rows],
                 documents=[row["text"] for row in rows])
+            if self._words is not None:
+                known = self._table.row if self._table is not None else {}
+                for row in rows:
+                    if row["id"] not in known:
+                        self._words.add(embedded_text(row["text"]))
             if self._table is not None:
                 self._table.put([int(row["id"]) for row in rows], vectors,
                                 [int(row["companion_id"]) for row in rows],
@@ -555,16 +623,23 @@ class LongTermMemory:
 
         1. Candidates: the nearest memories by meaning (exact cosine over every vector) and the
            best by words (SQLite FTS5, bm25), `search_depth` of each, inside the time window the
-           query names ("yesterday", "last weekend", "in March") when it names one.
-        2. Score: reciprocal rank fusion of the two rankings (weights relevance_weight and
-           lexical_weight, constant fusion_k, scaled so that first in both is 1.0), plus
+           query names ("yesterday", "last weekend", "in March") when it names one; then also
+           the memories made after that window that name it as the query does ("On Tuesday I
+           went kayaking", told on Thursday).
+        2. Score: reciprocal rank fusion of three rankings of the candidates, each counted by
+           distinct text with what was only asked last: by meaning, by words and by how rare
+           their words are (weights relevance_weight, lexical_weight, rarity_weight; constant
+           fusion_k; scaled so that first in all is 1.0), plus
            recency_weight times recency (halving every half_life_hours), scaled back to 0..1; an
            exchange in which the person only asked something counts question_weight as much.
         3. Left out: memories of messages in exclude_message_ids (the prompt's history window),
-           those less similar than min_relevance (default: the setting) that no word matched,
+           those less similar than min_relevance (default: the setting) that no word matched
+           (inside a time window the time is what makes a memory relevant: no floor there),
            and near-duplicates of a better one.
-        4. Among memories about the same thing (same_fact_similarity), the newer takes the
-           better place: an updated fact comes before the one it replaced.
+        4. Among the k recalled, a newer memory about the same thing as a better-ranked one
+           (same_fact_similarity) moves up before it: an updated fact comes before the one it
+           replaced. (Only the order changes: a newer one brought in from further down pushed
+           facts out of the k, measured with bench/recall_quality.py.)
         """
         result = Recall()
         if k <= 0 or not query.strip():
@@ -589,28 +664,43 @@ class LongTermMemory:
         match = lexical_query(query, skip) if options.lexical_weight > 0 else None
         if match:
             lexical = self.store.match_memories(
-                match, companion_id, depth,
+                match, companion_id, depth * 3,
                 utc_iso(result.window.start) if result.window else None,
                 utc_iso(result.window.end) if result.window else None)
-        dense_rank = {memory_id: n for n, (memory_id, _) in enumerate(dense, 1)}
-        lexical_rank = {memory_id: n for n, memory_id in enumerate(lexical, 1)}
-        ids = list(dense_rank) + [i for i in lexical if i not in dense_rank]
+        if result.window is not None:
+            # said later about that time ("On Tuesday I went kayaking", told on Thursday): memories
+            # made since the window began that name it as the question does
+            named = phrase_query(result.window.phrase)
+            told = self.store.match_memories(named, companion_id, depth, utc_iso(result.window.end),
+                                             utc_iso(now)) if named else []
+            with self._lock:
+                told_dense = [(i, float(v @ query_vector)) for i in told if (v := table.vector(i)) is not None]
+            dense = sorted(dense + told_dense, key=lambda pair: -pair[1])
+            lexical += [i for i in told if i not in lexical]
+        ids = list(dict.fromkeys([i for i, _ in dense] + lexical))
         rows = {row["id"]: row for row in self.store.memories_by_ids(ids)}
         with self._lock:
-            vectors = {i: table.vector(i) for i in ids}
+            vectors = {i: v for i in ids if i in rows and (v := table.vector(i)) is not None}
+        ids = [i for i in ids if i in vectors]
+        said = {i: " ".join(embedded_text(rows[i]["text"]).lower().split()) for i in ids}
+        asked = {i: asked_only(rows[i]["text"]) for i in ids}
+        words = self.word_counts()
+        rarity = {i: words.rarity(said[i]) for i in ids}
+        dense_rank = distinct_ranks([i for i, _ in dense if i in vectors], said, asked)
+        lexical_rank = distinct_ranks([i for i in lexical if i in vectors], said, asked)
+        rarity_rank = distinct_ranks(sorted(ids, key=lambda i: -rarity[i]), said, asked)
         c = options.fusion_k
-        best = (options.relevance_weight + (options.lexical_weight if lexical else 0.0)) / (c + 1)
+        best = (options.relevance_weight + (options.lexical_weight if lexical else 0.0)
+                + options.rarity_weight) / (c + 1)
         candidates = []
         for memory_id in ids:
-            row, vector = rows.get(memory_id), vectors.get(memory_id)
-            if row is None or vector is None:
-                continue
+            row = rows[memory_id]
             if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
                 continue
-            relevance = float(vector @ query_vector)
-            if relevance < floor and memory_id not in lexical_rank:
+            relevance = float(vectors[memory_id] @ query_vector)
+            if relevance < floor and memory_id not in lexical_rank and result.window is None:
                 continue
-            fused = 0.0
+            fused = options.rarity_weight / (c + rarity_rank[memory_id])
             if memory_id in dense_rank:
                 fused += options.relevance_weight / (c + dense_rank[memory_id])
             if memory_id in lexical_rank:
@@ -618,10 +708,9 @@ class LongTermMemory:
             score = fused / best if best > 0 else 0.0
             score += options.recency_weight * recency(row["created_at"], now, options.half_life_hours)
             score /= 1.0 + options.recency_weight    # 1.0 at best
-            asked = asked_only(row["text"])
-            if asked:
+            if asked[memory_id]:
                 score *= options.question_weight
-            candidates.append((score, memory_id, row, relevance, asked))
+            candidates.append((score, memory_id, row, relevance, asked[memory_id]))
         candidates.sort(key=lambda c: -c[0])
         kept: list[tuple] = []
         seen: list[tuple[str, np.ndarray]] = []
@@ -633,10 +722,9 @@ class LongTermMemory:
                 continue
             seen.append((text, vectors[memory_id]))
             kept.append(candidate)
-            if len(kept) == k * 3:
+            if len(kept) == k:
                 break
-        kept = newest_first(kept, vectors, options.same_fact_similarity)
-        for score, memory_id, row, relevance, _ in kept[:k]:
+        for score, memory_id, row, relevance, _ in newest_first(kept[:k], vectors, options.same_fact_similarity):
             result.append(RecalledMemory(memory_id, row["text"], row["created_at"], round(score, 4),
                                          round(relevance, 4)))
         return result

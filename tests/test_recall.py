@@ -246,3 +246,18 @@ def test_imported_chats_keep_their_dates(client):
     assert [r["date"] for r in rows] == ["2026-01-02T10:04:00+00:00", "2026-01-02T10:05:00+00:00"]
     memory = next(m for m in client.get("/api/memories").get_json()["items"] if "dog" in m["text"])
     assert memory["created_at"] == "2026-01-02T10:04:00+00:00"
+
+
+def test_a_time_told_later_is_found_by_its_name(tmp_path, embedder):
+    """'What did I do on Tuesday?' finds what was said on Tuesday, and what was told later about
+    Tuesday, but not a 'Tuesday' said weeks before (that was another Tuesday)."""
+    tuesday = datetime(2026, 11, 24, 18, 0, tzinfo=timezone.utc)          # NOW is Friday the 27th
+    log = chat_log(200, seed=8, days=20)
+    log.append(("{{user}}: On Tuesday I went kayaking on the river.\n{{char}}: Lovely!", tuesday + timedelta(days=2)))
+    log.append(("{{user}}: On Tuesday I went to a jazz concert.\n{{char}}: Nice!", tuesday - timedelta(days=21)))
+    log.append(("{{user}}: I repaired my bike today.\n{{char}}: Handy!", tuesday))
+    memory = build(tmp_path, embedder, log)
+    found = memory.recall(memory.store.active_companion_id(), "What did I do on Tuesday?", 5, now=NOW)
+    texts = " ".join(m.text for m in found)
+    assert found.window.phrase == "on Tuesday" and "kayaking" in texts and "bike" in texts
+    assert "jazz" not in texts
