@@ -45,7 +45,7 @@ bench: install
 	$(BIN)/python -m bench.run $(ARGS)
 
 lint: install
-	$(BIN)/python -m compileall -q companion tests bench
+	$(BIN)/ruff check companion tests bench
 
 clean-venv:
 	rm -rf $(VENV)

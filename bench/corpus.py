@@ -107,8 +107,10 @@ def _filler_user(rng: random.Random, banned_times: set[str]) -> tuple[str, str]:
                            "Tell me a fun fact.", "What's your favourite season?",
                            "Do you like mornings or evenings better?"]), "you"
     if k == 9:
-        return (f"{rng.choice(COMPANIONS).capitalize()} and I {rng.choice(ACTIVITIES)} {when}. "
-                f"{rng.choice(['It rained the whole time.', 'We laughed a lot.', 'I was so tired after.', 'It felt like old times.', ''])}").strip(), "that"
+        who, what = rng.choice(COMPANIONS).capitalize(), rng.choice(ACTIVITIES)   # drawn in this order
+        after = rng.choice(['It rained the whole time.', 'We laughed a lot.', 'I was so tired after.',
+                            'It felt like old times.', ''])
+        return f"{who} and I {what} {when}. {after}".strip(), "that"
     if k == 10:
         return (f"I might go to {rng.choice(PLACES)} {rng.choice(['later', 'tomorrow', 'at the weekend', 'soon'])}. "
                 f"Any ideas what I could do there?"), "plans"

@@ -67,6 +67,8 @@ class ChatService:
         self._turn_lock = threading.Lock()
         self._running: threading.Event | None = None
         self._background: threading.Event | None = None   # the stop event of background work holding the model
+        self._waiting = 0                                   # turns waiting for the model
+        self._waiting_lock = threading.Lock()
         self.after_turn: Callable[[], None] | None = None  # called after each stored reply (summaries wake)
 
     # context ---------------------------------------------------------------------------------
@@ -115,18 +117,27 @@ class ChatService:
         timeout = self.settings.server.queue_timeout
         acquired = self._turn_lock.acquire(False)
         if not acquired:
-            background = self._background
-            if background is not None:     # a summary: it stops within one token
-                background.set()
-            wait = max(timeout, PREEMPT_WAIT if background is not None else 0.0)
-            acquired = wait > 0 and self._turn_lock.acquire(timeout=wait)
+            with self._waiting_lock:
+                self._waiting += 1            # background work does not take the model before us
+            try:
+                background = self._background
+                if background is not None:     # a summary: it stops within one step
+                    background.set()
+                wait = max(timeout, PREEMPT_WAIT if background is not None else 0.0)
+                acquired = wait > 0 and self._turn_lock.acquire(timeout=wait)
+            finally:
+                with self._waiting_lock:
+                    self._waiting -= 1
         if not acquired:
             raise Busy("another reply is being generated; try again shortly", retry_after=2)
 
     def hold_for_background(self) -> threading.Event | None:
         """Take the model for background work (a summary) when no turn holds it; returns the
         event that asks it to stop (a turn sets it), or None when the model is busy."""
-        if not self._turn_lock.acquire(False):
+        if self._waiting or not self._turn_lock.acquire(False):
+            return None
+        if self._waiting:               # a turn came between the check and the lock: it goes first
+            self._turn_lock.release()
             return None
         self._background = threading.Event()
         return self._background

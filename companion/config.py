@@ -115,26 +115,29 @@ class MemorySettings:
     )
     relevance_weight: float = setting(
         1.0, "Weight of the ranking by meaning (exact cosine similarity) in the recall score "
-             "(reciprocal rank fusion with the ranking by words).")
+             "(reciprocal rank fusion with the ranking by words). Measured: 0 drops recall@5 0.96 -> 0.83.")
     lexical_weight: float = setting(
         0.5, "Weight of the ranking by words (SQLite FTS5 bm25: names, numbers, rare words) in the "
-             "recall score; 0 recalls by meaning alone.")
+             "recall score; 0 recalls by meaning alone. Measured: 0 drops recall@5 0.91 -> 0.87 on one of three logs.")
     rarity_weight: float = setting(
         1.0, "Weight of how rare a memory's words are among all memories (mean idf) in the recall "
-             "score: what is said every day (\"Good morning!\") tells less than what was said once.")
+             "score: what is said every day (\"Good morning!\") tells less than what was said once. "
+             "Measured: 0 drops recall@5 0.96 -> 0.83.")
     fusion_k: int = setting(
         20, "Reciprocal rank fusion's constant: a memory ranked r adds weight/(fusion_k + r); smaller "
-            "favours the first few of each ranking more.")
+            "favours the first few of each ranking more. Measured: 60 drops recall@5 0.96 -> 0.91.")
     recency_weight: float = setting(
-        0.1, "Weight of recency in a memory's recall score (0 ignores age); the score by rank is "
-             "1.0 for first by both meaning and words.")
+        0.1, "Weight of recency in a memory's recall score (0 ignores age); the score by rank is 1.0 for "
+             "first in every ranking. Measured: no change on the chat log (ages matter through same_fact_similarity).")
     half_life_hours: float = setting(720.0, "Hours after which a memory's recency has halved.")
     question_weight: float = setting(
         0.5, "Score factor for an exchange in which the person only asked a question and the reply "
-             "named nothing new: what was asked is not what was told.")
+             "named nothing new: what was asked is not what was told (such exchanges also rank after every "
+             "statement in each ranking, which is what measured: 1.0 changes nothing on the chat log).")
     same_fact_similarity: float = setting(
         0.4, "Among the memories recalled, a newer one at least this similar to a better-ranked older one "
-             "is about the same thing and moves up before it (an updated fact before the one it replaced).")
+             "is about the same thing and moves up before it (an updated fact before the one it replaced). "
+             "Measured: newest version first 0.75 against 0.50 with 1.0 (off).")
     search_depth: int = setting(
         50, "How many best matches by meaning and by words are fused for one recall.")
     summaries: bool = setting(

@@ -55,6 +55,7 @@ class Services:
         try:
             added, removed = self.memory.reconcile()
             log.info("memory index reconciled: %d indexed, %d removed", added, removed)
+            self.memory.warm()
         except Exception:
             log.exception("memory reconcile failed")
 

@@ -25,6 +25,9 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+BUSY_WAIT = 5.0    # seconds to wait for a turn's end (it wakes us) before looking again
+MIN_IDLE = 0.05    # seconds of quiet before a summary, at the least
+
 INSTRUCTION = ("Summarize this part of a conversation between {user} and {char} in at most three "
                "sentences. Keep names, facts, dates, plans and feelings. Write in the third person.")
 
@@ -87,10 +90,13 @@ class SummaryService:
                     break
                 if outcome == "none":
                     break
+                if outcome != "written":    # a turn has the model (or none is loaded): wait for its end
+                    self._wake.wait(timeout=BUSY_WAIT)
+                    self._wake.clear()
 
     def _idle(self) -> bool:
         """Wait until no turn has run for summary_idle_seconds; False when woken by a turn."""
-        if self._wake.wait(timeout=self.options.summary_idle_seconds):
+        if self._wake.wait(timeout=max(self.options.summary_idle_seconds, MIN_IDLE)):
             self._wake.clear()
             return False
         return not self._closing.is_set()

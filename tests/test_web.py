@@ -307,7 +307,36 @@ def test_chats_new_rename_export_delete(page, daemon):
     assert len(daemon.api("GET", "/api/chats")["items"]) == 1
 
 
+def test_story_so_far_is_turned_on_and_off_in_the_chat_list(page, daemon):
+    page.click("#nav a[data-view=chats]")
+    box = page.locator("#chat-list .item").first.locator(".story-so-far input")
+    expect(box).not_to_be_checked()
+    box.check()
+    expect(page.locator("#toasts")).to_contain_text("Story so far on")
+    assert daemon.active_chat()["story_so_far"] is True
+    box.uncheck()
+    expect(page.locator("#toasts")).to_contain_text("Story so far off")
+    assert daemon.active_chat()["story_so_far"] is False
+
+
 # --- memory, lorebooks, settings --------------------------------------------------------------------
+
+def test_a_summary_shows_what_it_covers_and_can_be_edited(page, daemon):
+    store = daemon.services.store
+    companion = store.active_companion_id()
+    chat_id = daemon.active_chat()["id"]
+    ids = store.add_messages(chat_id, [(False, "I adopted a dog."), (True, "What's its name?")])
+    row = store.add_memory(companion, "{{user}} adopted a dog called Rex.", "summary", covers=(chat_id, ids[0], ids[1]))
+    daemon.services.memory.index([row])
+    page.click("#nav a[data-view=memory]")
+    item = page.locator("#memory-list .memory").first
+    expect(item).to_contain_text(f"summary of chat {chat_id}, messages {ids[0]}–{ids[1]}")
+    item.locator("button.edit-memory").click()
+    page.locator("#memory-list textarea").fill("{{user}} adopted a dog called Max.")
+    page.locator("#memory-list button.save-memory").click()
+    expect(page.locator("#memory-list .memory-text").first).to_contain_text("adopted a dog called Max.")
+    assert store.get_memory(row["id"])["source"] == "summary"
+
 
 def test_memory_add_search_edit_delete_and_documents(page, daemon, tmp_path):
     page.click("#nav a[data-view=memory]")
