@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 # llama.cpp builds for this CPU (-march=native). On CPUs with AMX (Xeon Sapphire Rapids and newer)
 # its AMX kernels crashed every generation on the virtual machines here (SIGSEGV in
 # ggml_backend_amx_mul_mat), so they are left out there; the AVX-512 kernels remain.
-# Override with `make LLAMA_CMAKE_ARGS=... install`, or empty to build llama.cpp's defaults.
+# Override with `make LLAMA_CMAKE_ARGS=... install`, or empty to build llama.cpp's defaults. It is
+# built without pip's wheel cache, so that a wheel built earlier with other flags is not reused.
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS ?= $(if $(shell grep -qs amx_tile /proc/cpuinfo && echo yes),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
 BIN := $(VENV)/bin
@@ -25,7 +26,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH_SPEC)"
-	CMAKE_ARGS="$${CMAKE_ARGS:-$(LLAMA_CMAKE_ARGS)}" $(BIN)/python -m pip install -e ".[test]"
+	CMAKE_ARGS="$${CMAKE_ARGS:-$(LLAMA_CMAKE_ARGS)}" $(BIN)/python -m pip install --no-cache-dir llama-cpp-python
+	$(BIN)/python -m pip install -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
