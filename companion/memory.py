@@ -353,6 +353,41 @@ def epoch(moment: str) -> float:
     return when.timestamp()
 
 
+@dataclass
+class Rankings:
+    """A recall's three rankings of its candidates (1-based ranks by id; absent: not ranked)."""
+    meaning: dict[int, int]
+    words: dict[int, int]
+    rarity: dict[int, int]
+
+    def fused(self, memory_id: int, options: MemorySettings) -> float:
+        """Weighted reciprocal rank fusion, 1.0 for first in every ranking that ranked anything."""
+        c = options.fusion_k
+        parts = ((self.meaning, options.relevance_weight), (self.words, options.lexical_weight),
+                 (self.rarity, options.rarity_weight))
+        best = sum(weight for ranks, weight in parts if ranks) / (c + 1)
+        fused = sum(weight / (c + ranks[memory_id]) for ranks, weight in parts if memory_id in ranks)
+        return fused / best if best > 0 else 0.0
+
+
+def without_duplicates(ranked: list[tuple], vectors: dict[int, np.ndarray], k: int,
+                       similarity: float) -> list[tuple]:
+    """The first k ranked (score, id, row, ...) candidates, leaving out a memory with the same
+    text as a better one or at least `similarity` alike."""
+    kept: list[tuple] = []
+    seen: list[tuple[str, np.ndarray]] = []
+    for candidate in ranked:
+        memory_id, row = candidate[1], candidate[2]
+        text = " ".join(row["text"].lower().split())
+        if any(text == other or cosine(vectors[memory_id], v) >= similarity for other, v in seen):
+            continue
+        seen.append((text, vectors[memory_id]))
+        kept.append(candidate)
+        if len(kept) == k:
+            break
+    return kept
+
+
 def distinct_ranks(order: list[int], text: dict[int, str], asked: dict[int, bool]) -> dict[int, int]:
     """1-based ranks of an ordered list of memory ids, counted by distinct text (copies of a
     text share its rank, so fifty "Good night!"s take one place, not fifty) and with what the
@@ -662,84 +697,68 @@ class LongTermMemory:
         result.window = time_window(query, now) if window is AUTO else window
         if self.store.count_memories(companion_id) == 0:
             return result
-        since = until = None
-        if result.window is not None:
-            since, until = result.window.start.timestamp(), result.window.end.timestamp()
         depth = max(options.search_depth, k * 2)
         self.flush()   # the exchange just stored is in the index before the query
         query_vector = np.asarray(self.embedder.embed([query])[0], dtype=np.float32)
-        with self._lock:
-            table = self.vectors()
-            dense = table.nearest(query_vector, companion_id, depth, since, until)
-        lexical: list[int] = []
-        skip = set(WORD.findall(result.window.phrase.lower())) if result.window else set()
-        match = lexical_query(query, skip) if options.lexical_weight > 0 else None
-        if match:
-            lexical = self.store.match_memories(
-                match, companion_id, depth * 3,
-                utc_iso(result.window.start) if result.window else None,
-                utc_iso(result.window.end) if result.window else None)
-        if result.window is not None:
-            # said later about that time ("On Tuesday I went kayaking", told on Thursday): memories
-            # made since the window began that name it as the question does
-            named = phrase_query(result.window.phrase)
-            told = self.store.match_memories(named, companion_id, depth, utc_iso(result.window.end),
-                                             utc_iso(now)) if named else []
-            with self._lock:
-                told_dense = [(i, float(v @ query_vector)) for i, v in table.vectors_of(told).items()]
-            dense = sorted(dense + told_dense, key=lambda pair: -pair[1])
-            lexical += [i for i in told if i not in lexical]
+        dense, lexical = self._candidates(companion_id, query, query_vector, result.window, now, depth)
         ids = list(dict.fromkeys([i for i, _ in dense] + lexical))
         rows = {row["id"]: row for row in self.store.memories_by_ids(ids)}
         with self._lock:
-            vectors = table.vectors_of([i for i in ids if i in rows])
+            vectors = self.vectors().vectors_of([i for i in ids if i in rows])
         ids = [i for i in ids if i in vectors]
         said = {i: " ".join(embedded_text(rows[i]["text"]).lower().split()) for i in ids}
         asked = {i: asked_only(rows[i]["text"]) for i in ids}
         words = self.word_counts()
         rarity = {i: words.rarity(said[i]) for i in ids}
-        dense_rank = distinct_ranks([i for i, _ in dense if i in vectors], said, asked)
-        lexical_rank = distinct_ranks([i for i in lexical if i in vectors], said, asked)
-        rarity_rank = distinct_ranks(sorted(ids, key=lambda i: -rarity[i]), said, asked)
-        c = options.fusion_k
-        best = (options.relevance_weight + (options.lexical_weight if lexical else 0.0)
-                + options.rarity_weight) / (c + 1)
+        ranks = Rankings(meaning=distinct_ranks([i for i, _ in dense if i in vectors], said, asked),
+                         words=distinct_ranks([i for i in lexical if i in vectors], said, asked),
+                         rarity=distinct_ranks(sorted(ids, key=lambda i: -rarity[i]), said, asked))
         candidates = []
         for memory_id in ids:
             row = rows[memory_id]
             if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
                 continue
             relevance = float(vectors[memory_id] @ query_vector)
-            if relevance < floor and memory_id not in lexical_rank and result.window is None:
+            if relevance < floor and memory_id not in ranks.words and result.window is None:
                 continue
-            fused = options.rarity_weight / (c + rarity_rank[memory_id])
-            if memory_id in dense_rank:
-                fused += options.relevance_weight / (c + dense_rank[memory_id])
-            if memory_id in lexical_rank:
-                fused += options.lexical_weight / (c + lexical_rank[memory_id])
-            score = fused / best if best > 0 else 0.0
+            score = ranks.fused(memory_id, options)
             score += options.recency_weight * recency(row["created_at"], now, options.half_life_hours)
             score /= 1.0 + options.recency_weight    # 1.0 at best
             if asked[memory_id]:
                 score *= options.question_weight
             candidates.append((score, memory_id, row, relevance, asked[memory_id]))
         candidates.sort(key=lambda c: -c[0])
-        kept: list[tuple] = []
-        seen: list[tuple[str, np.ndarray]] = []
-        for candidate in candidates:
-            memory_id, row = candidate[1], candidate[2]
-            text = " ".join(row["text"].lower().split())
-            if any(text == other or cosine(vectors[memory_id], v) >= options.duplicate_similarity
-                   for other, v in seen):
-                continue
-            seen.append((text, vectors[memory_id]))
-            kept.append(candidate)
-            if len(kept) == k:
-                break
-        for score, memory_id, row, relevance, _ in newest_first(kept[:k], vectors, options.same_fact_similarity):
+        kept = without_duplicates(candidates, vectors, k, options.duplicate_similarity)
+        for score, memory_id, row, relevance, _ in newest_first(kept, vectors, options.same_fact_similarity):
             result.append(RecalledMemory(memory_id, row["text"], row["created_at"], round(score, 4),
                                          round(relevance, 4)))
         return result
+
+    def _candidates(self, companion_id: int, query: str, query_vector: np.ndarray, window: TimeWindow | None,
+                    now: datetime, depth: int) -> tuple[list[tuple[int, float]], list[int]]:
+        """(id, cosine) of the nearest memories by meaning and the ids of the best by words, best
+        first, inside the window when there is one, with what was told later about it."""
+        since, until = (window.start.timestamp(), window.end.timestamp()) if window else (None, None)
+        with self._lock:
+            table = self.vectors()
+            dense = table.nearest(query_vector, companion_id, depth, since, until)
+        lexical: list[int] = []
+        skip = set(WORD.findall(window.phrase.lower())) if window else set()
+        match = lexical_query(query, skip) if self.options.lexical_weight > 0 else None
+        if match:
+            lexical = self.store.match_memories(match, companion_id, depth * 3,
+                                                utc_iso(window.start) if window else None,
+                                                utc_iso(window.end) if window else None)
+        named = phrase_query(window.phrase) if window else None
+        if named:
+            # said later about that time ("On Tuesday I went kayaking", told on Thursday): memories
+            # made since the window ended that name it as the question does
+            told = self.store.match_memories(named, companion_id, depth, utc_iso(window.end), utc_iso(now))
+            with self._lock:
+                told_dense = [(i, float(v @ query_vector)) for i, v in table.vectors_of(told).items()]
+            dense = sorted(dense + told_dense, key=lambda pair: -pair[1])
+            lexical += [i for i in told if i not in lexical]
+        return dense, lexical
 
     # consistency ---------------------------------------------------------------------------
 

@@ -261,3 +261,17 @@ def test_a_time_told_later_is_found_by_its_name(tmp_path, embedder):
     texts = " ".join(m.text for m in found)
     assert found.window.phrase == "on Tuesday" and "kayaking" in texts and "bike" in texts
     assert "jazz" not in texts
+
+
+def test_ranks_count_distinct_texts_and_put_questions_last():
+    from companion.config import MemorySettings
+    from companion.memory import Rankings, distinct_ranks
+
+    text = {1: "good night", 2: "good night", 3: "where does my uncle live?", 4: "my uncle lives in aarhus",
+            5: "hello"}
+    asked = {1: False, 2: False, 3: True, 4: False, 5: False}
+    assert distinct_ranks([3, 1, 2, 4, 5], text, asked) == {1: 1, 2: 1, 4: 2, 5: 3, 3: 4}
+    ranks = Rankings(meaning={4: 1, 5: 2}, words={4: 1}, rarity={5: 1, 4: 2})
+    options = MemorySettings(relevance_weight=1.0, lexical_weight=0.5, rarity_weight=1.0, fusion_k=20)
+    assert ranks.fused(4, options) == pytest.approx((1 / 21 + 0.5 / 21 + 1 / 22) / (2.5 / 21))
+    assert Rankings({7: 1}, {}, {7: 1}).fused(7, options) == pytest.approx(1.0)   # no word ranking: 1.0 at best
