@@ -212,6 +212,7 @@ def test_import_a_png_card_through_the_file_chooser(page, daemon):
 
 def test_import_a_card_by_drag_and_drop(page, daemon):
     page.click("#nav a[data-view=companions]")
+    page.wait_for_selector("#card-file", state="attached")   # the view renders after its fetch
     page.evaluate("""(b64) => {
         const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
         const data = new DataTransfer();
