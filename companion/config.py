@@ -26,22 +26,83 @@ class ConfigError(ValueError):
     """A config file, environment variable or flag that cannot be used."""
 
 
-def setting(default: Any, help: str) -> Any:
-    """Declare one setting with its default and help text."""
+def setting(default: Any, help: str, ge: float | None = None, le: float | None = None,
+            max_items: int | None = None) -> Any:
+    """Declare one setting with its default, help text and bounds (ge <= value <= le; a list at
+    most max_items long). The bounds are checked when settings load and by every API that takes
+    the setting, and are written into the OpenAPI document: declared here only."""
+    metadata = {"help": help, "ge": ge, "le": le, "max_items": max_items}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """The bounds of one setting."""
+    name: str
+    kind: type
+    ge: float | None
+    le: float | None
+    max_items: int | None
+
+    def check(self, value: Any, where: str) -> str | None:
+        """Why the value is out of bounds, or None when it is within them."""
+        if self.max_items is not None and isinstance(value, list) and len(value) > self.max_items:
+            return f"{where} must have at most {self.max_items} items"
+        if self.ge is not None and self.le is not None and not self.ge <= value <= self.le:
+            return f"{where} must be between {self.ge:g} and {self.le:g}"
+        if self.ge is not None and value < self.ge:
+            return f"{where} must be {self.ge:g} or more"
+        if self.le is not None and value > self.le:
+            return f"{where} must be {self.le:g} or less"
+        return None
+
+    def described(self) -> str:
+        """The bounds in words for the help text ('' when there are none)."""
+        parts = []
+        if self.ge is not None and self.le is not None:
+            parts.append(f"{self.ge:g} to {self.le:g}")
+        elif self.ge is not None:
+            parts.append(f"at least {self.ge:g}")
+        elif self.le is not None:
+            parts.append(f"at most {self.le:g}")
+        if self.max_items is not None:
+            parts.append(f"at most {self.max_items} items")
+        return f" ({'; '.join(parts)})" if parts else ""
+
+    def schema(self) -> dict:
+        """The JSON schema of the setting's values."""
+        kind = {bool: "boolean", int: "integer", float: "number", list: "array"}.get(self.kind, "string")
+        schema: dict[str, Any] = {"type": kind}
+        if kind == "array":
+            schema["items"] = {"type": "string", "minLength": 1}
+        if self.ge is not None:
+            schema["minimum"] = self.ge
+        if self.le is not None:
+            schema["maximum"] = self.le
+        if self.max_items is not None:
+            schema["maxItems"] = self.max_items
+        return schema
+
+
+def limits(section: type) -> dict[str, Limit]:
+    """The bounds of a settings section's fields, by name (fields without bounds included)."""
+    return {f.name: Limit(f.name, type(_default_of(f)), f.metadata.get("ge"), f.metadata.get("le"),
+                          f.metadata.get("max_items"))
+            for f in dataclasses.fields(section)}
 
 
 @dataclass
 class ServerSettings:
     host: str = setting("127.0.0.1", "Address to listen on.")
-    port: int = setting(3000, "TCP port to listen on.")
-    threads: int = setting(8, "Worker threads of the HTTP server (waitress).")
+    port: int = setting(3000, "TCP port to listen on.", ge=1, le=65535)
+    threads: int = setting(8, "Worker threads of the HTTP server (waitress).", ge=1)
     queue_timeout: float = setting(
         0.0,
         "Seconds a generating request waits for the model when another generation runs; "
         "0 answers 429 at once.",
+        ge=0,
     )
     max_body_mb: float = setting(16.0, "Largest request body accepted, in MiB (413 above).")
     api_key: str = setting(
@@ -68,10 +129,10 @@ class ModelSettings:
         "GGUF model file. Empty: the first *.gguf in <data_dir>/models, then in the checkout's "
         "models/, then the bundled SmolLM2-135M-Instruct.",
     )
-    n_ctx: int = setting(2048, "Context window in tokens.")
-    n_threads: int = setting(0, "CPU threads for generation; 0 uses one per physical core.")
-    n_batch: int = setting(256, "Prompt tokens evaluated per batch.")
-    n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.")
+    n_ctx: int = setting(2048, "Context window in tokens.", ge=256)
+    n_threads: int = setting(0, "CPU threads for generation; 0 uses one per physical core.", ge=0)
+    n_batch: int = setting(256, "Prompt tokens evaluated per batch.", ge=1)
+    n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.", ge=-1)
     flash_attn: bool = setting(True, "Use flash attention (faster prompt evaluation; measured 1.25x here on CPU).")
     use_mmap: bool = setting(True, "Map the model file into memory instead of reading it whole.")
     backend: str = setting(
@@ -92,14 +153,21 @@ class ModelSettings:
 
 @dataclass
 class GenerationSettings:
-    max_tokens: int = setting(200, "Most tokens generated for one reply.")
-    temperature: float = setting(0.7, "Sampling temperature; 0 is deterministic.")
-    top_p: float = setting(0.95, "Nucleus sampling threshold.")
-    top_k: int = setting(40, "Sample only among the k most likely tokens; 0 disables.")
-    min_p: float = setting(0.05, "Drop tokens less likely than min_p times the most likely one.")
-    repeat_penalty: float = setting(1.1, "Penalty for repeating recent tokens; 1.0 disables.")
-    seed: int = setting(-1, "Sampling seed; -1 picks a new one each time.")
-    stop: list = setting([], "Extra stop strings (the user's turn marker is always one).")
+    max_tokens: int = setting(200, "Most tokens generated for one reply.", ge=1, le=32768)
+    temperature: float = setting(0.7, "Sampling temperature; 0 is deterministic.", ge=0, le=5)
+    top_p: float = setting(0.95, "Nucleus sampling threshold.", ge=0, le=1)
+    top_k: int = setting(40, "Sample only among the k most likely tokens; 0 disables.", ge=0, le=100_000)
+    min_p: float = setting(0.05, "Drop tokens less likely than min_p times the most likely one.", ge=0, le=1)
+    repeat_penalty: float = setting(1.1, "Penalty for repeating recent tokens; 1.0 disables.", ge=0.01, le=5)
+    seed: int = setting(-1, "Sampling seed; -1 picks a new one each time.", ge=-1, le=2**31 - 1)
+    stop: list = setting([], "Extra stop strings (the user's turn marker is always one).", max_items=16)
+
+
+@dataclass
+class CompanionLimits:
+    """A companion's memory settings (stored per companion, not in the config file): their bounds."""
+    long_term_mem: int = setting(2, "Long-term memories recalled for each reply.", ge=0, le=100)
+    short_term_mem: int = setting(10, "Most recent messages kept in the prompt.", ge=0, le=1000)
 
 
 @dataclass
@@ -111,44 +179,43 @@ class MemorySettings:
     )
     min_relevance: float = setting(
         0.2, "Recalled memories below this cosine similarity to the prompt are dropped, unless one "
-             "of the prompt's words matched them."
-    )
+             "of the prompt's words matched them.", ge=-1, le=1)
     relevance_weight: float = setting(
         1.0, "Weight of the ranking by meaning (exact cosine similarity) in the recall score "
-             "(reciprocal rank fusion with the ranking by words). Measured: 0 drops recall@5 0.96 -> 0.83.")
+             "(reciprocal rank fusion with the ranking by words). Measured: 0 drops recall@5 0.96 -> 0.83.", ge=0)
     lexical_weight: float = setting(
         0.5, "Weight of the ranking by words (SQLite FTS5 bm25: names, numbers, rare words) in the "
-             "recall score; 0 recalls by meaning alone. Measured: 0 drops recall@5 0.91 -> 0.87 on one of three logs.")
+             "recall score; 0 recalls by meaning alone. Measured: 0 drops recall@5 0.91 -> 0.87 on one of three logs.", ge=0)
     rarity_weight: float = setting(
         1.0, "Weight of how rare a memory's words are among all memories (mean idf) in the recall "
              "score: what is said every day (\"Good morning!\") tells less than what was said once. "
-             "Measured: 0 drops recall@5 0.96 -> 0.83.")
+             "Measured: 0 drops recall@5 0.96 -> 0.83.", ge=0)
     fusion_k: int = setting(
         20, "Reciprocal rank fusion's constant: a memory ranked r adds weight/(fusion_k + r); smaller "
-            "favours the first few of each ranking more. Measured: 60 drops recall@5 0.96 -> 0.91.")
+            "favours the first few of each ranking more. Measured: 60 drops recall@5 0.96 -> 0.91.", ge=0)
     recency_weight: float = setting(
         0.1, "Weight of recency in a memory's recall score (0 ignores age); the score by rank is 1.0 for "
-             "first in every ranking. Measured: no change on the chat log (ages matter through same_fact_similarity).")
+             "first in every ranking. Measured: no change on the chat log (ages matter through same_fact_similarity).", ge=0)
     half_life_hours: float = setting(720.0, "Hours after which a memory's recency has halved.")
     question_weight: float = setting(
         0.5, "Score factor for an exchange in which the person only asked a question and the reply "
              "named nothing new: what was asked is not what was told (such exchanges also rank after every "
-             "statement in each ranking, which is what measured: 1.0 changes nothing on the chat log).")
+             "statement in each ranking, which is what measured: 1.0 changes nothing on the chat log).", ge=0, le=1)
     same_fact_similarity: float = setting(
         0.4, "Among the memories recalled, a newer one at least this similar to a better-ranked older one "
              "is about the same thing and moves up before it (an updated fact before the one it replaced). "
              "Measured: newest version first 0.75 against 0.50 with 1.0 (off).")
     search_depth: int = setting(
-        50, "How many best matches by meaning and by words are fused for one recall.")
+        50, "How many best matches by meaning and by words are fused for one recall.", ge=1, le=1000)
     summaries: bool = setting(
         True, "When a block of messages leaves the prompt's history window, the model writes a short "
               "summary of it as a memory (while the daemon is idle; a new turn interrupts it).")
-    summary_block: int = setting(20, "Most messages summed up in one summary.")
-    summary_max_tokens: int = setting(120, "Most tokens of one summary.")
+    summary_block: int = setting(20, "Most messages summed up in one summary.", ge=2, le=200)
+    summary_max_tokens: int = setting(120, "Most tokens of one summary.", ge=16, le=1000)
     summary_idle_seconds: float = setting(
-        3.0, "Seconds without a turn before summaries are written.")
+        3.0, "Seconds without a turn before summaries are written.", ge=0)
     story_token_budget: int = setting(
-        300, "Most tokens of a chat's \"story so far\" (its newest summaries), for chats that turn it on.")
+        300, "Most tokens of a chat's \"story so far\" (its newest summaries), for chats that turn it on.", ge=0)
     chroma_url: str = setting(
         "", "A Chroma server (`chroma run`) to keep the memory index in, e.g. 'http://127.0.0.1:8000'; "
             "empty keeps it embedded in the data dir.")
@@ -158,8 +225,8 @@ class MemorySettings:
 
 @dataclass
 class LoreSettings:
-    scan_depth: int = setting(2, "Lorebook keys are looked for in this many of the newest messages.")
-    token_budget: int = setting(512, "Most tokens of lorebook entries in one prompt.")
+    scan_depth: int = setting(2, "Lorebook keys are looked for in this many of the newest messages.", ge=0)
+    token_budget: int = setting(512, "Most tokens of lorebook entries in one prompt.", ge=0)
 
 
 @dataclass
@@ -194,8 +261,9 @@ def describe_settings() -> list[tuple[str, str, Any, str]]:
         rows.append(("", f.name, _default_of(f), f.metadata["help"]))
     for section in SECTIONS:
         cls = type(getattr(Settings(), section))
+        bounds = limits(cls)
         for f in dataclasses.fields(cls):
-            rows.append((section, f.name, _default_of(f), f.metadata["help"]))
+            rows.append((section, f.name, _default_of(f), f.metadata["help"] + bounds[f.name].described()))
     return rows
 
 
@@ -334,15 +402,15 @@ def load_settings(
 
 
 def _validate(settings: Settings) -> None:
+    """Every setting within its declared bounds, then the checks that bounds cannot say."""
+    for section in SECTIONS:
+        values = getattr(settings, section)
+        for name, limit in limits(type(values)).items():
+            problem = limit.check(getattr(values, name), f"{section}.{name}")
+            if problem:
+                raise ConfigError(problem)
     checks = [
-        (0 < settings.server.port < 65536, "server.port must be between 1 and 65535"),
-        (settings.server.threads >= 1, "server.threads must be at least 1"),
-        (settings.server.queue_timeout >= 0, "server.queue_timeout must be 0 or more"),
         (settings.server.max_body_mb > 0, "server.max_body_mb must be above 0"),
-        (settings.model.n_ctx >= 256, "model.n_ctx must be at least 256"),
-        (settings.model.n_threads >= 0, "model.n_threads must be 0 or more"),
-        (settings.model.n_gpu_layers >= -1, "model.n_gpu_layers must be -1 or more"),
-        (settings.model.n_batch >= 1, "model.n_batch must be at least 1"),
         (settings.model.backend in ("local", "openai"), "model.backend must be 'local' or 'openai'"),
         (settings.model.remote_timeout > 0, "model.remote_timeout must be above 0"),
         (settings.model.backend != "openai" or settings.model.base_url.startswith(("http://", "https://")),
@@ -351,30 +419,10 @@ def _validate(settings: Settings) -> None:
          "memory.chroma_url must be an http(s) URL"),
         (settings.model.chat_template in CHAT_TEMPLATES,
          f"model.chat_template must be one of {', '.join(CHAT_TEMPLATES)}"),
-        (0 < settings.generation.max_tokens < settings.model.n_ctx,
-         "generation.max_tokens must be above 0 and below model.n_ctx"),
-        (settings.generation.temperature >= 0, "generation.temperature must be 0 or more"),
-        (0 <= settings.generation.top_p <= 1, "generation.top_p must be between 0 and 1"),
-        (settings.generation.top_k >= 0, "generation.top_k must be 0 or more"),
-        (0 <= settings.generation.min_p <= 1, "generation.min_p must be between 0 and 1"),
-        (settings.generation.repeat_penalty > 0, "generation.repeat_penalty must be above 0"),
-        (-1 <= settings.memory.min_relevance <= 1, "memory.min_relevance must be between -1 and 1"),
+        (settings.generation.max_tokens < settings.model.n_ctx, "generation.max_tokens must be below model.n_ctx"),
         (settings.memory.half_life_hours > 0, "memory.half_life_hours must be above 0"),
-        (settings.memory.relevance_weight >= 0, "memory.relevance_weight must be 0 or more"),
-        (settings.memory.lexical_weight >= 0, "memory.lexical_weight must be 0 or more"),
-        (settings.memory.rarity_weight >= 0, "memory.rarity_weight must be 0 or more"),
-        (settings.memory.recency_weight >= 0, "memory.recency_weight must be 0 or more"),
-        (settings.memory.fusion_k >= 0, "memory.fusion_k must be 0 or more"),
-        (0 <= settings.memory.question_weight <= 1, "memory.question_weight must be between 0 and 1"),
         (0 < settings.memory.same_fact_similarity <= 1, "memory.same_fact_similarity must be in (0, 1]"),
-        (1 <= settings.memory.search_depth <= 1000, "memory.search_depth must be between 1 and 1000"),
-        (2 <= settings.memory.summary_block <= 200, "memory.summary_block must be between 2 and 200"),
-        (16 <= settings.memory.summary_max_tokens <= 1000, "memory.summary_max_tokens must be between 16 and 1000"),
-        (settings.memory.summary_idle_seconds >= 0, "memory.summary_idle_seconds must be 0 or more"),
-        (settings.memory.story_token_budget >= 0, "memory.story_token_budget must be 0 or more"),
         (0 < settings.memory.duplicate_similarity <= 1, "memory.duplicate_similarity must be in (0, 1]"),
-        (settings.lore.scan_depth >= 0, "lore.scan_depth must be 0 or more"),
-        (settings.lore.token_budget >= 0, "lore.token_budget must be 0 or more"),
     ]
     for ok, message in checks:
         if not ok:

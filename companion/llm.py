@@ -11,7 +11,7 @@ import importlib.util
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -26,22 +26,11 @@ PREFILL_STEP = 8   # prompt tokens evaluated at a time by generate_aside (a step
 
 
 @dataclass
-class GenerationParams:
-    """Sampling parameters of one generation."""
-    max_tokens: int = 200
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    seed: int = -1
-    stop: list[str] = field(default_factory=list)
+class GenerationParams(GenerationSettings):
+    """Sampling parameters of one generation: the generation settings (their defaults and bounds
+    declared once, in config.py) and the penalties only the OpenAI dialect sets."""
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-
-    @classmethod
-    def from_settings(cls, settings: GenerationSettings) -> "GenerationParams":
-        return cls(**asdict(settings))
 
 
 class Generator(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .config import CompanionLimits, GenerationSettings, limits
 
 JSON = "application/json"
 TEXT = {"type": "string"}
@@ -33,16 +34,7 @@ def page_of(item: dict) -> dict:
     return obj(["items", "total"], items={"type": "array", "items": item}, total=INT)
 
 
-GENERATION = obj(
-    max_tokens={"type": "integer", "minimum": 1, "maximum": 32768},
-    temperature={"type": "number", "minimum": 0, "maximum": 5},
-    top_p={"type": "number", "minimum": 0, "maximum": 1},
-    top_k={"type": "integer", "minimum": 0, "maximum": 100000},
-    min_p={"type": "number", "minimum": 0, "maximum": 1},
-    repeat_penalty={"type": "number", "minimum": 0.01, "maximum": 5},
-    seed={"type": "integer", "minimum": -1, "maximum": 2**31 - 1},
-    stop={"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 16},
-)
+GENERATION = obj(**{name: limit.schema() for name, limit in limits(GenerationSettings).items()})
 CARD_PROPS = {
     "name": TEXT, "description": TEXT, "personality": TEXT, "scenario": TEXT, "first_mes": TEXT,
     "mes_example": TEXT, "creator_notes": TEXT, "system_prompt": TEXT, "post_history_instructions": TEXT,
@@ -51,8 +43,7 @@ CARD_PROPS = {
     "assets": {"type": ["array", "null"]}, "creation_date": {"type": ["integer", "null"]},
     "modification_date": {"type": ["integer", "null"]}, "source": {"type": ["array", "null"]},
 }
-COMPANION_SETTINGS = {"long_term_mem": {"type": "integer", "minimum": 0, "maximum": 100},
-                      "short_term_mem": {"type": "integer", "minimum": 0, "maximum": 1000},
+COMPANION_SETTINGS = {**{name: limit.schema() for name, limit in limits(CompanionLimits).items()},
                       "roleplay": BOOL, "dialogue_tuning": BOOL}
 ENTRY_PROPS = {"keys": STR_LIST, "secondary_keys": STR_LIST, "content": TEXT, "comment": TEXT,
                "constant": BOOL, "selective": BOOL, "insertion_order": INT, "enabled": BOOL,

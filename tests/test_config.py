@@ -74,3 +74,24 @@ def test_example_documents_every_setting_with_its_default():
         assert key in table, f"config.example.toml lacks {section}.{key}"
         assert table[key] == default, f"{section}.{key}: example says {table[key]!r}, default is {default!r}"
         assert f"# {help_text}" in text, f"help of {section}.{key} missing"
+
+
+def test_each_limit_is_declared_once_and_used_everywhere(tmp_path, client):
+    """The bounds declared with a setting are what the config check, the API's validation and
+    the OpenAPI document use."""
+    from companion.config import CompanionLimits, GenerationSettings, limits
+    from companion.openapi import openapi_document
+
+    temperature = limits(GenerationSettings)["temperature"]
+    with pytest.raises(ConfigError, match="generation.temperature must be between 0 and 5"):
+        load_settings(env={}, overrides={"data_dir": str(tmp_path), "generation": {"temperature": 5.5}})
+    refused = client.post("/api/prompt", json={"prompt": "hi", "temperature": temperature.le + 0.5})
+    assert refused.status_code == 400 and "'temperature' must be between 0 and 5" in refused.get_data(as_text=True)
+    spec = openapi_document()
+    generation = spec["components"]["schemas"]["Generation"]["properties"]
+    assert generation["temperature"] == {"type": "number", "minimum": 0, "maximum": 5}
+    assert generation["stop"]["maxItems"] == limits(GenerationSettings)["stop"].max_items
+    long_term = limits(CompanionLimits)["long_term_mem"]
+    assert spec["components"]["schemas"]["Companion"]["properties"]["long_term_mem"]["maximum"] == long_term.le
+    too_many = client.post("/api/change/longTermMemory", json={"limit": long_term.le + 1})
+    assert too_many.status_code == 400

@@ -8,12 +8,10 @@ from ..cards import CARD_FIELDS, CardError, normalize_card
 from ..companions import card_of
 from ..errors import BadRequest
 from . import services
-from .validate import bool_field, int_field, json_object, name_field, text_field, uploaded_file
+from .validate import bool_field, int_field, json_object, memory_limit, name_field, text_field, uploaded_file
 
 bp = Blueprint("companions", __name__)
 
-MAX_LONG_TERM = 100
-MAX_SHORT_TERM = 1000
 EDITABLE_CARD_FIELDS = tuple(f for f in CARD_FIELDS if f != "character_book")
 
 
@@ -56,9 +54,9 @@ def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
         raise BadRequest(str(exc)) from None
     settings = {}
     if "long_term_mem" in body:
-        settings["long_term_mem"] = int_field(body, "long_term_mem", maximum=MAX_LONG_TERM)
+        settings["long_term_mem"] = memory_limit(body, "long_term_mem")
     if "short_term_mem" in body:
-        settings["short_term_mem"] = int_field(body, "short_term_mem", maximum=MAX_SHORT_TERM)
+        settings["short_term_mem"] = memory_limit(body, "short_term_mem")
     for key in ("roleplay", "dialogue_tuning"):
         if key in body:
             settings[key] = int(bool_field(body, key))

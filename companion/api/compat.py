@@ -14,13 +14,11 @@ from ..errors import BadRequest
 from ..companions import AVATAR_PATH
 from . import services
 from .sse import done_json, message_json, stream_response, used_json
-from .validate import (bool_field, date_field, generation_settings, int_field, json_object, name_field,
+from .validate import (bool_field, date_field, generation_settings, int_field, json_object, memory_limit, name_field,
                        optional_json_object, raw_body, text_field, uploaded_file, wants_stream)
 
 bp = Blueprint("compat", __name__)
 
-MAX_LONG_TERM = 100
-MAX_SHORT_TERM = 1000
 MAX_IMPORT_MESSAGES = 100_000
 
 
@@ -165,14 +163,14 @@ def change_companion_example_dialogue():
 @bp.post("/api/change/longTermMemory")
 def change_long_term_memory():
     body = json_object()
-    return change_companion({"long_term_mem": int_field(body, "limit", maximum=MAX_LONG_TERM)},
+    return change_companion({"long_term_mem": memory_limit(body, "limit", "long_term_mem")},
                             "Changed long term memory limit for ai")
 
 
 @bp.post("/api/change/shortTermMemory")
 def change_short_term_memory():
     body = json_object()
-    return change_companion({"short_term_mem": int_field(body, "limit", maximum=MAX_SHORT_TERM)},
+    return change_companion({"short_term_mem": memory_limit(body, "limit", "short_term_mem")},
                             "Changed short term memory limit for ai")
 
 
@@ -197,8 +195,8 @@ def change_companion_data():
         "persona": text_field(body, "persona"),
         "example_dialogue": text_field(body, "example_dialogue"),
         "first_message": text_field(body, "first_message"),
-        "long_term_mem": int_field(body, "long_term_mem", maximum=MAX_LONG_TERM),
-        "short_term_mem": int_field(body, "short_term_mem", maximum=MAX_SHORT_TERM),
+        "long_term_mem": memory_limit(body, "long_term_mem"),
+        "short_term_mem": memory_limit(body, "short_term_mem"),
         "roleplay": int(bool_field(body, "roleplay")),
     }
     return change_companion(fields, "Data of your AI companion has been changed")

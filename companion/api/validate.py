@@ -7,6 +7,7 @@ from typing import Any
 from flask import request
 from werkzeug.datastructures import FileStorage
 
+from ..config import CompanionLimits, GenerationSettings, limits
 from ..dates import parse_date
 from ..errors import BadRequest
 
@@ -84,6 +85,13 @@ def date_field(body: dict, key: str) -> str | None:
     return date
 
 
+def memory_limit(body: dict, key: str, setting: str | None = None) -> int:
+    """A companion's long_term_mem or short_term_mem (named `setting`, given as body[key]) within
+    the bounds config.py declares for it."""
+    limit = limits(CompanionLimits)[setting or key]
+    return int_field(body, key, minimum=int(limit.ge), maximum=int(limit.le))
+
+
 def bool_field(body: dict, key: str) -> bool:
     """A required boolean field (1 and 0 are accepted, as /api/companionData returns them)."""
     value = body.get(key)
@@ -116,38 +124,31 @@ def raw_body() -> bytes:
     return data
 
 
-GENERATION_LIMITS: dict[str, tuple[type, float, float]] = {
-    "max_tokens": (int, 1, 32768),
-    "temperature": (float, 0.0, 5.0),
-    "top_p": (float, 0.0, 1.0),
-    "top_k": (int, 0, 100_000),
-    "min_p": (float, 0.0, 1.0),
-    "repeat_penalty": (float, 0.01, 5.0),
-    "seed": (int, -1, 2**31 - 1),
-}
-MAX_STOP_STRINGS = 16
+GENERATION_LIMITS = {name: limit for name, limit in limits(GenerationSettings).items() if limit.kind in (int, float)}
+STOP_LIMIT = limits(GenerationSettings)["stop"]
 
 
 def generation_settings(body: dict) -> dict:
     """The generation settings present in a body, each checked: JSON numbers in range, stop a list."""
     values: dict[str, Any] = {}
-    for key, (kind, low, high) in GENERATION_LIMITS.items():
+    for key, limit in GENERATION_LIMITS.items():
         if key not in body or body[key] is None:
             continue
         value = body[key]
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or (kind is int and isinstance(value, float) and not value.is_integer()):
-            raise BadRequest(f"'{key}' must be {'an integer' if kind is int else 'a number'}")
-        if not low <= value <= high:
-            raise BadRequest(f"'{key}' must be between {low:g} and {high:g}")
-        values[key] = kind(value)
+        if not numeric or (limit.kind is int and isinstance(value, float) and not value.is_integer()):
+            raise BadRequest(f"'{key}' must be {'an integer' if limit.kind is int else 'a number'}")
+        problem = limit.check(value, f"'{key}'")
+        if problem:
+            raise BadRequest(problem)
+        values[key] = limit.kind(value)
     if body.get("stop") is not None:
         stop = body["stop"]
         if isinstance(stop, str):
             stop = [stop]
-        if (not isinstance(stop, list) or len(stop) > MAX_STOP_STRINGS
+        if (not isinstance(stop, list) or len(stop) > STOP_LIMIT.max_items
                 or not all(isinstance(s, str) and 0 < len(s) <= 200 for s in stop)):
-            raise BadRequest(f"'stop' must be a list of at most {MAX_STOP_STRINGS} non-empty strings")
+            raise BadRequest(f"'stop' must be a list of at most {STOP_LIMIT.max_items} non-empty strings")
         values["stop"] = stop
     return values
 
