@@ -6,13 +6,13 @@ import logging
 import uuid
 from pathlib import Path
 
-from flask import Flask, Response, g, request, send_from_directory
+from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from .api import chats, companions, compat, kobold, lorebooks, memories, openai, rest
 from .config import Settings
-from .errors import CompanionError, error_response
+from .errors import CompanionError
 from .security import add_cors_headers, check_request
 from .services import Services, build_services
 
@@ -24,6 +24,35 @@ STATIC_DIR = Path(__file__).parent / "static"
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
                            "connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
                            "form-action 'self'; frame-ancestors 'none'")
+
+
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 429: "rate_limit_error"}
+
+
+def error_response(status: int, code: str, message: str, plain_text: bool,
+                   retry_after: int | None = None, request_id: str | None = None,
+                   dialect: str = "") -> Response:
+    """The one error shape: JSON for modern routes, plain text for the AI Companion API, and
+    OpenAI's own shape under /v1.
+
+    The request id (also in the X-Request-ID header and the log) is repeated in the body."""
+    if plain_text:
+        body = f"{message} [request {request_id}]" if request_id else message
+        response = Response(body, status=status, mimetype="text/plain")
+    elif dialect == "openai":
+        response = jsonify({"error": {"message": message, "type": OPENAI_TYPES.get(status, "api_error"),
+                                      "param": None, "code": code, "request_id": request_id}})
+        response.status_code = status
+    else:
+        error = {"code": code, "message": message}
+        if request_id:
+            error["request_id"] = request_id
+        response = jsonify({"error": error})
+        response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 class RowIdConverter(IntegerConverter):

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional
 
 from PIL import Image, UnidentifiedImageError
 
+from .errors import InvalidInput
+
 SPEC_V1 = "chara_card_v1"
 SPEC_V2 = "chara_card_v2"
 SPEC_V3 = "chara_card_v3"
@@ -65,7 +67,7 @@ _EXIF_USER_COMMENT = 0x9286
 _EXIF_IMAGE_DESCRIPTION = 0x010E
 
 
-class CardError(ValueError):
+class CardError(InvalidInput):
     """A character card could not be read; the message is user-facing."""
 
 
@@ -339,6 +341,8 @@ def _json_type(obj: Any) -> str:
         return "null"
     if isinstance(obj, bool):
         return "a boolean"
+    if isinstance(obj, dict):
+        return "an object"
     return "a number"
 
 

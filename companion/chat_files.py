@@ -7,12 +7,14 @@ import io
 import json
 from dataclasses import dataclass, field
 
+from .errors import InvalidInput
+
 FORMATS = ("json", "jsonl", "txt", "csv")
 MEDIA_TYPES = {"json": "application/json", "jsonl": "application/jsonl", "txt": "text/plain",
                "csv": "text/csv"}
 
 
-class ChatFileError(ValueError):
+class ChatFileError(InvalidInput):
     """A chat file that cannot be read."""
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 
 from .chat import exchange_text, placeholder_names
-from .chat_files import ChatFileError, ChatLine, export_chat, parse_chat
+from .chat_files import ChatLine, export_chat, parse_chat
 from .dates import parse_date
 from .errors import BadRequest, Conflict, NotFound
 from .memory import LongTermMemory
@@ -103,10 +103,7 @@ class ChatsService:
         """A new chat for a companion from a chat file, its exchanges remembered; all or nothing."""
         if self.store.get_companion(companion_id) is None:
             raise NotFound(f"no companion with id {companion_id}")
-        try:
-            title, lines = parse_chat(data)
-        except ChatFileError as exc:
-            raise BadRequest(str(exc)) from None
+        title, lines = parse_chat(data)
         if not lines:
             raise BadRequest("the chat file has no messages")
         rows = []

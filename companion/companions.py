@@ -14,7 +14,7 @@ import logging
 import uuid
 from pathlib import Path
 
-from .cards import CardError, normalize_card, png_with_card, read_card, to_v3
+from .cards import normalize_card, png_with_card, read_card, to_v3
 from .config import GenerationSettings
 from .errors import BadRequest, Conflict, NotFound
 from .images import ImageError, avatar_png, default_avatar_png, open_image
@@ -142,10 +142,7 @@ class CompanionService:
         fields = dict(settings)
         if card_changes:
             merged = {**_card_data(card_of(companion)), **card_changes}
-            try:
-                card = normalize_card({"spec": "chara_card_v3", "data": merged})
-            except CardError as exc:
-                raise BadRequest(str(exc)) from None
+            card = normalize_card({"spec": "chara_card_v3", "data": merged})
             fields.update(columns_of(card))
             fields["card"] = _stored_card(card)
         if fields:
@@ -224,10 +221,7 @@ class CompanionService:
 
     def set_avatar(self, data: bytes, companion_id: int | None = None) -> None:
         """Make an uploaded image a companion's avatar (the active one by default)."""
-        try:
-            png = avatar_png(open_image(data))
-        except ImageError as exc:
-            raise BadRequest(str(exc)) from None
+        png = avatar_png(open_image(data))
         self._change(companion_id or self.store.active_companion_id(), {}, png)
 
     def _change(self, companion_id: int, fields: dict, png: bytes | None, new_chat: bool = False,
@@ -276,10 +270,7 @@ class CompanionService:
     @staticmethod
     def parse_card(data: bytes) -> tuple[dict, bytes | None]:
         """A card and its picture (re-encoded) from uploaded bytes; 400 when there is no card."""
-        try:
-            card = read_card(data)
-        except CardError as exc:
-            raise BadRequest(str(exc)) from None
+        card = read_card(data)
         try:
             picture = avatar_png(open_image(data))
         except ImageError:  # a JSON card: no picture

@@ -1,12 +1,11 @@
-"""Domain exceptions and the one JSON error shape.
+"""Domain exceptions, free of HTTP.
 
-Services raise these; the app turns them into ``{"error": {"code", "message"}}`` (modern routes)
-or a plain-text reason (the AI Companion API), with the exception's HTTP status.
+Services and the pure parsers raise these; app.py turns them into each dialect's error shape
+(``{"error": {"code", "message"}}``, a plain-text reason for the AI Companion API, OpenAI's shape
+under /v1) with the exception's status, which is only an attribute here.
 """
 
 from __future__ import annotations
-
-from flask import Response, jsonify
 
 
 class CompanionError(Exception):
@@ -24,6 +23,11 @@ class CompanionError(Exception):
 class BadRequest(CompanionError):
     status = 400
     code = "bad_request"
+
+
+class InvalidInput(BadRequest, ValueError):
+    """Bytes or JSON a parser cannot use (a card, a lorebook, an image, a chat file): the base of
+    the parsers' own errors, so that a service need not convert them."""
 
 
 class Unauthorized(CompanionError):
@@ -79,32 +83,3 @@ class GatewayTimeout(CompanionError):
 class ModelUnavailable(CompanionError):
     status = 503
     code = "model_unavailable"
-
-
-OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 429: "rate_limit_error"}
-
-
-def error_response(status: int, code: str, message: str, plain_text: bool,
-                   retry_after: int | None = None, request_id: str | None = None,
-                   dialect: str = "") -> Response:
-    """The one error shape: JSON for modern routes, plain text for the AI Companion API, and
-    OpenAI's own shape under /v1.
-
-    The request id (also in the X-Request-ID header and the log) is repeated in the body."""
-    if plain_text:
-        body = f"{message} [request {request_id}]" if request_id else message
-        response = Response(body, status=status, mimetype="text/plain")
-    elif dialect == "openai":
-        response = jsonify({"error": {"message": message, "type": OPENAI_TYPES.get(status, "api_error"),
-                                      "param": None, "code": code, "request_id": request_id}})
-        response.status_code = status
-    else:
-        error = {"code": code, "message": message}
-        if request_id:
-            error["request_id"] = request_id
-        response = jsonify({"error": error})
-        response.status_code = status
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
-    return response

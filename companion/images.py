@@ -7,11 +7,13 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
+from .errors import InvalidInput
+
 MAX_PIXELS = 40_000_000
 AVATAR_SIZE = 1024
 
 
-class ImageError(ValueError):
+class ImageError(InvalidInput):
     """Bytes that are not a usable image."""
 
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .errors import InvalidInput
+
 FORMAT_CHARACTER_BOOK = "character_book"
 FORMAT_SILLYTAVERN = "sillytavern"
 FORMAT_LOREBOOK_V3 = "lorebook_v3"
@@ -49,7 +51,7 @@ _ST = "st"  # SillyTavern world info
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-class LoreError(ValueError):
+class LoreError(InvalidInput):
     """A lorebook that cannot be read; the message is fit to show a user."""
 
 

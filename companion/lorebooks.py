@@ -50,18 +50,12 @@ class LorebookService:
 
     def import_bytes(self, data: bytes, name: str = "") -> dict:
         """A lorebook file (SillyTavern world info, V3 lorebook or a character_book) in."""
-        try:
-            book = parse_lorebook_bytes(data)
-        except LoreError as exc:
-            raise BadRequest(str(exc)) from None
+        book = parse_lorebook_bytes(data)
         return self.add(book, name)
 
     def create(self, fields: dict, entries: list) -> dict:
         """A new lorebook from a name, settings and entries in character_book form."""
-        try:
-            book = parse_lorebook({**fields, "entries": entries})
-        except LoreError as exc:
-            raise BadRequest(str(exc)) from None
+        book = parse_lorebook({**fields, "entries": entries})
         return self.add(book)
 
     def _save(self, lorebook_id: int, book: Lorebook) -> dict:
@@ -79,10 +73,7 @@ class LorebookService:
 
     @staticmethod
     def _checked(obj: dict) -> Lorebook:
-        try:
-            return parse_lorebook(obj)
-        except LoreError as exc:
-            raise BadRequest(str(exc)) from None
+        return parse_lorebook(obj)
 
     def _entry(self, book: Lorebook, index: int) -> LoreEntry:
         if not 0 <= index < len(book.entries):

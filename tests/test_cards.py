@@ -445,3 +445,18 @@ def test_truncated_png():
 def test_oversized_compressed_text_chunk():
     with pytest.raises(CardError, match="too large"):
         read_card(make_png(ztxt={"chara": "A" * 3_000_000}))
+
+
+def test_a_json_object_is_called_an_object():
+    from companion.cards import CardError, normalize_card
+
+    with pytest.raises(CardError, match="must be text, not an object"):
+        normalize_card({"spec": "chara_card_v3", "data": {"name": {"first": "Ada"}}})
+
+
+def test_the_domain_errors_know_nothing_of_http():
+    import subprocess
+    import sys
+
+    code = "import sys, companion.errors, companion.cards, companion.lore; print('flask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..cards import CardError, normalize_card
+from ..cards import normalize_card
 from ..chat import Reply, TurnStream
 from ..errors import BadRequest
 from ..companions import AVATAR_PATH
@@ -243,10 +243,7 @@ def import_character_json():
         name_field(body, "name")
         for key in ("description", "first_mes", "mes_example"):
             text_field(body, key)
-    try:
-        card = normalize_card(body)
-    except CardError as exc:
-        raise BadRequest(str(exc)) from None
+    card = normalize_card(body)
     services().companions.import_character_json(card)
     return text("Data of your ai companion has been changed")
 
