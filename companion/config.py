@@ -242,10 +242,6 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     lore: LoreSettings = field(default_factory=LoreSettings)
 
-    @property
-    def data_path(self) -> Path:
-        """The data dir as a path (resolved at load time)."""
-        return Path(self.data_dir)
 
 
 SECTIONS = ("server", "model", "generation", "memory", "lore")

@@ -684,8 +684,4 @@ def activate(books: List[Lorebook], recent_texts: List[str], count_tokens: Calla
     return chosen
 
 
-def split_by_position(entries: List[ActivatedEntry]) -> Tuple[List[str], List[str]]:
-    """The contents of ``entries``: (before_char ones, after_char ones), order kept."""
-    before = [a.entry.content for a in entries if a.entry.position != AFTER_CHAR]
-    after = [a.entry.content for a in entries if a.entry.position == AFTER_CHAR]
-    return before, after
+

@@ -88,3 +88,10 @@ def test_companion_generation_settings(client):
     assert client.patch(url, json={"top_p": 7}).status_code == 400
     assert client.patch(url, json={"warmth": 1}).status_code == 400
     assert client.get("/api/companions/9999/generation").status_code == 404
+
+
+def test_null_restores_a_generation_default(client):
+    assert client.put("/api/config", json={"generation": {"temperature": 1.3}}).status_code == 200
+    changed = client.put("/api/config", json={"generation": {"temperature": None}})
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["generation"]["temperature"] == 0.7

@@ -18,7 +18,6 @@ from companion.lore import (
     export_lorebook,
     parse_lorebook,
     parse_lorebook_bytes,
-    split_by_position,
     to_character_book,
     to_lorebook_v3,
     to_sillytavern,
@@ -414,12 +413,3 @@ def test_activation_on_real_eldoria(eldoria_bytes):
     # "beasts" is a whole word; "glade" inside "glades" is not
     got = activate([lb], ["beasts roam the glades"], words, token_budget=10_000)
     assert [g.reason for g in got] == ["key: beasts"]
-
-
-def test_split_by_position():
-    lb = book(entry(["x"], "first", insertion_order=1),
-              entry(["x"], "after", position="after_char", insertion_order=2),
-              entry(["x"], "second", insertion_order=3))
-    before, after = split_by_position(activate([lb], ["x"], words))
-    assert before == ["first", "second"] and after == ["after"]
-    assert split_by_position([]) == ([], [])

@@ -101,3 +101,11 @@ def test_describe_age(delta, words):
     now = datetime(2026, 6, 1, tzinfo=timezone.utc)
     assert describe_age((now - delta).isoformat(), now) == words
     assert describe_age("not a date", now) == "some time ago"
+
+
+def test_constant_lore_goes_before_or_after_the_character():
+    from companion.prompt import PromptInput, system_text
+
+    text = system_text(PromptInput(char="Mira", user="Ada", persona="Mira is a sailor.",
+                                   lore_before=["The sea is cold."], lore_after=["Ships sail at dawn."]))
+    assert text.index("The sea is cold.") < text.index("Mira is a sailor.") < text.index("Ships sail at dawn.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from ..config import GenerationSettings
 from ..errors import BadRequest
 from . import services
 from .validate import generation_settings, json_object, model_settings
@@ -48,9 +49,12 @@ def put_config():
     if not isinstance(generation_body, dict):
         raise BadRequest("'generation' must be an object")
     generation = generation_settings(generation_body)
-    unknown = set(generation_body) - set(generation)
+    unknown = set(generation_body) - set(generation) - {k for k, v in generation_body.items() if v is None}
     if unknown:
         raise BadRequest(f"unknown generation setting(s): {', '.join(sorted(unknown))}")
+    built_in = GenerationSettings()
+    for key in [k for k, v in generation_body.items() if v is None]:   # null: back to the built-in default
+        generation[key] = getattr(built_in, key)
     config = services().models.update(model, generation)
     response = jsonify(config)
     response.status_code = 202 if config["pending_model"] else 200

@@ -75,7 +75,7 @@ onKeyNeeded(askForKey);
 
 // --- model status ----------------------------------------------------------------------------
 
-const STATUS_TEXT = { ready: "ready", loading: "loading…", failed: "failed", unloaded: "not loaded" };
+const STATUS_TEXT = { ready: "ready", loading: "loading…", failed: "failed" };
 
 async function pollStatus() {
   let delay = 30000;
