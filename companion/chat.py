@@ -23,7 +23,6 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-IMPORT_BATCH = 256
 PREEMPT_WAIT = 30.0   # seconds a turn waits for background work to stop (it stops within one token)
 
 
@@ -52,6 +51,24 @@ def char_name(companion: dict) -> str:
 def exchange_text(user_text: str, reply_text: str) -> str:
     """How one exchange is remembered; placeholders resolve when it is recalled."""
     return f"{{{{user}}}}: {user_text}\n{{{{char}}}}: {reply_text}"
+
+
+def remembered(messages: list[dict]) -> list[tuple[str, int | None, int | None, str]]:
+    """How stored messages are remembered when a history is imported, as in a live chat: a user
+    message and the reply after it as one exchange, a user message without a reply on its own,
+    and a companion's message that answers nobody (a greeting) not at all; as (memory text, user
+    message id, reply id, when it was said)."""
+    out = []
+    for i, message in enumerate(messages):
+        if message["ai"]:
+            continue
+        following = messages[i + 1] if i + 1 < len(messages) else None
+        if following is not None and following["ai"]:
+            out.append((exchange_text(message["text"], following["text"]), message["id"], following["id"],
+                        message["created_at"]))
+        else:
+            out.append((f"{{{{user}}}}: {message['text']}", message["id"], None, message["created_at"]))
+    return out
 
 
 class ChatService:
@@ -494,30 +511,9 @@ class ChatService:
             ids = self.store.add_messages(chat_id, items)
             if ids:
                 self.store.set_summarized_through(chat_id, ids[-1])   # imported history is not summarized
-            dates = [m["created_at"] for m in self.store.messages_by_ids(ids)]
-            rows = []
-            i = 0
-            while i < len(items):
-                ai, text = items[i][:2]
-                said_at = dates[i]
-                if not ai and i + 1 < len(items) and items[i + 1][0]:
-                    memory_text = exchange_text(text, items[i + 1][1])
-                    pair = (ids[i], ids[i + 1])
-                    i += 2
-                else:
-                    memory_text = f"{{{{{'char' if ai else 'user'}}}}}: {text}"
-                    pair = (None, ids[i]) if ai else (ids[i], None)
-                    i += 1
-                rows.append(self.store.add_memory(companion["id"], memory_text, "import", *pair,
-                                                  created_at=said_at))
-        for start in range(0, len(rows), IMPORT_BATCH):
-            try:
-                self.memory.index(rows[start:start + IMPORT_BATCH])
-            except Exception:
-                log.exception("imported memories not indexed; the next start indexes them")
-                break
-            log.info("imported messages: indexed %d of %d memories",
-                     min(start + IMPORT_BATCH, len(rows)), len(rows))
+            rows = [self.store.add_memory(companion["id"], text, "import", user_id, reply_id, created_at=said_at)
+                    for text, user_id, reply_id, said_at in remembered(self.store.messages_by_ids(ids))]
+        self.memory.index_in_batches(rows, "imported messages")
         return len(ids)
 
     # dialogue tuning and long-term memory ----------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from .chat import exchange_text, placeholder_names
+from .chat import placeholder_names, remembered
 from .chat_files import ChatLine, export_chat, parse_chat
 from .dates import parse_date
 from .errors import BadRequest, Conflict, NotFound
@@ -106,7 +106,6 @@ class ChatsService:
         title, lines = parse_chat(data)
         if not lines:
             raise BadRequest("the chat file has no messages")
-        rows = []
         with self.store.transaction():
             chat_id = self.store.create_chat(companion_id, title or "imported", greeting="")
             ids = []
@@ -119,16 +118,9 @@ class ChatsService:
                         self.store.set_message_text(message["id"], line.text)
                 ids.append(message["id"])
             self.store.set_summarized_through(chat_id, ids[-1])   # imported history is not summarized
-            for i in range(len(lines) - 1):
-                if not lines[i].ai and lines[i + 1].ai:
-                    rows.append(self.store.add_memory(companion_id, exchange_text(lines[i].text, lines[i + 1].text),
-                                                      "import", ids[i], ids[i + 1], created_at=dates[i]))
-        for start in range(0, len(rows), 256):
-            try:
-                self.memory.index(rows[start:start + 256])
-            except Exception:
-                log.exception("imported chat memories not indexed; the next start indexes them")
-                break
+            rows = [self.store.add_memory(companion_id, text, "import", user_id, reply_id, created_at=said_at)
+                    for text, user_id, reply_id, said_at in remembered(self.store.messages_by_ids(ids))]
+        self.memory.index_in_batches(rows, f"imported chat {chat_id}")
         return self.describe(self.get(chat_id))
 
     def search(self, query: str, companion_id: int | None, chat_id: int | None,

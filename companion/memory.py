@@ -611,6 +611,17 @@ class LongTermMemory:
             log.exception("memory %s stored but not indexed; the next start indexes it", row["id"])
         return row
 
+    def index_in_batches(self, rows: list[dict], what: str, batch: int = 256) -> None:
+        """Index many new memories (an imported history, a document's chunks) in batches, after
+        their rows are committed; what fails is logged and indexed at the next start."""
+        for start in range(0, len(rows), batch):
+            try:
+                self.index(rows[start:start + batch])
+            except Exception:
+                log.exception("%s stored but not fully indexed; the next start indexes it", what)
+                return
+            log.info("%s: indexed %d of %d memories", what, min(start + batch, len(rows)), len(rows))
+
     def update_text(self, memory_id: int, text: str) -> dict:
         """Change a memory's text and embed it again."""
         self.store.set_memory_text(memory_id, text)
@@ -639,12 +650,7 @@ class LongTermMemory:
             rows = [self.store.add_memory(companion_id, chunk, "document", document_id=document_id)
                     for chunk in chunks]
             self.store.set_document_chunks(document_id, len(rows))
-        for start in range(0, len(rows), 256):
-            try:
-                self.index(rows[start:start + 256])
-            except Exception:
-                log.exception("document %s stored but not fully indexed; the next start indexes it", document_id)
-                break
+        self.index_in_batches(rows, f"document {document_id}")
         return self.store.get_document(document_id)
 
     def delete_document(self, document_id: int) -> None:

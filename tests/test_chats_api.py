@@ -133,3 +133,18 @@ def test_bad_ids(client, path):
                                   "/api/search?q=", "/api/search?q=x&limit=abc", "/api/chats?companion_id=x"])
 def test_bad_paging(client, path):
     assert client.get(path).status_code == 400
+
+
+def test_both_imports_remember_by_one_rule(client):
+    """A user message and its reply: one exchange; a user message without a reply: on its own; a
+    companion message answering nobody (a greeting): not remembered. messagesJson and chat files alike."""
+    lines = [(True, "Welcome back!"), (False, "I adopted a dog."), (True, "Lovely!"), (False, "His name is Rex.")]
+    before = client.get("/api/status").get_json()["counts"]["memories"]
+    client.post("/api/import/messagesJson", json={"messages": [{"ai": ai, "text": t} for ai, t in lines]})
+    after_json = client.get("/api/status").get_json()["counts"]["memories"]
+    chat = {"messages": [{"ai": ai, "text": t} for ai, t in lines]}
+    assert client.post("/api/chats/import", json=chat).status_code == 201
+    after_file = client.get("/api/status").get_json()["counts"]["memories"]
+    assert after_json - before == after_file - after_json == 2
+    texts = [m["text"] for m in client.get("/api/memories").get_json()["items"]]
+    assert texts.count("{{user}}: His name is Rex.") == 2 and not any("Welcome back" in t for t in texts)
