@@ -40,3 +40,24 @@ def test_bad_kobold_requests(client):
                  {"prompt": "x", "stop_sequence": [3]}, {"prompt": "x", "max_context_length": 0}):
         response = client.post("/api/v1/generate", json=body)
         assert response.status_code == 400 and response.get_json()["error"]["message"], body
+
+
+def test_a_failure_mid_stream_is_reported(client, services):
+    class Failing:
+        """The real model's attributes, a generation that breaks after one piece."""
+
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def generate(self, prompt, params, stop_event=None):
+            yield "Once"
+            raise RuntimeError("the model fell over")
+
+    services.chat.generator = Failing(services.chat.generator)
+    response = client.post("/api/extra/generate/stream", json={"prompt": "Tell me", "max_length": 8})
+    events = [block for block in response.get_data(as_text=True).split("\n\n") if block]
+    assert events[0].startswith("event: message") and events[-1].startswith("event: error")
+    assert "the model fell over" in json.loads(events[-1].split("data: ", 1)[1])["message"]

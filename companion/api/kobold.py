@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, jsonify
 
 from .. import __version__
-from ..errors import BadRequest
+from ..errors import BadRequest, CompanionError
 from . import services
+from .sse import event
 from .validate import generation_settings, json_object
 
 bp = Blueprint("kobold", __name__)
@@ -64,8 +63,11 @@ def generate_stream():
             self.pieces = raw.pieces()
 
         def __iter__(self):
-            for piece in self.pieces:
-                yield f"event: message\ndata: {json.dumps({'token': piece}, ensure_ascii=False)}\n\n"
+            try:
+                for piece in self.pieces:
+                    yield event("message", {"token": piece})
+            except CompanionError as exc:   # reported, as the OpenAI and SSE streams do, not a silent end
+                yield event("error", {"message": exc.message, "code": exc.code})
 
         def close(self) -> None:
             self.pieces.close()
