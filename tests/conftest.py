@@ -13,8 +13,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 from companion.app import create_app  # noqa: E402
 from companion.config import Settings, load_settings  # noqa: E402
 from companion.llm import LlamaGenerator, resolve_model_path  # noqa: E402
-from companion.memory import Embedder, bundled_embedder  # noqa: E402
+from companion.memory import Embedder, LongTermMemory, bundled_embedder  # noqa: E402
 from companion.services import Services, build_services  # noqa: E402
+from companion.store import Store  # noqa: E402
 
 CARDS = Path(__file__).resolve().parents[2] / "shared" / "cards"
 TEST_GENERATION = {"temperature": 0.0, "max_tokens": 24, "seed": 1, "top_k": 1}
@@ -29,6 +30,27 @@ def test_settings(data_dir: Path, **sections: dict) -> Settings:
 
 
 test_settings.__test__ = False  # not a test, despite the name
+
+
+OPENED_MEMORIES: list[LongTermMemory] = []
+
+
+def open_memory(folder: Path, embedder: Embedder, *, store: Store | None = None, chroma: str = "chroma",
+                options=None) -> LongTermMemory:
+    """A LongTermMemory on a test's folder (its own store unless one is given), closed after the test."""
+    memory = LongTermMemory(store or Store(folder / "c.db"), embedder, folder / chroma, options)
+    OPENED_MEMORIES.append(memory)
+    return memory
+
+
+@pytest.fixture(autouse=True)
+def close_opened_memories():
+    """Close what open_memory opened: the Chroma clients, then the stores."""
+    yield
+    while OPENED_MEMORIES:
+        memory = OPENED_MEMORIES.pop()
+        memory.close()
+        memory.store.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from companion.memory import Embedder, LongTermMemory
-from companion.store import Store
+from conftest import open_memory
 
-
-def make_memory(tmp_path, embedder) -> LongTermMemory:
-    return LongTermMemory(Store(tmp_path / "c.db"), embedder, tmp_path / "chroma")
+from companion.memory import Embedder
 
 
 def test_recall_ranks_by_relevance_and_filters(tmp_path, embedder):
-    memory = make_memory(tmp_path, embedder)
+    memory = open_memory(tmp_path, embedder)
     companion = memory.store.active_companion_id()
     memory.add(companion, "{{user}} has a sister called Maria who lives in Rome.", "custom")
     memory.add(companion, "{{user}} plays the cello every evening.", "custom")
@@ -26,7 +23,7 @@ def test_recall_ranks_by_relevance_and_filters(tmp_path, embedder):
 
 
 def test_recall_skips_memories_of_messages_in_the_window(tmp_path, embedder):
-    memory = make_memory(tmp_path, embedder)
+    memory = open_memory(tmp_path, embedder)
     companion = memory.store.active_companion_id()
     chat = memory.store.active_chat_id(companion)
     ids = memory.store.add_messages(chat, [(False, "I love hiking"), (True, "Hiking is great!")])
@@ -36,7 +33,7 @@ def test_recall_skips_memories_of_messages_in_the_window(tmp_path, embedder):
 
 
 def test_reconcile_indexes_missing_rows_and_drops_orphans(tmp_path, embedder):
-    memory = make_memory(tmp_path, embedder)
+    memory = open_memory(tmp_path, embedder)
     companion = memory.store.active_companion_id()
     kept = memory.add(companion, "indexed", "custom")
     orphan = memory.add(companion, "orphan", "custom")
@@ -48,7 +45,7 @@ def test_reconcile_indexes_missing_rows_and_drops_orphans(tmp_path, embedder):
 
 
 def test_rebuild_and_embedder_change(tmp_path, embedder):
-    memory = make_memory(tmp_path, embedder)
+    memory = open_memory(tmp_path, embedder)
     companion = memory.store.active_companion_id()
     for n in range(5):
         memory.add(companion, f"fact number {n}", "custom")
@@ -57,16 +54,16 @@ def test_rebuild_and_embedder_change(tmp_path, embedder):
     renamed = Embedder(embedder.path)
     renamed.name, renamed.state, renamed._model = "another-model", "ready", embedder._model
     renamed._ready.set()
-    other = LongTermMemory(memory.store, renamed, tmp_path / "chroma2")
+    other = open_memory(tmp_path, renamed, store=memory.store, chroma="chroma2")
     other.index(memory.store.memories_by_ids(memory.store.memory_ids()))
     other._collection = None
-    switched = LongTermMemory(memory.store, embedder, tmp_path / "chroma2")
+    switched = open_memory(tmp_path, embedder, store=memory.store, chroma="chroma2")
     assert switched.indexed_count() == 0
     assert switched.reconcile() == (5, 0)
 
 
 def test_recency_breaks_ties_and_duplicates_are_left_out(tmp_path, embedder):
-    memory = make_memory(tmp_path, embedder)
+    memory = open_memory(tmp_path, embedder)
     companion = memory.store.active_companion_id()
     old = memory.store.add_memory(companion, "{{user}}: My car is a Volvo.", "custom",
                                   created_at="2020-01-01T00:00:00+00:00")
@@ -83,8 +80,7 @@ def test_recency_breaks_ties_and_duplicates_are_left_out(tmp_path, embedder):
 def test_recency_weight_zero_ranks_by_relevance_only(tmp_path, embedder):
     from companion.config import MemorySettings
 
-    memory = LongTermMemory(Store(tmp_path / "c.db"), embedder, tmp_path / "chroma",
-                            MemorySettings(recency_weight=0.0))
+    memory = open_memory(tmp_path, embedder, options=MemorySettings(recency_weight=0.0))
     companion = memory.store.active_companion_id()
     memory.store.add_memory(companion, "{{user}} loves hiking in the Alps.", "custom",
                             created_at="2001-01-01T00:00:00+00:00")
@@ -97,14 +93,14 @@ def test_recency_weight_zero_ranks_by_relevance_only(tmp_path, embedder):
 def test_reconcile_rebuilds_a_deleted_chroma_folder(tmp_path, embedder):
     import shutil
 
-    memory = make_memory(tmp_path, embedder)
+    memory = open_memory(tmp_path, embedder)
     companion = memory.store.active_companion_id()
     for n in range(4):
         memory.add(companion, f"fact {n}", "custom")
     memory.store.close()
     memory._client.clear_system_cache()       # the process lets go of the folder, as a stopped server does
     shutil.rmtree(tmp_path / "chroma")
-    again = make_memory(tmp_path, embedder)
+    again = open_memory(tmp_path, embedder)
     assert again.indexed_count() == 0
     assert again.reconcile() == (4, 0)
     assert again.indexed_count() == 4 and again.recall(companion, "fact 2", 1, 0.0)

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from conftest import open_memory
 
 from companion.memory import LongTermMemory, asked_only, embedded_text, is_question, lexical_query
-from companion.store import Store
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
 
@@ -42,7 +42,7 @@ def chitchat(rng: random.Random) -> str:
 
 
 def build(tmp_path, embedder, texts: list[tuple[str, datetime]], companion_id: int | None = None) -> LongTermMemory:
-    memory = LongTermMemory(Store(tmp_path / "c.db"), embedder, tmp_path / "chroma")
+    memory = open_memory(tmp_path, embedder)
     companion = companion_id or memory.store.active_companion_id()
     with memory.store.transaction():
         rows = [memory.store.add_memory(companion, text, "exchange", created_at=when.isoformat())
@@ -95,7 +95,7 @@ def test_index_equals_brute_force_on_a_near_duplicate_store(tmp_path, embedder):
 
     assert overlap(memory) >= 0.99
     memory.close()
-    reopened = LongTermMemory(memory.store, embedder, tmp_path / "chroma")
+    reopened = open_memory(tmp_path, embedder, store=memory.store)
     assert reopened.vectors().count == len(rows)
     assert overlap(reopened) >= 0.99
     found = reopened.recall(companion, "Where does my uncle live?", 5, now=NOW)

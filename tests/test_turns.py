@@ -12,11 +12,14 @@ from companion.services import build_services
 
 def test_busy_model_answers_429_and_stores_nothing(client, services):
     before = client.get("/api/messages").get_json()
-    with services.chat._turn_lock:
+    held = services.chat.start_raw("a completion that holds the model")   # stores nothing
+    try:
         response = client.post("/api/prompt", json={"prompt": "hello"})
         assert response.status_code == 429 and response.headers["Retry-After"]
         assert response.mimetype == "text/plain" and response.get_data(as_text=True)
         assert client.get("/api/regenerate_message").status_code == 429
+    finally:
+        held.close()
     assert client.get("/api/messages").get_json() == before
 
 
