@@ -571,6 +571,8 @@ class ModelHold:
     def __init__(self, chat: ChatService, params: GenerationParams) -> None:
         self.chat = chat
         self.params = params
+        self.prompt = ""    # the text the model was given
+        self.text = ""      # what it has generated so far
         self.stop = threading.Event()
         self._held = True
         self._started = False
@@ -587,6 +589,12 @@ class ModelHold:
         """Let go of the model if the events were never generated."""
         if not self._started:
             self._release()
+
+    def usage(self) -> dict:
+        """Token counts of the prompt and the completion so far."""
+        prompt = self.chat.generator.count_tokens(self.prompt) if self.prompt else 0
+        completion = max(0, self.chat.generator.count_tokens(self.text) - 1) if self.text else 0
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def _generate(self, prompt: str) -> Iterator[str]:
         """The generator's pieces; an unexpected failure becomes a CompanionError (a 500 with a reason)."""
@@ -608,7 +616,6 @@ class RawStream(ModelHold):
     def __init__(self, chat: ChatService, prompt: str, params: GenerationParams) -> None:
         super().__init__(chat, params)
         self.prompt = prompt
-        self.text = ""
 
     def pieces(self) -> Iterator[str]:
         self._started = True
@@ -625,12 +632,6 @@ class RawStream(ModelHold):
             if stream is not None:
                 stream.close()
             self._release()
-
-    def usage(self) -> dict:
-        """Token counts of the prompt and the completion so far."""
-        prompt = self.chat.generator.count_tokens(self.prompt)
-        completion = max(0, self.chat.generator.count_tokens(self.text) - 1) if self.text else 0
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 class TurnStream(ModelHold):
@@ -656,7 +657,7 @@ class TurnStream(ModelHold):
         trimmer = ReplyTrimmer()
         pieces = None
         try:
-            prompt = self.chat._build_prompt(self)
+            self.prompt = prompt = self.chat._build_prompt(self)
             pieces = self._generate(prompt)
             try:
                 for piece in pieces:
@@ -670,6 +671,7 @@ class TurnStream(ModelHold):
                     self.chat._store_reply(self, trimmer.text)
                 raise
             pieces.close()
+            self.text = trimmer.text
             reply = self.chat._store_reply(self, trimmer.text)
             self._release()
             yield "done", reply

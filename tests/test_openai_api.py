@@ -45,6 +45,9 @@ def test_companion_chat_is_stored_like_a_prompt(oai, client):
     text = result.choices[0].message.content
     messages = client.get("/api/messages").get_json()
     assert messages[-2]["text"] == "Hi, I am Ada." and messages[-1]["text"] == text
+    # the prompt the companion built (card, history, the message) is counted, not reported as 0
+    assert result.usage.prompt_tokens > 20 and 0 < result.usage.completion_tokens <= 10
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
     stream = oai.chat.completions.create(model="companion", stream=True, temperature=0, max_tokens=10,
                                          messages=[{"role": "user", "content": "Do you remember me?"}])
     streamed = "".join(c.choices[0].delta.content or "" for c in stream)

@@ -147,9 +147,8 @@ def chat_completions():
                         yield chunk({}, "stop")
             return sse(turn_chunks(), turn.close)
         text = turn.run().message["text"]
-        completion = max(0, services().generator.count_tokens(text) - 1)
-        usage = {"prompt_tokens": 0, "completion_tokens": completion, "total_tokens": completion}
-        finish = finish_reason(completion, turn.params.max_tokens)
+        usage = turn.usage()
+        finish = finish_reason(usage["completion_tokens"], turn.params.max_tokens)
     else:
         prompt, stops = services().generator.render(messages, "Assistant", "User")
         params["stop"] = stops + params.get("stop", [])
