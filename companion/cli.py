@@ -274,7 +274,10 @@ def export_chat(chat_id, fmt, output, config, data_dir) -> None:
     from .store import Store
 
     settings = settings_from(config, data_dir=data_dir)
-    store = Store(Path(settings.data_dir) / "companion.db")
+    try:
+        store = Store(Path(settings.data_dir) / "companion.db", read_only=True)
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"{exc}: is --data-dir (or $COMPANION_HOME) right?") from None
     try:
         text = ChatsService(store, memory=None).export(chat_id, fmt)
     except CompanionError as exc:

@@ -271,16 +271,26 @@ def m007_summaries(db: sqlite_utils.Database) -> None:
 class Store:
     """All queries over one SQLite file. Thread-safe: one connection behind one lock."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """Open (creating, migrating and seeding) the database; read_only opens an existing one
+        as it is, changing nothing (FileNotFoundError when there is none)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        if read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no database at {self.path}")
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
+                                   isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
+        self.db.execute("PRAGMA busy_timeout=5000")
+        if read_only:
+            return
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=5000")
         self.db.execute("PRAGMA synchronous=NORMAL")
         migrate(self.db)
         self._seed()

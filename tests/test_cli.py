@@ -65,3 +65,11 @@ def test_export_and_import_from_the_command_line(tmp_path, generator, embedder, 
     assert "as chat" in result.output
     bad = CliRunner().invoke(cli, ["export", "999", "--data-dir", str(tmp_path)])
     assert bad.exit_code != 0 and "no chat with id 999" in bad.output
+
+
+def test_export_never_creates_or_changes_a_database(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPANION_CONFIG", raising=False)
+    mistyped = tmp_path / "no-such-dir"
+    result = CliRunner().invoke(cli, ["export", "1", "--data-dir", str(mistyped)])
+    assert result.exit_code != 0 and "no database at" in result.output
+    assert not mistyped.exists()
