@@ -45,6 +45,8 @@ import datetime as _dt
 import random
 from dataclasses import dataclass, field
 
+from companion.chat import exchange_text
+
 UTC = _dt.timezone.utc
 END = _dt.datetime(2026, 11, 27, 15, 0, tzinfo=UTC)   # a Friday afternoon
 KINDS = ("single", "lexical", "updated", "time", "repeated_question")
@@ -316,7 +318,8 @@ class Memory:
 
     @property
     def text(self) -> str:
-        return f"{{{{user}}}}: {self.user}\n{{{{char}}}}: {self.reply}"
+        """The exchange as the daemon remembers it."""
+        return exchange_text(self.user, self.reply)
 
 
 @dataclass

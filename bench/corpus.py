@@ -21,6 +21,8 @@ import datetime as _dt
 import random
 from dataclasses import dataclass, field
 
+from companion.chat import exchange_text
+
 # --- pools ------------------------------------------------------------------------------------
 
 NAMES = ["Inga", "Tomas", "Priya", "Mateo", "Yuki", "Sofia", "Liam", "Amara", "Jonas", "Elif",
@@ -258,7 +260,8 @@ class Exchange:
 
     @property
     def text(self) -> str:
-        return f"{{{{user}}}}: {self.user}\n{{{{char}}}}: {self.reply}"
+        """The exchange as the daemon remembers it."""
+        return exchange_text(self.user, self.reply)
 
 
 @dataclass
