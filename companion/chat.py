@@ -236,14 +236,17 @@ class ChatService:
             raise
         return TurnStream(self, companion, user, chat_id, rows, user_message, replaced, params)
 
-    def start_raw(self, prompt: str, overrides: dict | None = None) -> "RawStream":
-        """Hold the model for a plain completion of a prompt (nothing is stored)."""
+    def start_raw(self, prompt: str, overrides: dict | None = None,
+                  context_size: int | None = None) -> "RawStream":
+        """Hold the model for a plain completion of a prompt (nothing is stored); context_size, a
+        client's own context limit, narrows the model's."""
         values = {**asdict(self.settings.generation), **(overrides or {})}
         params = GenerationParams(**values)
+        limit = min(self.generator.n_ctx, context_size or self.generator.n_ctx)
         self._acquire_model()
         try:
-            if self.generator.count_tokens(prompt) + params.max_tokens > self.generator.n_ctx:
-                raise BadRequest(f"the prompt and max_tokens exceed the context size ({self.generator.n_ctx} tokens)")
+            if self.generator.count_tokens(prompt) + params.max_tokens > limit:
+                raise BadRequest(f"the prompt and max_tokens exceed the context size ({limit} tokens)")
         except BaseException:
             self._turn_lock.release()
             raise

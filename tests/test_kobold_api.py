@@ -61,3 +61,10 @@ def test_a_failure_mid_stream_is_reported(client, services):
     events = [block for block in response.get_data(as_text=True).split("\n\n") if block]
     assert events[0].startswith("event: message") and events[-1].startswith("event: error")
     assert "the model fell over" in json.loads(events[-1].split("data: ", 1)[1])["message"]
+
+
+def test_the_clients_context_size_is_honoured(client):
+    body = {"prompt": "word " * 60, "max_length": 8, "max_context_length": 40}
+    refused = client.post("/api/v1/generate", json=body)
+    assert refused.status_code == 400 and "context size (40 tokens)" in refused.get_json()["error"]["message"]
+    assert client.post("/api/v1/generate", json={**body, "max_context_length": 2048}).status_code == 200

@@ -18,8 +18,9 @@ NAMES = {"max_length": "max_tokens", "temperature": "temperature", "top_p": "top
          "min_p": "min_p", "rep_pen": "repeat_penalty", "sampler_seed": "seed", "stop_sequence": "stop"}
 
 
-def kobold_request() -> tuple[str, dict]:
-    """The prompt and the generation settings of a KoboldCpp generate request, checked."""
+def kobold_request() -> tuple[str, dict, int | None]:
+    """The prompt, the generation settings and the client's context size (max_context_length)
+    of a KoboldCpp generate request, checked."""
     body = json_object()
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
@@ -28,7 +29,7 @@ def kobold_request() -> tuple[str, dict]:
     context = body.get("max_context_length")
     if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context < 1):
         raise BadRequest("'max_context_length' must be a positive integer")
-    return prompt, values
+    return prompt, values, context
 
 
 @bp.get("/api/v1/model")
@@ -48,15 +49,15 @@ def extra_version():
 
 @bp.post("/api/v1/generate")
 def generate():
-    prompt, values = kobold_request()
-    raw = services().chat.start_raw(prompt, values)
+    prompt, values, context = kobold_request()
+    raw = services().chat.start_raw(prompt, values, context)
     return jsonify({"results": [{"text": "".join(raw.pieces())}]})
 
 
 @bp.post("/api/extra/generate/stream")
 def generate_stream():
-    prompt, values = kobold_request()
-    raw = services().chat.start_raw(prompt, values)
+    prompt, values, context = kobold_request()
+    raw = services().chat.start_raw(prompt, values, context)
 
     class Body:
         def __init__(self) -> None:
