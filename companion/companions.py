@@ -130,6 +130,8 @@ class CompanionService:
         old = self.store.get_companion(companion_id).get("card_lorebook_id")
         if old:
             self.store.detach_lorebook(companion_id, old)
+            if not self.store.lorebook_in_use(old, besides=companion_id):   # the replaced card's book
+                self.store.delete_lorebook(old)
         lorebook_id = None
         if book is not None:
             lorebook_id = self.lorebooks.add(book, f"{card['name']}'s lorebook")["id"]

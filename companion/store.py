@@ -639,6 +639,14 @@ class Store:
         self._update("lorebooks", lorebook_id, {"name": name, "updated_at": now_iso(),
                                                 "data": json.dumps(data, ensure_ascii=False)})
 
+    def lorebook_in_use(self, lorebook_id: int, besides: int) -> bool:
+        """Whether a companion other than `besides` has the lorebook attached or as its card's."""
+        row = self._one(
+            "select exists(select 1 from companion_lorebooks where lorebook_id = ? and companion_id != ?) "
+            "or exists(select 1 from companions where card_lorebook_id = ? and id != ?) as used",
+            [lorebook_id, besides, lorebook_id, besides])
+        return bool(row["used"])
+
     def delete_lorebook(self, lorebook_id: int) -> None:
         with self.transaction() as db:
             db.execute("delete from lorebooks where id = ?", [lorebook_id])

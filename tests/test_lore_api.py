@@ -143,3 +143,22 @@ def test_v3_card_nickname_is_char(client, recorder):
     client.post(f"/api/companions/{sera['id']}/activate")
     client.post("/api/prompt", json={"prompt": "Who are you?", "max_tokens": 4})
     assert "You are Sera." in recorder.prompts[-1]
+
+
+def test_a_replaced_cards_lorebook_goes_unless_something_else_uses_it(client):
+    seraphina = (CARDS / "default_Seraphina.png").read_bytes()
+    aqua = (CARDS / "Aqua.png").read_bytes()
+
+    def books() -> list[dict]:
+        return client.get("/api/lorebooks").get_json()["items"]
+
+    assert client.post("/api/import/characterCard", data=seraphina, content_type="image/png").status_code == 200
+    assert len(books()) == 1
+    assert client.post("/api/import/characterCard", data=aqua, content_type="image/png").status_code == 200
+    assert books() == []                                  # Aqua has no book: Seraphina's went with her card
+    assert client.post("/api/import/characterCard", data=seraphina, content_type="image/png").status_code == 200
+    book = books()[0]
+    other = client.post("/api/companions", json={"name": "Kai"}).get_json()
+    assert client.post(f"/api/companions/{other['id']}/lorebooks", json={"lorebook_id": book["id"]}).status_code == 200
+    assert client.post("/api/import/characterCard", data=aqua, content_type="image/png").status_code == 200
+    assert [b["id"] for b in books()] == [book["id"]]     # Kai still uses it: kept
