@@ -5,8 +5,8 @@ One companion's long-term memory is filled with 10,000 varied memory rows (store
 ``memory.reconcile()``, batch by batch, as a start-up would). Then turns run through
 ``ChatService.send`` with a fast fake generator (renders by joining the messages, counts
 len(text)//4 tokens, yields a few fixed words), so what is timed is everything else: storing
-the messages, recall (embedding the prompt, the Chroma query, reading the rows), building the
-prompt and storing the reply. The exchange is embedded and indexed as a new memory on a
+the messages, recall (embedding the prompt, the exact vector search and the word search, reading
+the rows), building the prompt and storing the reply. The exchange is embedded and indexed as a new memory on a
 background thread once the reply is stored (`index_later`): that time is reported apart, as
 index_ms, measured by waiting for it (`memory.flush()`) right after each turn, outside the turn.
 Each arm's turns alternate with turns that index inside the turn instead (arm "/sync_index",

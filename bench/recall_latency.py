@@ -19,7 +19,7 @@ Queries (questions about facts and small-talk lines) then run through
 ``LongTermMemory.recall(companion_id, query, k=5, min_relevance=-1.0)``, round-robin over the
 stores with the order rotated each query, so that machine noise hits every size alike. Each
 recall is split into the query embedding (timed inside recall through a wrapper on the
-embedder instance) and the rest (Chroma query, SQLite rows, scoring). A short probe at the end
+embedder instance) and the rest (vector and word search, SQLite rows, scoring). A short probe at the end
 compares the query embedding at torch's default thread count and at one thread, interleaved.
 Also timed after each recall, outside it: the bare Chroma query (the same filter, n_results=30,
 distances and embeddings included) with a precomputed query vector, to split the rest.

@@ -21,7 +21,7 @@ every exchange becomes a memory, so recall finds memories on (nearly) every turn
 recalled per turn is reported. After each turn (outside the timing)
 the prompt is tokenized to report its size and how many tokens followed the prefix it shared
 with the previous turn's prompt (roughly what llama.cpp had to evaluate). Each turn's TTFT is
-also split: recall_ms (embedding the prompt, the Chroma query), prompt_ms (rendering and
+also split: recall_ms (embedding the prompt, the vector and word search), prompt_ms (rendering and
 counting tokens while fitting the history) and prefill_ms (generate call to first piece).
 """
 

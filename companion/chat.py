@@ -366,6 +366,18 @@ class ChatService:
         count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
         recall_ready = self.memory.embedder.state == "ready"   # a failed embedder costs recall, not the reply
         turn.lore = self._lore(companion, user, prompt_input, history[-short_term:] if short_term else [])
+
+        def fit() -> tuple[list[dict], int]:
+            """The prompt within the budget; without the memories when it does not fit with them."""
+            try:
+                return fit_history(prompt_input, turns, short_term, count, budget)
+            except ValueError:
+                prompt_input.memories = []
+            try:
+                return fit_history(prompt_input, turns, short_term, count, budget)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+
         start = window_start(len(history), short_term)
         memories: list[RecalledMemory] = []
         for _ in range(3):
@@ -375,25 +387,17 @@ class ChatService:
                                               companion["long_term_mem"], exclude_message_ids=in_window)
                 turn.memory_window = memories.window.as_json() if memories.window else None
             prompt_input.memories = [Recalled(m.text, m.created_at) for m in memories]
-            try:
-                messages, kept_from = fit_history(prompt_input, turns, short_term, count, budget)
-            except ValueError:
-                prompt_input.memories, memories = [], []
-                try:
-                    messages, kept_from = fit_history(prompt_input, turns, short_term, count, budget)
-                except ValueError as exc:
-                    raise BadRequest(str(exc)) from None
-            if kept_from <= start or not memories:
+            messages, kept_from = fit()
+            if kept_from <= start or not prompt_input.memories:
                 break
             start = kept_from
         first_kept = history[kept_from]["id"] if kept_from < len(history) else turn.user_message["id"]
         if self.store.set_window_start(turn.chat_id, first_kept) and prompt_input.story is not None:
             # the window dropped a block: the story so far is refreshed now, and only now
             prompt_input.story = self._refresh_story(turn.chat_id, companion)
-            try:
-                messages, _ = fit_history(prompt_input, turns, short_term, count, budget)
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from None
+            messages, _ = fit()
+        if not prompt_input.memories:
+            memories = []          # they did not fit
         for memory in memories:
             memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
         turn.memories = list(memories)
