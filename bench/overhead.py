@@ -48,13 +48,13 @@ class FakeGenerator:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return True
 
-    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
-        return "\n".join(m["content"] for m in messages), [f"\n{user}:"]
-
     def count_tokens(self, text: str) -> int:
         return len(text) // 4
 
-    def generate(self, prompt, params, stop_event=None):
+    def prompt_tokens(self, request) -> int:
+        return self.count_tokens(request.prompt or "\n".join(m["content"] for m in request.messages or []))
+
+    def generate(self, request, stop_event=None):
         yield from REPLY_WORDS
 
 

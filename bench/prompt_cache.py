@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from companion.config import ModelSettings
-from companion.llm import GenerationParams, LlamaGenerator, bundled_model
+from companion.generation import GenerationParams, GenerationRequest
+from companion.llm import LlamaGenerator, bundled_model
 from companion.prompt import PromptInput, Turn, build_messages, window_start
 
 from .common import common_prefix
@@ -60,11 +61,12 @@ def run(turns: int = 16, short_term_mem: int = 6, max_tokens: int = 8) -> dict:
             gen = generators[name]
             start = strategies[name](len(history), short_term_mem)
             p = PromptInput(char="Mira", user="Sam", persona=PERSONA, history=history[start:], newest=newest)
-            prompt, stops = gen.render(build_messages(p), "Mira", "Sam")
+            request = GenerationRequest(params, messages=build_messages(p), char="Mira", user="Sam")
+            prompt, _ = gen.render(request)
             tokens = gen._llama.tokenize(prompt.encode(), add_bos=True, special=True)
             evaluated[name].append(len(tokens) - common_prefix(previous[name], tokens))
             began = time.perf_counter()
-            replies[name] = "".join(gen.generate(prompt, GenerationParams(**{**params.__dict__, "stop": stops})))
+            replies[name] = "".join(gen.generate(request))
             seconds[name].append(time.perf_counter() - began)
             previous[name] = tokens + gen._llama.tokenize(replies[name].encode(), add_bos=False, special=True)
         # both strategies continue the same conversation (the aligned one's reply)

@@ -33,6 +33,7 @@ the ceiling; it is built from the llama.cpp sources inside llama-cpp-python's sd
 from __future__ import annotations
 
 import http.client
+import dataclasses
 import json
 import os
 import shutil
@@ -127,23 +128,18 @@ class _StubEmbedder:
 
 class _CapturingGenerator:
     """Wraps a loaded LlamaGenerator: renders and counts with it, records what it is asked to
-    generate and generates nothing."""
+    generate (the rendered prompt, its stop strings, the parameters) and generates nothing."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.calls: list[tuple[str, object]] = []
+        self.calls: list[tuple[str, list[str], object]] = []
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def render(self, messages, char, user):
-        return self.inner.render(messages, char, user)
-
-    def count_tokens(self, text):
-        return self.inner.count_tokens(text)
-
-    def generate(self, prompt, params, stop_event=None):
-        self.calls.append((prompt, params))
+    def generate(self, request, stop_event=None):
+        prompt, stops = self.inner.render(request)
+        self.calls.append((prompt, stops, request.params))
         yield from ()
 
 
@@ -173,8 +169,8 @@ def daemon_prompt(model_path: Path, data_dir: Path, body: dict):
         services.chat.start_send(body["prompt"], overrides).run()
     finally:
         services.close()
-    prompt, params = capture.calls[-1]
-    return prompt, list(params.stop), params, renderer, {"template": renderer.template}
+    prompt, stops, params = capture.calls[-1]
+    return prompt, stops, params, renderer, {"template": renderer.template}
 
 
 def stream_in_process(llama, prompt: str, stops: list[str], max_tokens: int, seed: int) -> dict:
@@ -195,12 +191,15 @@ def stream_in_process(llama, prompt: str, stops: list[str], max_tokens: int, see
     return {"began": began, "times": times, "pieces": pieces, "text": "".join(pieces), "ended": ended}
 
 
-def stream_generator(gen, prompt: str, params) -> dict:
+def stream_generator(gen, prompt: str, stops: list[str], params) -> dict:
     """The package's LlamaGenerator.generate, in-process (its stop criteria and lock included)."""
+    from companion.generation import GenerationRequest
+
+    request = GenerationRequest(dataclasses.replace(params, stop=stops), prompt=prompt)
     times: list[float] = []
     pieces: list[str] = []
     began = time.perf_counter()
-    for text in gen.generate(prompt, params):
+    for text in gen.generate(request):
         if text:
             times.append(time.perf_counter())
             pieces.append(text)
@@ -362,7 +361,7 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
                         result = measure(raw, count_tokens)
                         text = raw["text"].strip()
                     elif arm == "generator":
-                        raw = stream_generator(package_gen, prompt, params)
+                        raw = stream_generator(package_gen, prompt, stops, params)
                         result = measure(raw, count_tokens)
                         text = raw["text"].strip()
                     else:

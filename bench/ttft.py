@@ -27,6 +27,7 @@ counting tokens while fitting the history) and prefill_ms (generate call to firs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def volatile_first(messages: list[dict]) -> list[dict]:
 class RecordingGenerator:
     """A generator wrapper: records prompts and times; optionally reorders messages first.
 
-    Adds to ``sink``: prompt_ms (render and count_tokens, as the chat service builds and fits
+    Adds to ``sink``: prompt_ms (rendering and counting, as the chat service builds and fits
     the prompt) and prefill_ms (from the generate call to its first piece: prompt evaluation
     and the first token).
     """
@@ -78,10 +79,15 @@ class RecordingGenerator:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.inner.wait_ready(timeout)
 
-    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
+    def _ordered(self, request):
+        if self.reorder and request.messages is not None:
+            return dataclasses.replace(request, messages=volatile_first(request.messages))
+        return request
+
+    def prompt_tokens(self, request) -> int:
         began = time.perf_counter()
         try:
-            return self.inner.render(volatile_first(messages) if self.reorder else messages, char, user)
+            return self.inner.prompt_tokens(self._ordered(request))
         finally:
             self._add("prompt_ms", began)
 
@@ -92,10 +98,13 @@ class RecordingGenerator:
         finally:
             self._add("prompt_ms", began)
 
-    def generate(self, prompt, params, stop_event=None):
-        self.prompts.append(prompt)
+    def generate(self, request, stop_event=None):
+        request = self._ordered(request)
         began = time.perf_counter()
-        pieces = self.inner.generate(prompt, params, stop_event)
+        self.prompts.append(self.inner.render(request)[0])
+        self._add("prompt_ms", began)
+        began = time.perf_counter()
+        pieces = self.inner.generate(request, stop_event)
         first = True
         try:
             for piece in pieces:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from .config import Settings
 from .errors import BadRequest, Busy, CompanionError, ModelUnavailable, NotFound
-from .llm import GenerationParams, Generator
+from .generation import GenerationParams, GenerationRequest, Generator
 from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .prompt import PromptInput, Recalled, Turn, fit_history, resolve_placeholders, story_text, window_start
@@ -236,21 +236,21 @@ class ChatService:
             raise
         return TurnStream(self, companion, user, chat_id, rows, user_message, replaced, params)
 
-    def start_raw(self, prompt: str, overrides: dict | None = None,
-                  context_size: int | None = None) -> "RawStream":
-        """Hold the model for a plain completion of a prompt (nothing is stored); context_size, a
-        client's own context limit, narrows the model's."""
+    def start_raw(self, prompt: str | None = None, overrides: dict | None = None,
+                  context_size: int | None = None, messages: list[dict] | None = None) -> "RawStream":
+        """Hold the model for a plain completion of a prompt, or of chat messages as they are
+        (nothing is stored); context_size, a client's own context limit, narrows the model's."""
         values = {**asdict(self.settings.generation), **(overrides or {})}
-        params = GenerationParams(**values)
+        request = GenerationRequest(GenerationParams(**values), messages=messages, prompt=prompt)
         limit = min(self.generator.n_ctx, context_size or self.generator.n_ctx)
         self._acquire_model()
         try:
-            if self.generator.count_tokens(prompt) + params.max_tokens > limit:
+            if self.generator.prompt_tokens(request) + request.params.max_tokens > limit:
                 raise BadRequest(f"the prompt and max_tokens exceed the context size ({limit} tokens)")
         except BaseException:
             self._turn_lock.release()
             raise
-        return RawStream(self, prompt, params)
+        return RawStream(self, request)
 
     def send(self, prompt: str, overrides: dict | None = None) -> Reply:
         """Store the user's message, generate the reply, remember the exchange."""
@@ -318,10 +318,10 @@ class ChatService:
             system_prompt=card.get("system_prompt") or "",
             post_history_instructions=card.get("post_history_instructions") or "")
 
-    def _counter(self, companion: dict, user: dict):
+    def _counter(self, companion: dict, user: dict) -> Callable[[list[dict]], int]:
         def count(messages: list[dict]) -> int:
-            return self.generator.count_tokens(
-                self.generator.render(messages, char_name(companion), user["name"])[0])
+            return self.generator.prompt_tokens(
+                GenerationRequest(messages=messages, char=char_name(companion), user=user["name"]))
         return count
 
     def _lore(self, companion: dict, user: dict, prompt_input: PromptInput, window: list[dict]) -> list[dict]:
@@ -350,7 +350,7 @@ class ChatService:
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
 
-    def _build_prompt(self, turn: "TurnStream") -> str:
+    def _build_prompt(self, turn: "TurnStream") -> GenerationRequest:
         """Recall memories and build the prompt within the context budget; sets turn.memories.
 
         Every earlier message is either in the prompt's history window or recallable: recall
@@ -401,9 +401,7 @@ class ChatService:
         for memory in memories:
             memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
         turn.memories = list(memories)
-        prompt, stops = self.generator.render(messages, char_name(companion), user["name"])
-        turn.params.stop = stops + list(turn.params.stop)
-        return prompt
+        return GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
 
     def _refresh_story(self, chat_id: int, companion: dict) -> str:
         """The chat's story so far, from its summaries up to now, kept with the chat."""
@@ -578,7 +576,7 @@ class ModelHold:
     def __init__(self, chat: ChatService, params: GenerationParams) -> None:
         self.chat = chat
         self.params = params
-        self.prompt = ""    # the text the model was given
+        self.request: GenerationRequest | None = None   # what the model was given
         self.text = ""      # what it has generated so far
         self.stop = threading.Event()
         self._held = True
@@ -599,13 +597,13 @@ class ModelHold:
 
     def usage(self) -> dict:
         """Token counts of the prompt and the completion so far."""
-        prompt = self.chat.generator.count_tokens(self.prompt) if self.prompt else 0
+        prompt = self.chat.generator.prompt_tokens(self.request) if self.request else 0
         completion = max(0, self.chat.generator.count_tokens(self.text) - 1) if self.text else 0
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    def _generate(self, prompt: str) -> Iterator[str]:
+    def _generate(self, request: GenerationRequest) -> Iterator[str]:
         """The generator's pieces; an unexpected failure becomes a CompanionError (a 500 with a reason)."""
-        stream = self.chat.generator.generate(prompt, self.params, self.stop)
+        stream = self.chat.generator.generate(request, self.stop)
         try:
             yield from stream
         except CompanionError:
@@ -620,15 +618,15 @@ class ModelHold:
 class RawStream(ModelHold):
     """A plain completion holding the model: pieces() streams the text; nothing is stored."""
 
-    def __init__(self, chat: ChatService, prompt: str, params: GenerationParams) -> None:
-        super().__init__(chat, params)
-        self.prompt = prompt
+    def __init__(self, chat: ChatService, request: GenerationRequest) -> None:
+        super().__init__(chat, request.params)
+        self.request = request
 
     def pieces(self) -> Iterator[str]:
         self._started = True
         stream = None
         try:
-            stream = self._generate(self.prompt)
+            stream = self._generate(self.request)
             for piece in stream:
                 self.text += piece
                 yield piece
@@ -664,8 +662,8 @@ class TurnStream(ModelHold):
         trimmer = ReplyTrimmer()
         pieces = None
         try:
-            self.prompt = prompt = self.chat._build_prompt(self)
-            pieces = self._generate(prompt)
+            self.request = self.chat._build_prompt(self)
+            pieces = self._generate(self.request)
             try:
                 for piece in pieces:
                     out = trimmer.feed(piece)

@@ -405,9 +405,11 @@ def _validate(settings: Settings) -> None:
             problem = limit.check(getattr(values, name), f"{section}.{name}")
             if problem:
                 raise ConfigError(problem)
+    from .backends import BACKENDS   # registered there; imported late, as it imports this module
+    backends = list(BACKENDS)
     checks = [
         (settings.server.max_body_mb > 0, "server.max_body_mb must be above 0"),
-        (settings.model.backend in ("local", "openai"), "model.backend must be 'local' or 'openai'"),
+        (settings.model.backend in backends, f"model.backend must be one of {', '.join(backends)}"),
         (settings.model.remote_timeout > 0, "model.remote_timeout must be above 0"),
         (settings.model.backend != "openai" or settings.model.base_url.startswith(("http://", "https://")),
          "model.base_url must be an http(s) URL when model.backend is 'openai'"),

@@ -1,4 +1,4 @@
-"""Generation: the Generator protocol and the llama-cpp-python implementation.
+"""Generation in this process: a GGUF model run by llama-cpp-python (the "local" backend).
 
 One ``Llama`` per process: it holds one context and one KV cache, so every call goes through
 one lock. The model loads in a background thread; ``state`` says loading, ready or failed.
@@ -11,11 +11,11 @@ import importlib.util
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator
 
-from .config import GenerationSettings, ModelSettings
+from .config import ModelSettings
+from .generation import GenerationParams, GenerationRequest
 from .loading import BackgroundLoaded
 from .prompt import render_transcript
 
@@ -23,30 +23,6 @@ log = logging.getLogger(__name__)
 
 CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"
 PREFILL_STEP = 8   # prompt tokens evaluated at a time by generate_aside (a step ~ a token's time here)
-
-
-@dataclass
-class GenerationParams(GenerationSettings):
-    """Sampling parameters of one generation: the generation settings (their defaults and bounds
-    declared once, in config.py) and the penalties only the OpenAI dialect sets."""
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-
-
-class Generator(Protocol):
-    """What the chat service needs from a text generator."""
-    path: str
-    name: str
-    n_ctx: int
-    state: str          # "loading" | "ready" | "failed"
-    error: str | None
-
-    def start(self) -> None: ...
-    def wait_ready(self, timeout: float | None = None) -> bool: ...
-    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]: ...
-    def count_tokens(self, text: str) -> int: ...
-    def generate(self, prompt: str, params: GenerationParams,
-                 stop_event: threading.Event | None = None) -> Iterator[str]: ...
 
 
 def physical_cores() -> int:
@@ -104,6 +80,12 @@ class LlamaGenerator(BackgroundLoaded):
     """A GGUF model run by llama-cpp-python, loaded in the background, one call at a time."""
 
     kind = "model"
+    uses_model_file = True
+
+    @classmethod
+    def from_settings(cls, model: ModelSettings, data_dir: Path) -> "LlamaGenerator":
+        """The generator for [model]: its path, else the first GGUF in models/, else the bundled one."""
+        return cls(resolve_model_path(model, data_dir), model)
 
     def __init__(self, path: Path | None, settings: ModelSettings) -> None:
         super().__init__(path)
@@ -149,21 +131,26 @@ class LlamaGenerator(BackgroundLoaded):
             template=template, eos_token=token_text(llama.token_eos()), bos_token=token_text(llama.token_bos()))
         return formatter, "gguf"
 
-    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
-        """Prompt text for chat messages, and the stop strings that end the reply."""
-        stops = [f"\n{user}:"]
+    def render(self, request: GenerationRequest) -> tuple[str, list[str]]:
+        """The prompt text of a request (chat messages in the model's format) and its stop strings."""
+        if request.messages is None:
+            return request.prompt or "", request.stops()
         if self._formatter is None:
-            return render_transcript(messages, char, user), stops
-        response = self._formatter(messages=messages)
+            return render_transcript(request.messages, request.char, request.user), request.stops()
+        response = self._formatter(messages=request.messages)
         extra = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
-        return response.prompt, stops + [s for s in extra if s]
+        return response.prompt, request.stops(extra)
 
-    def generate_aside(self, prompt: str, params: GenerationParams,
-                       stop_event: threading.Event) -> Iterator[str]:
+    def prompt_tokens(self, request: GenerationRequest) -> int:
+        """Tokens of a request's prompt, as the model will be given it."""
+        return self.count_tokens(self.render(request)[0])
+
+    def generate_aside(self, request: GenerationRequest, stop_event: threading.Event) -> Iterator[str]:
         """Generate background text (a summary) without disturbing the chat: the model's state
         (its KV cache) is saved before and restored after, and the prompt is evaluated in steps
         of PREFILL_STEP tokens, so that stop_event stops it within one step, prefill included
         (llama-cpp-python evaluates a prompt in one uninterruptible call otherwise)."""
+        prompt, stops = self.render(request)
         with self._lock:
             llama = self._llama
             state = self._save_cache()
@@ -179,7 +166,7 @@ class LlamaGenerator(BackgroundLoaded):
                     if stop_event.is_set():
                         return
                     llama.eval(tokens[start:min(start + PREFILL_STEP, len(tokens) - 1)])
-                yield from self.generate(prompt, params, stop_event)
+                yield from self._complete(prompt, stops, request.params, stop_event)
             finally:
                 self._restore_cache(state)
 
@@ -213,12 +200,16 @@ class LlamaGenerator(BackgroundLoaded):
         with self._lock:
             return len(self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
-    def generate(self, prompt: str, params: GenerationParams,
+    def generate(self, request: GenerationRequest,
                  stop_event: threading.Event | None = None) -> Iterator[str]:
-        """Stream the reply's text pieces; ends within one token once stop_event is set.
+        """Stream the reply's text pieces; ends within one token once stop_event is set."""
+        prompt, stops = self.render(request)
+        return self._complete(prompt, stops, request.params, stop_event)
 
-        Stop strings are held back and trimmed by llama-cpp-python before a piece is yielded.
-        """
+    def _complete(self, prompt: str, stops: list[str], params: GenerationParams,
+                  stop_event: threading.Event | None = None) -> Iterator[str]:
+        """Stream the completion of prompt text. Stop strings are held back and trimmed by
+        llama-cpp-python before a piece is yielded."""
         from llama_cpp import StoppingCriteriaList
 
         stop_event = stop_event or threading.Event()
@@ -226,7 +217,7 @@ class LlamaGenerator(BackgroundLoaded):
             criteria = StoppingCriteriaList([lambda tokens, logits: stop_event.is_set()])
             kwargs = dict(max_tokens=params.max_tokens, temperature=params.temperature,
                           top_p=params.top_p, top_k=params.top_k, min_p=params.min_p,
-                          repeat_penalty=params.repeat_penalty, stop=params.stop or None,
+                          repeat_penalty=params.repeat_penalty, stop=stops or None,
                           presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
                           stream=True, stopping_criteria=criteria)
             if params.seed >= 0:

@@ -12,13 +12,14 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Callable
 
+from .backends import make_generator, uses_model_file
 from .chat import ChatService
 from .config import CHAT_TEMPLATES, GenerationSettings, ModelSettings, Settings
 from .errors import BadRequest
 from .gguf import GGUFError, read_metadata
-from .llm import CHECKOUT_MODELS, LlamaGenerator, bundled_model
+from .generation import Generator
+from .llm import CHECKOUT_MODELS, bundled_model
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,11 @@ def describe_model(path: Path) -> dict:
 class ModelService:
     """Lists models and applies model and generation settings at run time."""
 
-    def __init__(self, settings: Settings, store: Store, chat: ChatService,
-                 make_generator: Callable[[Path | None, ModelSettings], LlamaGenerator]) -> None:
+    def __init__(self, settings: Settings, store: Store, chat: ChatService) -> None:
         self.settings = settings
         self.store = store
         self.chat = chat
-        self.make_generator = make_generator
-        self.pending: LlamaGenerator | None = None
+        self.pending: Generator | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()
 
@@ -93,13 +92,14 @@ class ModelService:
                 "pending_model": pending, "last_error": self.last_error}
 
     def update(self, model: dict, generation: dict) -> dict:
-        """Apply changes: generation at once, model settings by loading a new model in the background."""
+        """Apply changes: generation at once, model settings by loading a new model in the
+        background. Each is kept once it applies: model settings when the new model is ready."""
         new_model = self._checked_model(model)
         if generation:
             self.settings.generation = dataclasses.replace(self.settings.generation, **generation)
+            self._save({}, generation)
         if new_model is not None:
-            self._load(new_model)
-        self._save(model, generation)
+            self._load(new_model, model)
         return self.config()
 
     def _checked_model(self, changes: dict) -> ModelSettings | None:
@@ -108,6 +108,9 @@ class ModelService:
             raise BadRequest(f"unknown model setting(s): {', '.join(sorted(unknown))}")
         if not changes:
             return None
+        if "path" in changes and not uses_model_file(self.settings.model):
+            raise BadRequest(f"model.path is for the local backend; this daemon generates with the "
+                             f"'{self.settings.model.backend}' backend at {self.settings.model.base_url}")
         if "path" in changes:
             path = Path(str(changes["path"])).expanduser()
             if not path.is_file():
@@ -121,29 +124,38 @@ class ModelService:
             raise BadRequest(f"chat_template must be one of {', '.join(CHAT_TEMPLATES)}")
         if "n_ctx" in changes and changes["n_ctx"] <= self.settings.generation.max_tokens:
             raise BadRequest("n_ctx must be above generation.max_tokens")
-        current = dataclasses.replace(self.settings.model, path=self.chat.generator.path)
+        current = self.settings.model
+        if uses_model_file(current):   # the file serving now (found in models/ when [model] path is empty)
+            current = dataclasses.replace(current, path=self.chat.generator.path)
         return dataclasses.replace(current, **changes)
 
-    def _load(self, new: ModelSettings) -> None:
+    def _load(self, new: ModelSettings, changes: dict) -> None:
         with self._lock:
-            generator = self.make_generator(Path(new.path) if new.path else None, new)
+            generator = make_generator(new, Path(self.settings.data_dir))
             self.pending = generator
             self.last_error = None
-        threading.Thread(target=self._swap_when_loaded, args=(generator, new), name="model-swap",
+        threading.Thread(target=self._swap_when_loaded, args=(generator, new, changes), name="model-swap",
                          daemon=True).start()
 
-    def _swap_when_loaded(self, generator: LlamaGenerator, new: ModelSettings) -> None:
-        generator.load()
+    def _swap_when_loaded(self, generator: Generator, new: ModelSettings, changes: dict) -> None:
+        generator.start()
+        generator.wait_ready()
         with self._lock:
             if self.pending is not generator:   # a newer change replaced this one
                 return
-            self.pending = None
             if generator.state != "ready":
                 self.last_error = f"the new model failed to load, the old one stays: {generator.error}"
+                self.pending = None
                 log.error(self.last_error)
                 return
         self.chat.replace_generator(generator)
-        self.settings.model = dataclasses.replace(new, path=generator.path)
+        if uses_model_file(new):
+            new = dataclasses.replace(new, path=generator.path)
+        self.settings.model = new
+        self._save(changes, {})
+        with self._lock:
+            if self.pending is generator:       # pending until it serves, its settings shown and kept
+                self.pending = None
         log.info("now serving %s", generator.path)
 
     # kept in the database -----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Generation on another machine: any OpenAI-compatible server ([model] backend = "openai").
 
 The companion keeps its memory, prompt building and history at home; only the finished chat
-messages travel, to `<base_url>/chat/completions` (plain prompts to `/completions`). Tokens are
-estimated (the remote tokenizer is not at hand), on the generous side.
+messages travel, to `<base_url>/chat/completions` (raw prompts to `/completions`); the remote
+server applies its own chat template. Tokens are estimated (the remote tokenizer is not at
+hand), on the generous side.
 """
 
 from __future__ import annotations
@@ -13,22 +14,27 @@ import socket
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 from .config import ModelSettings
 from .errors import BadGateway, GatewayTimeout
-from .llm import GenerationParams
+from .generation import GenerationRequest
 from .loading import BackgroundLoaded
 
 log = logging.getLogger(__name__)
-
-CARRIER = "companion-chat-messages:"   # marks a rendered prompt that carries chat messages
 
 
 class RemoteGenerator(BackgroundLoaded):
     """The Generator protocol over an OpenAI-compatible HTTP API."""
 
     kind = "remote model"
+    uses_model_file = False
+
+    @classmethod
+    def from_settings(cls, model: ModelSettings, data_dir: Path) -> "RemoteGenerator":
+        """The generator for [model] base_url (the data dir holds nothing it needs)."""
+        return cls(model)
 
     def __init__(self, settings: ModelSettings) -> None:
         super().__init__(settings.base_url.rstrip("/"))
@@ -55,27 +61,31 @@ class RemoteGenerator(BackgroundLoaded):
                 raise RuntimeError(f"{self.base_url}/models lists no model")
             self.name = models[0]["id"]
 
-    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
-        """The messages themselves travel; the remote server applies its chat template."""
-        return CARRIER + json.dumps(messages, ensure_ascii=False), [f"\n{user}:"]
-
     def count_tokens(self, text: str) -> int:
         """An estimate: about three characters a token (real tokenizers do better)."""
         return len(text) // 3 + 1
 
-    def generate(self, prompt: str, params: GenerationParams,
+    def prompt_tokens(self, request: GenerationRequest) -> int:
+        """An estimate: the messages' texts and a few tokens a message for the template."""
+        if request.messages is None:
+            return self.count_tokens(request.prompt or "")
+        return sum(self.count_tokens(m.get("content") or "") + 4 for m in request.messages)
+
+    def generate(self, request: GenerationRequest,
                  stop_event: threading.Event | None = None) -> Iterator[str]:
         """Stream the remote reply; stops between chunks once stop_event is set."""
+        params = request.params
         body: dict = {"model": self.name, "stream": True, "max_tokens": params.max_tokens,
                       "temperature": params.temperature, "top_p": params.top_p}
-        if params.stop:
-            body["stop"] = params.stop[:4]   # OpenAI allows four stop strings
+        stops = request.stops()
+        if stops:
+            body["stop"] = stops[:4]   # OpenAI allows four stop strings
         if params.seed >= 0:
             body["seed"] = params.seed
-        if prompt.startswith(CARRIER):
-            path, body["messages"] = "/chat/completions", json.loads(prompt[len(CARRIER):])
+        if request.messages is not None:
+            path, body["messages"] = "/chat/completions", request.messages
         else:
-            path, body["prompt"] = "/completions", prompt
+            path, body["prompt"] = "/completions", request.prompt
         try:
             response = self._request(path, body, timeout=self.settings.remote_timeout)
         except urllib.error.HTTPError as exc:

@@ -12,11 +12,11 @@ from .chat import ChatService
 from .chats import ChatsService
 from .companions import CompanionService
 from .config import Settings
-from .llm import Generator, LlamaGenerator, resolve_model_path
+from .backends import make_generator
+from .generation import Generator
 from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, bundled_embedder
 from .models import ModelService, apply_saved_config
-from .remote import RemoteGenerator
 from .store import Store
 from .summaries import SummaryService
 
@@ -94,10 +94,8 @@ def build_services(settings: Settings, generator: Generator | None = None,
     data.mkdir(parents=True, exist_ok=True)
     store = Store(data / "companion.db")
     apply_saved_config(settings, store)
-    if generator is None and settings.model.backend == "openai":
-        generator = RemoteGenerator(settings.model)
-    elif generator is None:
-        generator = LlamaGenerator(resolve_model_path(settings.model, data), settings.model)
+    if generator is None:
+        generator = make_generator(settings.model, data)
     if embedder is None:
         path = Path(settings.memory.embedder).expanduser() if settings.memory.embedder else bundled_embedder()
         embedder = Embedder(path)
@@ -108,4 +106,4 @@ def build_services(settings: Settings, generator: Generator | None = None,
                     lorebooks=lorebooks, chats=ChatsService(store, memory),
                     summaries=SummaryService(store, memory, chat, settings.memory),
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
-                    models=ModelService(settings, store, chat, LlamaGenerator))
+                    models=ModelService(settings, store, chat))

@@ -18,7 +18,7 @@ import time
 
 from .chat import ChatService, placeholder_names
 from .config import MemorySettings
-from .llm import GenerationParams
+from .generation import GenerationParams, GenerationRequest
 from .memory import LongTermMemory
 from .prompt import resolve_placeholders
 from .store import Store
@@ -121,12 +121,10 @@ class SummaryService:
             return "busy"
         started = time.monotonic()
         try:
-            prompt, stops, count = self._prompt(generator, messages, char, user)
-            params = GenerationParams(max_tokens=self.options.summary_max_tokens, temperature=0.0, top_k=1,
-                                      seed=1, stop=stops)
+            request, count = self._request(generator, messages, char, user)
             generate = getattr(generator, "generate_aside", generator.generate)
             pieces: list[str] = []
-            stream = generate(prompt, params, stop)
+            stream = generate(request, stop)
             try:
                 for piece in stream:
                     pieces.append(piece)
@@ -153,19 +151,20 @@ class SummaryService:
                  covered[-1]["id"], time.monotonic() - started)
         return "written"
 
-    def _prompt(self, generator, messages: list[dict], char: str,
-                user: str) -> tuple[str, list[str], int]:
-        """The summary prompt for as many of the messages as fit the context (one message is cut
-        to fit); returns (prompt, stop strings, how many messages it covers)."""
+    def _request(self, generator, messages: list[dict], char: str,
+                 user: str) -> tuple[GenerationRequest, int]:
+        """The summary request for as many of the messages as fit the context (one message is cut
+        to fit); returns (request, how many messages it covers)."""
         count, cut = len(messages), None
+        params = GenerationParams(max_tokens=self.options.summary_max_tokens, temperature=0.0, top_k=1, seed=1)
         budget = generator.n_ctx - self.options.summary_max_tokens
         while True:
             text = transcript(messages[:count], char, user)[:cut]
             chat_messages = [{"role": "system", "content": INSTRUCTION.format(user=user, char=char)},
                              {"role": "user", "content": text}]
-            prompt, stops = generator.render(chat_messages, char, user)
-            if generator.count_tokens(prompt) <= budget:
-                return prompt, stops, count
+            request = GenerationRequest(params, messages=chat_messages, char=char, user=user)
+            if generator.prompt_tokens(request) <= budget:
+                return request, count
             if count > 1:
                 count = max(1, count // 2)
             else:

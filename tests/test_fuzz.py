@@ -12,7 +12,7 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error, r
                                  status_code_conformance)
 
 from companion.app import create_app
-from companion.llm import GenerationParams
+from companion.generation import GenerationRequest
 from companion.openapi import openapi_document
 from companion.services import build_services
 
@@ -34,13 +34,13 @@ class FakeGenerator:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return True
 
-    def render(self, messages: list[dict], char: str, user: str) -> tuple[str, list[str]]:
-        return "\n".join(m["content"] for m in messages), [f"\n{user}:"]
-
     def count_tokens(self, text: str) -> int:
         return len(text) // 4 + 1
 
-    def generate(self, prompt: str, params: GenerationParams,
+    def prompt_tokens(self, request: GenerationRequest) -> int:
+        return self.count_tokens(request.prompt or "\n".join(m["content"] for m in request.messages or []))
+
+    def generate(self, request: GenerationRequest,
                  stop_event: threading.Event | None = None) -> Iterator[str]:
         yield from ["Hello", " from", " the", " fake", " model."]
 

@@ -52,7 +52,7 @@ def test_a_failure_mid_stream_is_reported(client, services):
         def __getattr__(self, name):
             return getattr(self.real, name)
 
-        def generate(self, prompt, params, stop_event=None):
+        def generate(self, request, stop_event=None):
             yield "Once"
             raise RuntimeError("the model fell over")
 

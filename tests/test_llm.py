@@ -6,7 +6,8 @@ import threading
 from pathlib import Path
 
 from companion.config import ModelSettings
-from companion.llm import GenerationParams, bundled_model, resolve_model_path
+from companion.generation import GenerationParams, GenerationRequest
+from companion.llm import bundled_model, resolve_model_path
 
 
 def test_bundled_model_found_without_importing_its_package():
@@ -27,26 +28,28 @@ def test_model_resolution_order(tmp_path):
 
 
 def test_chat_template_and_stop_strings(generator):
-    prompt, stops = generator.render([{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
-                                     "Mira", "Ann")
+    request = GenerationRequest(messages=[{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
+                                char="Mira", user="Ann")
+    prompt, stops = generator.render(request)
     assert prompt.startswith("<|im_start|>system\nS<|im_end|>") and prompt.endswith("<|im_start|>assistant\n")
     assert "\nAnn:" in stops
-    assert generator.count_tokens(prompt) > 5
+    assert generator.prompt_tokens(request) == generator.count_tokens(prompt) > 5
 
 
 def test_generation_is_deterministic_at_temperature_zero(generator):
-    prompt, stops = generator.render([{"role": "user", "content": "Name a colour."}], "Mira", "Ann")
-    params = GenerationParams(max_tokens=12, temperature=0.0, stop=stops)
-    first = "".join(generator.generate(prompt, params))
-    assert first.strip() and first == "".join(generator.generate(prompt, params))
+    request = GenerationRequest(GenerationParams(max_tokens=12, temperature=0.0),
+                                messages=[{"role": "user", "content": "Name a colour."}], char="Mira", user="Ann")
+    first = "".join(generator.generate(request))
+    assert first.strip() and first == "".join(generator.generate(request))
     assert "<|im_end|>" not in first
 
 
 def test_stop_event_ends_generation_after_the_current_token(generator):
-    prompt, stops = generator.render([{"role": "user", "content": "Count from one to fifty."}], "Mira", "Ann")
+    request = GenerationRequest(GenerationParams(max_tokens=64, temperature=0.0),
+                                messages=[{"role": "user", "content": "Count from one to fifty."}])
     pieces = []
     stop = threading.Event()
-    for piece in generator.generate(prompt, GenerationParams(max_tokens=64, temperature=0.0, stop=stops), stop):
+    for piece in generator.generate(request, stop):
         pieces.append(piece)
         if len(pieces) == 3:
             stop.set()
@@ -55,15 +58,15 @@ def test_stop_event_ends_generation_after_the_current_token(generator):
 
 def test_generating_aside_keeps_the_chats_cache_and_stops_during_prefill(generator):
     params = GenerationParams(max_tokens=12, temperature=0.0, top_k=1, seed=1)
-    prompt = "<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n"
-    first = "".join(generator.generate(prompt, params))
+    chat = GenerationRequest(params, prompt="<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n")
+    first = "".join(generator.generate(chat))
     llama = generator._llama
     kept = (llama.n_tokens, list(llama.input_ids[:llama.n_tokens]))
-    aside = "".join(generator.generate_aside("Summarize: " + "the garden was quiet. " * 40, params,
+    aside = "".join(generator.generate_aside(GenerationRequest(params, prompt="Summarize: " + "the garden was quiet. " * 40),
                                              threading.Event()))
     assert aside and (llama.n_tokens, list(llama.input_ids[:llama.n_tokens])) == kept
-    assert "".join(generator.generate(prompt, params)) == first      # same reply from the kept cache
+    assert "".join(generator.generate(chat)) == first      # same reply from the kept cache
     stop = threading.Event()
     stop.set()                                                        # stopped before it starts
-    assert list(generator.generate_aside("Summarize: " + "words " * 300, params, stop)) == []
+    assert list(generator.generate_aside(GenerationRequest(params, prompt="Summarize: " + "words " * 300), stop)) == []
     assert (llama.n_tokens, list(llama.input_ids[:llama.n_tokens])) == kept

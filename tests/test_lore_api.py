@@ -20,9 +20,9 @@ class RecordingGenerator:
     def __getattr__(self, name):
         return getattr(self.real, name)
 
-    def generate(self, prompt, params, stop_event=None):
-        self.prompts.append(prompt)
-        return self.real.generate(prompt, params, stop_event)
+    def generate(self, request, stop_event=None):
+        self.prompts.append(self.real.render(request)[0])
+        return self.real.generate(request, stop_event)
 
 
 @pytest.fixture

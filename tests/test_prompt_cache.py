@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from companion.generation import GenerationRequest
 from companion.prompt import PromptInput, Recalled, Turn, build_messages, window_start
 
 
@@ -16,7 +17,7 @@ def test_next_turn_starts_with_this_turns_stable_prefix(generator):
         p = PromptInput(char="Mira", user="Sam", persona="{{char}} is a librarian.",
                         history=history[start:], newest=f"Question number {n}?",
                         memories=[Recalled(f"{{{{user}}}} said fact {n}", "2026-01-01T00:00:00+00:00")])
-        prompt, _ = generator.render(build_messages(p), "Mira", "Sam")
+        prompt, _ = generator.render(GenerationRequest(messages=build_messages(p), char="Mira", user="Sam"))
         tokens = generator._llama.tokenize(prompt.encode(), add_bos=True, special=True)
         if previous_prefix is not None:
             if start == previous_start:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import pytest
 import requests
 
 from companion.app import create_app
+from companion.llm import bundled_model
 from companion.memory import LongTermMemory
 from companion.remote import RemoteGenerator
 from companion.services import build_services
@@ -113,7 +115,7 @@ class FakeRemote:
                 self.wfile.write(body)
 
             def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append((self.path, json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))))
                 if outer.behaviour == "slow":
                     time.sleep(3)
                 self.send_response(500 if outer.behaviour == "error" else 200)
@@ -125,12 +127,14 @@ class FakeRemote:
                     self.wfile.write(b'data: {"choices": [{"delta": {"content": "late"}}]}\n\ndata: [DONE]\n\n')
 
         self.behaviour = behaviour
+        self.requests: list[tuple[str, dict]] = []     # (path, body) of each POST
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()    # refused from now on, not left unanswered
 
 
 @pytest.mark.parametrize("behaviour, status", [("garbage", 502), ("error", 502), ("slow", 504)])
@@ -151,6 +155,41 @@ def test_a_bad_remote_is_a_clear_gateway_error(tmp_path, embedder, behaviour, st
         assert after["memories"] == before["memories"]           # no reply, no memory: no half turn
         messages = client.get("/api/messages").get_json()
         assert messages[-1]["ai"] == "false"                    # what the user sent is kept, to regenerate
+        services.close()
+    finally:
+        remote.close()
+
+
+def test_the_remote_backend_gets_messages_and_takes_model_changes_at_run_time(tmp_path, embedder):
+    remote = FakeRemote("ok")
+    try:
+        settings = test_settings(tmp_path / "home", model={"backend": "openai", "base_url": remote.url})
+        services = build_services(settings, embedder=embedder)
+        services.generator.load()
+        client = create_app(settings, services).test_client()
+        reply = client.post("/api/prompt", json={"prompt": "Hello there"})
+        assert reply.status_code == 200 and reply.get_json()["text"] == "late"
+        path, body = remote.requests[-1]
+        assert path == "/v1/chat/completions" and body["messages"][-1]["content"].endswith("Hello there")
+        user = services.store.get_user(services.store.active_user_id())["name"]
+        assert f"\n{user}:" in body["stop"]          # the transcript's stop travels with the messages
+
+        refused = client.put("/api/config", json={"model": {"path": str(bundled_model())}})
+        assert refused.status_code == 400 and "local backend" in refused.get_json()["error"]["message"]
+        assert client.put("/api/config", json={"model": {"n_ctx": 4096}}).status_code == 202
+        deadline = time.monotonic() + 30
+        while services.generator.n_ctx != 4096 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert isinstance(services.generator, RemoteGenerator) and services.generator.base_url == remote.url
+        assert services.models.saved()["model"] == {"n_ctx": 4096}
+
+        remote.close()        # a change that cannot load is reported and not kept
+        assert client.put("/api/config", json={"model": {"n_ctx": 3072}}).status_code == 202
+        while client.get("/api/config").get_json()["pending_model"] and time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+        config = client.get("/api/config").get_json()
+        assert "failed to load" in config["last_error"] and config["model"]["n_ctx"] == 4096
+        assert services.models.saved()["model"] == {"n_ctx": 4096}
         services.close()
     finally:
         remote.close()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from companion.app import create_app
-from companion.llm import GenerationParams
+from companion.generation import GenerationParams, GenerationRequest
 from companion.prompt import PromptInput, story_text, system_text
 from companion.services import build_services
 
@@ -70,8 +70,8 @@ def test_a_turn_during_a_summary_waits_at_most_about_one_token(tmp_path, generat
             chat.send(line)
         # one token's time, measured now on this machine
         started = time.perf_counter()
-        pieces = list(generator.generate("Once upon a time", GenerationParams(max_tokens=16, temperature=0.0,
-                                                                                top_k=1, seed=1)))
+        pieces = list(generator.generate(GenerationRequest(
+            GenerationParams(max_tokens=16, temperature=0.0, top_k=1, seed=1), prompt="Once upon a time")))
         per_token = (time.perf_counter() - started) / max(1, len(pieces))
         services.summaries.start()
         wait_for(lambda: chat._background is not None, timeout=60)

@@ -35,8 +35,8 @@ class PacedGenerator:
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
-    def generate(self, prompt, params, stop_event=None):
-        pieces = self.inner.generate(prompt, params, stop_event)
+    def generate(self, request, stop_event=None):
+        pieces = self.inner.generate(request, stop_event)
         try:
             for piece in pieces:
                 yield piece

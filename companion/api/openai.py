@@ -150,9 +150,7 @@ def chat_completions():
         usage = turn.usage()
         finish = finish_reason(usage["completion_tokens"], turn.params.max_tokens)
     else:
-        prompt, stops = services().generator.render(messages, "Assistant", "User")
-        params["stop"] = stops + params.get("stop", [])
-        raw: RawStream = services().chat.start_raw(prompt, params)
+        raw: RawStream = services().chat.start_raw(overrides=params, messages=messages)
         if stream:
             def raw_chunks() -> Iterator[dict]:
                 yield chunk({"role": "assistant"})

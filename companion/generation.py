@@ -1,0 +1,62 @@
+"""What every generation backend takes and does: the request, its parameters, the protocol.
+
+A backend is one class (see backends.py for where it is registered): it is given a
+GenerationRequest (chat messages, or a raw prompt for the completion endpoints, and the
+sampling parameters) and streams the reply's text. Rendering messages into the model's prompt
+format is the backend's own business.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+from .config import GenerationSettings
+
+
+@dataclass
+class GenerationParams(GenerationSettings):
+    """Sampling parameters of one generation: the generation settings (their defaults and bounds
+    declared once, in config.py) and the penalties only the OpenAI dialect sets."""
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: chat messages ({"role", "content"}) or a raw prompt, and the parameters.
+
+    ``char`` and ``user`` name the two sides for backends that write a transcript; a chat
+    request also stops where the model starts to write the user's next line."""
+    params: GenerationParams = field(default_factory=GenerationParams)
+    messages: list[dict] | None = None
+    prompt: str | None = None
+    char: str = "Assistant"
+    user: str = "User"
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a generation request has either messages or a prompt")
+
+    def stops(self, template_stops: list[str] | None = None) -> list[str]:
+        """The stop strings: the user's next line (chat requests), the template's, the request's own."""
+        own = [f"\n{self.user}:"] if self.messages is not None else []
+        return own + [s for s in template_stops or [] if s] + list(self.params.stop)
+
+
+class Generator(Protocol):
+    """What the services need from a generation backend."""
+    path: str            # the model file, or the server's address
+    name: str
+    n_ctx: int
+    state: str           # "loading" | "ready" | "failed"
+    error: str | None
+    template: str        # the prompt format in use ("gguf", "chatml", "transcript", "remote", ...)
+
+    def start(self) -> None: ...
+    def wait_ready(self, timeout: float | None = None) -> bool: ...
+    def count_tokens(self, text: str) -> int: ...
+    def prompt_tokens(self, request: GenerationRequest) -> int: ...
+    def generate(self, request: GenerationRequest,
+                 stop_event: threading.Event | None = None) -> Iterator[str]: ...
