@@ -7,7 +7,6 @@ reply and the exchange's memory are written after.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from .generation import GenerationParams, GenerationRequest, Generator
 from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .prompt import PromptInput, Recalled, Turn, fit_history, resolve_placeholders, story_text, window_start
-from .store import Store
+from .store import MessageRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class ChatService:
     def export_messages(self) -> list[dict]:
         """The active chat as [{ai, text}] with texts as stored (re-importable)."""
         _, _, chat_id = self._active()
-        return [{"ai": bool(row["ai"]), "text": row["text"]} for row in self.store.messages(chat_id)]
+        return [{"ai": row["ai"], "text": row["text"]} for row in self.store.messages(chat_id)]
 
     # turns -----------------------------------------------------------------------------------
 
@@ -287,7 +286,7 @@ class ChatService:
             if turn.replaced is not None:   # a new swipe of the same reply, chosen
                 old_memories = [m["id"] for m in self.store.memories_of_messages([turn.replaced["id"]])]
                 self.store.delete_memories(old_memories)
-                swipes = json.loads(turn.replaced["swipes"]) or [turn.replaced["text"]]
+                swipes = turn.replaced["swipes"] or [turn.replaced["text"]]
                 self.store.set_swipes(turn.replaced["id"], swipes + [text], len(swipes))
                 reply = self.store.get_message(turn.replaced["id"])
             else:
@@ -361,7 +360,7 @@ class ChatService:
         prompt_input = self._prompt_input(companion, user, turn.user_message["text"])
         chat = self.store.get_chat(turn.chat_id)
         prompt_input.story = chat["story"] if chat["story_so_far"] else None
-        turns = [Turn(bool(m["ai"]), m["text"]) for m in history]
+        turns = self._turns(history, companion, user)
         short_term = companion["short_term_mem"]
         count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
         recall_ready = self.memory.embedder.state == "ready"   # a failed embedder costs recall, not the reply
@@ -402,6 +401,22 @@ class ChatService:
             memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
         turn.memories = list(memories)
         return GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
+
+    def _turns(self, history: list[MessageRow], companion: dict, user: dict) -> list[Turn]:
+        """The history as prompt turns, each named after its speaker (a companion or a persona)."""
+        companions = {companion["id"]: char_name(companion)}
+        users = {user["id"]: user["name"]}
+        turns = []
+        for message in history:
+            if message["ai"]:
+                speaker_id, names, lookup = message["companion_id"], companions, self.store.get_companion
+            else:
+                speaker_id, names, lookup = message["user_id"], users, self.store.get_user
+            if speaker_id is not None and speaker_id not in names:
+                row = lookup(speaker_id)
+                names[speaker_id] = (char_name(row) if message["ai"] else row["name"]) if row else ""
+            turns.append(Turn(message["ai"], message["text"], names.get(speaker_id, "") if speaker_id else ""))
+        return turns
 
     def _refresh_story(self, chat_id: int, companion: dict) -> str:
         """The chat's story so far, from its summaries up to now, kept with the chat."""
@@ -453,7 +468,7 @@ class ChatService:
         """Change a message's text (its chosen swipe); the memory made from it is updated too."""
         message = self._message(message_id, active_only)
         with self.store.transaction():
-            swipes = json.loads(message["swipes"])
+            swipes = message["swipes"]
             if swipes:
                 swipes[message["swipe_id"]] = text
                 self.store.set_swipes(message_id, swipes, message["swipe_id"])
@@ -477,7 +492,7 @@ class ChatService:
         message = self.store.get_message(message_id)
         if message is None:
             raise NotFound(f"no message with id {message_id}")
-        swipes = json.loads(message["swipes"]) or [message["text"]]
+        swipes = message["swipes"] or [message["text"]]
         if not 0 <= index < len(swipes):
             raise BadRequest(f"index must be between 0 and {len(swipes) - 1}")
         with self.store.transaction():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from .chat import placeholder_names, remembered
@@ -31,8 +30,7 @@ class ChatsService:
 
     def describe(self, chat: dict) -> dict:
         companion = self.store.get_companion(chat["companion_id"])
-        return {**chat, "story_so_far": bool(chat.get("story_so_far")),
-                "active": companion["active_chat_id"] == chat["id"]
+        return {**chat, "active": companion["active_chat_id"] == chat["id"]
                 and self.store.active_companion_id() == companion["id"]}
 
     def list(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[dict], int]:
@@ -85,7 +83,7 @@ class ChatsService:
         rows = self.store.page_messages(chat_id, limit, offset)
         for row in rows:
             row["text"] = resolve_placeholders(row["text"], *names)
-            row["swipes"] = [resolve_placeholders(t, *names) for t in json.loads(row["swipes"])] or [row["text"]]
+            row["swipes"] = [resolve_placeholders(t, *names) for t in row["swipes"]] or [row["text"]]
         return rows, self.store.count_messages(chat_id)
 
     def _names(self, chat: dict) -> tuple[str, str]:
@@ -94,8 +92,8 @@ class ChatsService:
     def export(self, chat_id: int, fmt: str) -> str:
         chat = self.get(chat_id)
         char, user = self._names(chat)
-        lines = [ChatLine(bool(m["ai"]), resolve_placeholders(m["text"], char, user),
-                          [resolve_placeholders(t, char, user) for t in json.loads(m["swipes"])],
+        lines = [ChatLine(m["ai"], resolve_placeholders(m["text"], char, user),
+                          [resolve_placeholders(t, char, user) for t in m["swipes"]],
                           m["swipe_id"], m["created_at"]) for m in self.store.messages(chat_id)]
         return export_chat(fmt, chat, char, user, lines)
 
@@ -137,6 +135,5 @@ class ChatsService:
                 names[row["companion_id"]] = placeholder_names(self.store, row["companion_id"])
             for key in ("text", "snippet"):   # as the chat shows them
                 row[key] = resolve_placeholders(row[key], *names[row["companion_id"]])
-            row["ai"] = bool(row["ai"])
             row["rank"] = round(row["rank"], 4)
         return rows, total

@@ -35,9 +35,11 @@ def resolve_placeholders(text: str, char: str, user: str) -> str:
 
 @dataclass
 class Turn:
-    """One message of the history as the prompt sees it."""
+    """One message of the history as the prompt sees it, and who said it ("" for the
+    companion itself or the user, as the prompt's char and user name them)."""
     ai: bool
     text: str
+    speaker: str = ""
 
 
 @dataclass
@@ -157,13 +159,22 @@ def build_messages(p: PromptInput) -> list[dict]:
     """The prompt as chat messages ({role, content}), in the cache-friendly layout."""
     messages = [{"role": "system", "content": system_text(p)}]
     for turn in p.history:
-        messages.append({"role": "assistant" if turn.ai else "user",
-                         "content": resolve_placeholders(turn.text, p.char, p.user)})
+        messages.append(turn_message(turn, p.char, p.user))
     volatile = volatile_text(p)
     if volatile:
         messages.append({"role": "system", "content": volatile})
     messages.append({"role": "user", "content": resolve_placeholders(p.newest, p.char, p.user)})
     return messages
+
+
+def turn_message(turn: Turn, char: str, user: str) -> dict:
+    """One history turn as a chat message. A speaker other than the prompt's companion or user
+    (another member of a group, an earlier persona) is named in the text, and in "name"."""
+    message = {"role": "assistant" if turn.ai else "user", "content": resolve_placeholders(turn.text, char, user)}
+    if turn.speaker and turn.speaker != (char if turn.ai else user):
+        message["content"] = f"{turn.speaker}: {message['content']}"
+        message["name"] = turn.speaker
+    return message
 
 
 def render_transcript(messages: list[dict], char: str, user: str) -> str:
@@ -172,6 +183,8 @@ def render_transcript(messages: list[dict], char: str, user: str) -> str:
     for m in messages:
         if m["role"] == "system":
             lines.append(m["content"] + "\n")
+        elif m.get("name"):          # already "Name: text"
+            lines.append(m["content"])
         else:
             lines.append(f"{char if m['role'] == 'assistant' else user}: {m['content']}")
     lines.append(f"{char}:")

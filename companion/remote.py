@@ -83,7 +83,8 @@ class RemoteGenerator(BackgroundLoaded):
         if params.seed >= 0:
             body["seed"] = params.seed
         if request.messages is not None:
-            path, body["messages"] = "/chat/completions", request.messages
+            path = "/chat/completions"     # role and content only: servers differ on the rest
+            body["messages"] = [{"role": m["role"], "content": m["content"]} for m in request.messages]
         else:
             path, body["prompt"] = "/completions", request.prompt
         try:

@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypedDict
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -265,6 +265,65 @@ def m007_summaries(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m008_speakers_and_members(db: sqlite_utils.Database) -> None:
+    # a message has a speaker: a companion (ai) or a user persona; a chat has member companions
+    # in order (one for every chat so far: its companion). Group chats stand on these.
+    statements = [
+        "alter table messages add column companion_id integer references companions(id) on delete set null",
+        "alter table messages add column user_id integer references users(id) on delete set null",
+        "update messages set companion_id = (select companion_id from chats where chats.id = messages.chat_id) "
+        "where ai = 1",
+        "update messages set user_id = coalesce((select u.id from state s join users u "
+        "on u.id = cast(s.value as integer) where s.key = 'active_user_id'), (select min(id) from users)) "
+        "where ai = 0",
+        "create table chat_members (chat_id integer not null references chats(id) on delete cascade, "
+        "companion_id integer not null references companions(id) on delete cascade, "
+        "position integer not null, primary key (chat_id, companion_id))",
+        "insert into chat_members (chat_id, companion_id, position) select id, companion_id, 0 from chats",
+        "create index chat_members_companion on chat_members(companion_id)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+# --- rows as the store returns them -------------------------------------------------------
+
+class MessageRow(TypedDict):
+    """A stored message: its chosen text, its swipes (alternatives, decoded) and its speaker."""
+    id: int
+    chat_id: int
+    ai: bool
+    text: str
+    greeting: bool
+    created_at: str
+    swipes: list[str]          # empty when the message has no alternatives
+    swipe_id: int
+    companion_id: int | None   # the companion who said it (ai)
+    user_id: int | None        # the user persona who said it (not ai)
+
+
+class ChatRow(TypedDict):
+    """A stored chat, with its member companions in order (the first is its companion)."""
+    id: int
+    companion_id: int
+    title: str
+    created_at: str
+    window_start_id: int | None
+    summarized_through: int
+    story_so_far: bool
+    story: str
+    members: list[int]
+
+
+def message_row(row: dict) -> MessageRow:
+    """A messages row decoded: booleans as bool, swipes as a list."""
+    row["ai"] = bool(row["ai"])
+    row["greeting"] = bool(row["greeting"])
+    row["swipes"] = json.loads(row["swipes"] or "[]")
+    return row  # type: ignore[return-value]
+
+
 # --- the store --------------------------------------------------------------------------
 
 
@@ -455,6 +514,7 @@ class Store:
         with self.transaction():
             chat_id = self._insert(
                 "chats", {"companion_id": companion_id, "title": title, "created_at": now_iso()})
+            self._insert("chat_members", {"chat_id": chat_id, "companion_id": companion_id, "position": 0})
             self._update("companions", companion_id, {"active_chat_id": chat_id})
             if greeting is None:
                 self.add_greeting(chat_id)
@@ -462,8 +522,27 @@ class Store:
                 self.add_message(chat_id, ai=True, text=greeting, greeting=True)
         return int(chat_id)
 
-    def get_chat(self, chat_id: int) -> dict | None:
-        return self._one("select * from chats where id = ?", [chat_id])
+    def get_chat(self, chat_id: int) -> ChatRow | None:
+        row = self._one("select * from chats where id = ?", [chat_id])
+        return self._chat_rows([row])[0] if row else None
+
+    def _chat_rows(self, rows: list[dict]) -> list[ChatRow]:
+        """Chats rows decoded, with their members."""
+        members: dict[int, list[int]] = {row["id"]: [] for row in rows}
+        for start in range(0, len(rows), 900):
+            part = [row["id"] for row in rows[start:start + 900]]
+            for member in self._query(f"select chat_id, companion_id from chat_members where chat_id in "
+                                      f"({','.join('?' * len(part))}) order by chat_id, position", part):
+                members[member["chat_id"]].append(member["companion_id"])
+        for row in rows:
+            row["story_so_far"] = bool(row["story_so_far"])
+            row["members"] = members[row["id"]]
+        return rows  # type: ignore[return-value]
+
+    def chat_members(self, chat_id: int) -> list[int]:
+        """A chat's member companions, in order."""
+        return [r["companion_id"] for r in self._query(
+            "select companion_id from chat_members where chat_id = ? order by position", [chat_id])]
 
     def add_greeting(self, chat_id: int) -> None:
         """Open a chat with its companion's first message, when it has one."""
@@ -482,26 +561,28 @@ class Store:
             return int(row["id"])
         return self.create_chat(companion_id)
 
-    def messages(self, chat_id: int, limit: int | None = None) -> list[dict]:
+    def messages(self, chat_id: int, limit: int | None = None) -> list[MessageRow]:
         """A chat's messages, oldest first; with limit, only the newest `limit`."""
         if limit is None:
-            return self._query("select * from messages where chat_id = ? order by id", [chat_id])
-        rows = self._query(
-            "select * from messages where chat_id = ? order by id desc limit ?", [chat_id, limit])
-        return rows[::-1]
+            rows = self._query("select * from messages where chat_id = ? order by id", [chat_id])
+        else:
+            rows = self._query(
+                "select * from messages where chat_id = ? order by id desc limit ?", [chat_id, limit])[::-1]
+        return [message_row(r) for r in rows]
 
     def count_messages(self, chat_id: int) -> int:
         return self._one("select count(*) as n from messages where chat_id = ?", [chat_id])["n"]
 
-    def get_message(self, message_id: int) -> dict | None:
-        return self._one("select * from messages where id = ?", [message_id])
+    def get_message(self, message_id: int) -> MessageRow | None:
+        row = self._one("select * from messages where id = ?", [message_id])
+        return message_row(row) if row else None
 
     def set_swipes(self, message_id: int, swipes: list[str], swipe_id: int) -> None:
         """A reply's alternatives and the chosen one (which becomes its text)."""
         self._update("messages", message_id, {"swipes": json.dumps(swipes, ensure_ascii=False),
                                               "swipe_id": swipe_id, "text": swipes[swipe_id]})
 
-    def list_chats(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[dict], int]:
+    def list_chats(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[ChatRow], int]:
         """Chats (of one companion, or all), newest first, with message counts."""
         where, params = ("where h.companion_id = ?", [companion_id]) if companion_id else ("", [])
         rows = self._query(
@@ -509,7 +590,7 @@ class Store:
             f"from chats h left join messages m on m.chat_id = h.id {where} "
             f"group by h.id order by h.id desc limit ? offset ?", params + [limit, offset])
         total = self._one(f"select count(*) as n from chats h {where}", params)["n"]
-        return rows, total
+        return self._chat_rows(rows), total
 
     def update_chat(self, chat_id: int, values: dict) -> None:
         """Change a chat's title, story_so_far or story."""
@@ -536,12 +617,12 @@ class Store:
             "(select 1 from messages m where m.chat_id = h.id and m.id > h.summarized_through "
             "and m.id < h.window_start_id) order by h.id")]
 
-    def messages_to_summarize(self, chat_id: int, limit: int) -> list[dict]:
+    def messages_to_summarize(self, chat_id: int, limit: int) -> list[MessageRow]:
         """The oldest messages of a chat that left its history window unsummarized (at most limit)."""
-        return self._query(
+        return [message_row(r) for r in self._query(
             "select m.* from messages m join chats h on h.id = m.chat_id where m.chat_id = ? "
             "and m.id > h.summarized_through and m.id < coalesce(h.window_start_id, 0) "
-            "order by m.id limit ?", [chat_id, limit])
+            "order by m.id limit ?", [chat_id, limit])]
 
     def set_summarized_through(self, chat_id: int, message_id: int) -> None:
         self._update("chats", chat_id, {"summarized_through": message_id})
@@ -555,9 +636,9 @@ class Store:
         with self.transaction() as db:
             db.execute("delete from chats where id = ?", [chat_id])
 
-    def page_messages(self, chat_id: int, limit: int, offset: int) -> list[dict]:
-        return self._query("select * from messages where chat_id = ? order by id limit ? offset ?",
-                           [chat_id, limit, offset])
+    def page_messages(self, chat_id: int, limit: int, offset: int) -> list[MessageRow]:
+        return [message_row(r) for r in self._query(
+            "select * from messages where chat_id = ? order by id limit ? offset ?", [chat_id, limit, offset])]
 
     def search_messages(self, query: str, companion_id: int | None, chat_id: int | None,
                         limit: int, offset: int) -> tuple[list[dict], int]:
@@ -570,33 +651,44 @@ class Store:
             f"select m.id, m.chat_id, h.companion_id, m.ai, m.text, m.created_at, "
             f"snippet(messages_fts, 0, '[', ']', '…', 12) as snippet, bm25(messages_fts) as rank "
             f"{base} order by rank limit ? offset ?", params + [limit, offset])
+        for row in rows:
+            row["ai"] = bool(row["ai"])
         total = self._one(f"select count(*) as n {base}", params)["n"]
         return rows, total
 
     def add_message(self, chat_id: int, ai: bool, text: str, greeting: bool = False,
-                    created_at: str | None = None) -> dict:
-        """Append one message to a chat; returns the stored row."""
+                    created_at: str | None = None, speaker_id: int | None = None) -> MessageRow:
+        """Append one message to a chat; returns the stored row. The speaker is a companion
+        (ai) or a user persona; by default the chat's first member or the active persona."""
         message_id = self._insert("messages", {
             "chat_id": chat_id, "ai": int(ai), "text": text, "greeting": int(greeting),
-            "created_at": utc_iso(created_at),
+            "created_at": utc_iso(created_at), **self._speaker(chat_id, ai, speaker_id),
         })
-        return self.get_message(message_id)
+        return self.get_message(message_id)  # type: ignore[return-value]
+
+    def _speaker(self, chat_id: int, ai: bool, speaker_id: int | None) -> dict:
+        if ai:
+            members = self.chat_members(chat_id) if speaker_id is None else [speaker_id]
+            return {"companion_id": members[0] if members else None}
+        return {"user_id": speaker_id or self.active_user_id()}
 
     def add_messages(self, chat_id: int, items: list[tuple]) -> list[int]:
         """Append many messages, (ai, text) or (ai, text, created_at), in one transaction;
-        returns their ids in order. Messages without a time get now."""
+        returns their ids in order. Messages without a time get now; speakers as add_message."""
         now = now_iso()
         ids = []
         with self.transaction():
+            speakers = {ai: self._speaker(chat_id, ai, None) for ai in (True, False)}
             for ai, text, *when in items:
                 ids.append(self._insert(
                     "messages", {"chat_id": chat_id, "ai": int(ai), "text": text, "greeting": 0,
-                                 "created_at": utc_iso(when[0]) if when and when[0] else now}))
+                                 "created_at": utc_iso(when[0]) if when and when[0] else now,
+                                 **speakers[bool(ai)]}))
         return ids
 
-    def messages_by_ids(self, ids: list[int]) -> list[dict]:
+    def messages_by_ids(self, ids: list[int]) -> list[MessageRow]:
         """Messages by id, in the order of ids (missing ones left out)."""
-        rows = {r["id"]: r for r in self._by_ids("select * from messages", ids)}
+        rows = {r["id"]: message_row(r) for r in self._by_ids("select * from messages", ids)}
         return [rows[i] for i in ids if i in rows]
 
     def set_message_text(self, message_id: int, text: str) -> None:

@@ -109,3 +109,16 @@ def test_constant_lore_goes_before_or_after_the_character():
     text = system_text(PromptInput(char="Mira", user="Ada", persona="Mira is a sailor.",
                                    lore_before=["The sea is cold."], lore_after=["Ships sail at dawn."]))
     assert text.index("The sea is cold.") < text.index("Mira is a sailor.") < text.index("Ships sail at dawn.")
+
+
+def test_each_turn_is_named_after_its_speaker():
+    p = PromptInput(char="Mira", user="Ann", newest="And you?",
+                    history=[Turn(True, "Hi {{user}}!", "Mira"), Turn(False, "Hello.", "Ann"),
+                             Turn(True, "I am Kai, {{char}}'s friend.", "Kai"), Turn(False, "Earlier me.", "Annie")])
+    history = build_messages(p)[1:5]
+    assert history[0] == {"role": "assistant", "content": "Hi Ann!"}              # the companion: as before
+    assert history[1] == {"role": "user", "content": "Hello."}
+    assert history[2] == {"role": "assistant", "content": "Kai: I am Kai, Mira's friend.", "name": "Kai"}
+    assert history[3] == {"role": "user", "content": "Annie: Earlier me.", "name": "Annie"}
+    transcript = render_transcript(build_messages(p), "Mira", "Ann")
+    assert "\nMira: Hi Ann!\nAnn: Hello.\nKai: I am Kai, Mira's friend.\nAnnie: Earlier me.\n" in transcript

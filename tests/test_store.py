@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
+import sqlite_utils
 
 from companion.store import Store, migrate, migrations
 
@@ -14,7 +17,7 @@ def test_fresh_store_has_one_of_each_active(tmp_path):
     assert store.get_user(store.active_user_id())["name"] == "User"
     chat_id = store.active_chat_id(companion_id)
     messages = store.messages(chat_id)
-    assert len(messages) == 1 and messages[0]["greeting"] == 1
+    assert len(messages) == 1 and messages[0]["greeting"] is True and messages[0]["swipes"] == []
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.integrity_check() == "ok"
     store.close()
@@ -25,7 +28,8 @@ def test_migrations_run_once(tmp_path):
     assert migrate(store.db) == []
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_companion_generation", "m003_lorebooks",
                                                                 "m004_context_and_documents",
-                                                                "m005_swipes_and_search", "m006_memory_words", "m007_summaries"]
+                                                                "m005_swipes_and_search", "m006_memory_words", "m007_summaries",
+                                                                "m008_speakers_and_members"]
     store.close()
     again = Store(tmp_path / "c.db")
     assert again.count("companions") == 1 and again.count("users") == 1
@@ -49,4 +53,34 @@ def test_messages_limit_returns_newest_in_order(tmp_path):
     chat_id = store.active_chat_id(store.active_companion_id())
     store.add_messages(chat_id, [(False, "a"), (True, "b"), (False, "c")])
     assert [m["text"] for m in store.messages(chat_id, limit=2)] == ["b", "c"]
+    store.close()
+
+
+def test_messages_have_speakers_and_chats_members_also_after_the_migration(tmp_path):
+    # a database as the previous release left it: chats of one companion, messages with only "ai"
+    db = sqlite_utils.Database(sqlite3.connect(str(tmp_path / "c.db"), isolation_level=None))
+    migrations.apply(db, stop_before="m008_speakers_and_members")
+    db.execute("insert into users (name, persona, created_at, updated_at) values ('Ann', '', '', '')")
+    db.execute("insert into users (name, persona, created_at, updated_at) values ('Bo', '', '', '')")
+    db.execute("insert into state (key, value) values ('active_user_id', '2')")
+    db.execute("insert into companions (name, persona, created_at, updated_at) values ('Mira', '', '', '')")
+    db.execute("insert into chats (companion_id, title, created_at) values (1, '', '')")
+    db.execute("insert into messages (chat_id, ai, text, created_at) values (1, 1, 'Hi', ''), (1, 0, 'Hello', '')")
+    db.conn.close()
+
+    store = Store(tmp_path / "c.db")
+    greeting, said = store.messages(1)
+    assert (greeting["ai"], greeting["companion_id"], greeting["user_id"]) == (True, 1, None)
+    assert (said["ai"], said["companion_id"], said["user_id"]) == (False, None, 2)   # the persona in use then
+    assert store.get_chat(1)["members"] == [1] and store.chat_members(1) == [1]
+
+    # from now on: a new chat has its companion as member; messages name their speaker
+    companion = store.create_companion({"name": "Kai"})
+    chat = store.get_chat(store.active_chat_id(companion))
+    assert chat["members"] == [companion]
+    reply = store.add_message(chat["id"], ai=True, text="Hey")
+    asked = store.add_message(chat["id"], ai=False, text="Yo", speaker_id=1)
+    assert reply["companion_id"] == companion and asked["user_id"] == 1
+    ids = store.add_messages(chat["id"], [(False, "a"), (True, "b")])
+    assert [(m["user_id"], m["companion_id"]) for m in store.messages_by_ids(ids)] == [(2, None), (None, companion)]
     store.close()

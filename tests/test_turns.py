@@ -47,3 +47,32 @@ def test_loading_model_answers_503(settings, embedder):
     assert response.status_code == 503 and "loading" in response.get_data(as_text=True)
     assert client.get("/api/status").get_json()["model"]["state"] == "loading"
     services.close()
+
+
+def test_messages_keep_their_speaker_and_the_prompt_names_an_earlier_persona(services):
+    chat, store = services.chat, services.store
+    first = chat.send("My name is Ann.")
+    assert first.message["companion_id"] == store.active_companion_id()
+    bo = store.create_user("Bo", "")
+    store.set_state("active_user_id", bo)
+    requests = []
+    real = chat.generator
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def generate(self, request, stop_event=None):
+            requests.append(request)
+            return real.generate(request, stop_event)
+
+    chat.generator = Recording()
+    try:
+        chat.send("Who am I now?")
+    finally:
+        chat.generator = real
+    history = requests[-1].messages
+    assert {"role": "user", "content": "User: My name is Ann.", "name": "User"} in history   # said as "User"
+    assert history[-1] == {"role": "user", "content": "Who am I now?"}                       # said as Bo
+    asked = store.messages(store.active_chat_id(store.active_companion_id()))[-2]
+    assert asked["text"] == "Who am I now?" and asked["user_id"] == bo

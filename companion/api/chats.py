@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 from flask import Blueprint, Response, jsonify, request
 
 from ..chat_files import FORMATS, MEDIA_TYPES
 from ..errors import BadRequest
+from ..store import MessageRow
 from . import services
 from .companions import created, page
 from .sse import done_json, stream_response
@@ -17,11 +17,10 @@ from .validate import bool_field, generation_settings, int_field, json_object, o
 bp = Blueprint("chats", __name__)
 
 
-def message_rest(row: dict) -> dict:
-    swipes = row["swipes"] if isinstance(row["swipes"], list) else json.loads(row["swipes"]) or [row["text"]]
-    return {"id": row["id"], "chat_id": row["chat_id"], "ai": bool(row["ai"]), "text": row["text"],
-            "swipes": swipes, "swipe_id": row["swipe_id"], "greeting": bool(row["greeting"]),
-            "date": row["created_at"]}
+def message_rest(row: MessageRow) -> dict:
+    return {"id": row["id"], "chat_id": row["chat_id"], "ai": row["ai"], "text": row["text"],
+            "swipes": row["swipes"] or [row["text"]], "swipe_id": row["swipe_id"], "greeting": row["greeting"],
+            "date": row["created_at"], "companion_id": row["companion_id"], "user_id": row["user_id"]}
 
 
 def optional_id(source: dict, key: str) -> int | None:
