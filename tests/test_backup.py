@@ -42,6 +42,7 @@ def small_png() -> bytes:
 
 # --- the round trip -------------------------------------------------------------------------
 
+@pytest.mark.serve
 def test_backup_while_serving_then_restore_into_a_new_data_dir(tmp_path, config):
     data1, data2 = tmp_path / "data1", tmp_path / "data2"
     backup = tmp_path / "backup.zip"
@@ -269,6 +270,7 @@ def test_restore_replaces_a_stale_wal(tmp_path, runner, good_zip, data_dir):
         store.close()
 
 
+@pytest.mark.serve
 def test_restore_empties_the_index_in_a_chroma_server(tmp_path, runner, good_zip):
     """With [memory] chroma_url, stale vectors in the server would outlive a restore (reconcile
     compares ids only): the restore drops the collection so the next start indexes afresh."""

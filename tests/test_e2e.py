@@ -11,6 +11,8 @@ import requests
 
 from bench.daemon import COMPANION, Daemon, clean_env, free_port, is_ready
 
+pytestmark = pytest.mark.serve   # `companion serve` subprocesses
+
 
 @pytest.fixture
 def config(tmp_path) -> Path:

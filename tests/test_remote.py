@@ -29,6 +29,7 @@ def gpu_box(tmp_path_factory):
     daemon.stop()
 
 
+@pytest.mark.serve
 def test_generation_on_a_remote_openai_compatible_server(tmp_path, gpu_box, embedder):
     settings = test_settings(tmp_path / "home", model={"backend": "openai", "base_url": gpu_box.url + "/v1"})
     services = build_services(settings, embedder=embedder)
@@ -61,6 +62,7 @@ def test_unreachable_remote_fails_honestly(tmp_path, embedder):
     services.close()
 
 
+@pytest.mark.serve
 def test_memory_index_in_a_chroma_server(tmp_path, embedder):
     with chroma_server(tmp_path / "srv") as port:
         settings = test_settings(tmp_path / "home", memory={"chroma_url": f"http://127.0.0.1:{port}"})
