@@ -1,4 +1,5 @@
-# companion: `make serve` runs the daemon, `make test` runs the suite. Both create .venv when missing.
+# companion: `make serve` runs the daemon, `make test` runs the suite (`make test-fast`: the tests that
+# need no model, embedder, browser or daemon subprocess, in seconds). They create .venv when missing.
 PYTHON ?= python3
 VENV ?= .venv
 # torch is installed first and pinned: a bare `torch` pulls a CUDA build of several GB.
@@ -20,7 +21,7 @@ STAMP := $(VENV)/.installed
 # not work offline); `make browser` installs it with apt when run as root, else says how.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser serve test bench lint clean-venv
+.PHONY: install browser serve test test-fast bench lint clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,11 @@ serve: install
 
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The markers are set in tests/conftest.py (model, embedder, browser) and by the tests that start a
+# server subprocess (serve); each of them also marks the test slow.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)

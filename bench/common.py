@@ -1,24 +1,19 @@
-"""Helpers shared by the benchmarks: statistics, the machine's description, a daemon subprocess."""
+"""Helpers shared by the benchmarks: statistics, the machine's description, noise.
+
+The `companion serve` subprocess is in bench/daemon.py (the tests use it too)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
-COMPANION = Path(sys.executable).parent / "companion"
 
 
 # statistics ----------------------------------------------------------------------------------
@@ -104,70 +99,6 @@ def machine() -> dict:
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-# a `companion serve` subprocess --------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPANION_")}
-    env["HF_HUB_OFFLINE"] = "1"
-    env["TRANSFORMERS_OFFLINE"] = "1"
-    env["ANONYMIZED_TELEMETRY"] = "False"
-    return env
-
-
-class Daemon:
-    """One `companion serve` on 127.0.0.1 and a free port, its output in a log file."""
-
-    def __init__(self, data_dir: Path, config: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log
-        self.log = log.open("ab")
-        self.process = subprocess.Popen(
-            [str(COMPANION), "serve", "--config", str(config), "--data-dir", str(data_dir),
-             "--port", str(self.port)], env=clean_env(), stdout=self.log, stderr=subprocess.STDOUT)
-
-    def get_json(self, path: str, timeout: float = 10) -> dict:
-        import requests
-        return requests.get(self.url + path, timeout=timeout).json()
-
-    def wait_until(self, ready: Callable[[dict], bool], timeout: float = 300) -> dict:
-        import requests
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the daemon exited early (code {self.process.returncode}); "
-                                   f"log: {self.log_path}")
-            try:
-                status = requests.get(self.url + "/api/status", timeout=5).json()
-                if ready(status):
-                    return status
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the daemon did not become ready in {timeout:.0f} s; log: {self.log_path}")
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.log.close()
-        return self.process.returncode
-
-
-def daemon_ready(status: dict) -> bool:
-    return status["model"]["state"] == "ready" and status["embedder"]["state"] == "ready"
 
 
 # noise: CPU used by other processes while we measure -----------------------------------------

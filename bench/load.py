@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,13 +20,9 @@ from pathlib import Path
 
 import requests
 
+from .daemon import Daemon, is_ready
+
 ENDPOINTS = ("/api/messages", "/api/status", "/api/memories?limit=20")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -43,26 +36,13 @@ def run(clients: int = 8, seconds: float = 30.0, max_requests: int = 20000, max_
         quick: bool = False) -> dict:
     if quick:
         seconds, max_tokens = 8.0, 120
-    companion = Path(sys.executable).parent / "companion"
     data_dir = Path(tempfile.mkdtemp(prefix="companion-load-"))
     config = data_dir / "config.toml"
     config.write_text(f"[generation]\ntemperature = 0.7\nmax_tokens = {max_tokens}\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPANION_")}
-    log = (data_dir / "serve.log").open("wb")
-    daemon = subprocess.Popen([str(companion), "serve", "--port", str(port), "--data-dir", str(data_dir / "d"),
-                               "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    daemon = Daemon(data_dir / "d", config, data_dir / "serve.log")
+    url = daemon.url
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                status = requests.get(url + "/api/status", timeout=2).json()
-                if status["model"]["state"] == "ready" and status["embedder"]["state"] == "ready":
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
+        daemon.wait_until(is_ready, timeout=180)
         for n in range(20):
             requests.post(url + "/api/addData", json={"text": f"fact number {n} about the sea"}, timeout=30)
 
@@ -131,12 +111,7 @@ def run(clients: int = 8, seconds: float = 30.0, max_requests: int = 20000, max_
                         "worst_p99_ms": worst_p99},
         }
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        log.close()
+        daemon.stop()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import CpuMeter, Daemon, Gate, alternating, daemon_ready, median, ratio, rounded
+from .common import CpuMeter, Gate, alternating, median, ratio, rounded
+from .daemon import Daemon, is_ready
 
 STORY = ("Please tell me a very long and detailed story about a young sailor who discovers a "
          "hidden island full of strange animals. Describe everything she sees, hears and feels, "
@@ -318,7 +319,7 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
             + f"seed = {seed}\nmax_tokens = {max_tokens}\n")
         daemon = Daemon(tmp_path / "data", config, tmp_path / "daemon.log")
         try:
-            status = daemon.wait_until(daemon_ready)
+            status = daemon.wait_until(is_ready, timeout=300)
             if Path(status["model"]["path"]) != Path(model):
                 raise RuntimeError(f"the daemon loaded {status['model']['path']}, not {model}")
             llama = Llama(model_path=str(model), n_ctx=settings.n_ctx, n_threads=threads,

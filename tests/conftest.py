@@ -96,6 +96,25 @@ def client(app):
     return app.test_client()
 
 
+# --- the fast tier: `make test-fast` runs `pytest -m "not slow"` ------------------------------
+
+# A test that uses one of these fixtures, directly or through another (services, app, client,
+# the web page's daemon, ...), gets its marker: item.fixturenames is the whole closure.
+FIXTURE_MARKERS = {"generator": "model", "embedder": "embedder", "browser": "browser"}
+# A test with any of these is slow; tests that start `companion serve` or `chroma run` say so
+# themselves with @pytest.mark.serve (no fixture shows it).
+SLOW_MARKERS = ("model", "embedder", "browser", "serve")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+        if any(item.get_closest_marker(marker) for marker in SLOW_MARKERS):
+            item.add_marker("slow")
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so fixtures can see whether the test failed."""

@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import requests
 from click.testing import CliRunner
 from PIL import Image
 
+from bench.daemon import COMPANION, Daemon, all_indexed, chroma_server, clean_env, is_ready
 from companion.cli import cli
 from companion.store import Store
-
-from daemon import COMPANION, Daemon, all_indexed, clean_env, free_port, is_ready  # noqa: F401
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -44,6 +42,7 @@ def small_png() -> bytes:
 
 # --- the round trip -------------------------------------------------------------------------
 
+@pytest.mark.serve
 def test_backup_while_serving_then_restore_into_a_new_data_dir(tmp_path, config):
     data1, data2 = tmp_path / "data1", tmp_path / "data2"
     backup = tmp_path / "backup.zip"
@@ -271,25 +270,13 @@ def test_restore_replaces_a_stale_wal(tmp_path, runner, good_zip, data_dir):
         store.close()
 
 
+@pytest.mark.serve
 def test_restore_empties_the_index_in_a_chroma_server(tmp_path, runner, good_zip):
     """With [memory] chroma_url, stale vectors in the server would outlive a restore (reconcile
     compares ids only): the restore drops the collection so the next start indexes afresh."""
     import chromadb
 
-    port = free_port()
-    server = subprocess.Popen([str(COMPANION.parent / "chroma"), "run", "--path", str(tmp_path / "srv"),
-                               "--host", "127.0.0.1", "--port", str(port)], env=clean_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the Chroma server did not start"
-            time.sleep(0.3)
+    with chroma_server(tmp_path / "srv") as port:
         from companion.memory import collection_name
 
         client = chromadb.HttpClient(host="127.0.0.1", port=port)
@@ -302,9 +289,6 @@ def test_restore_empties_the_index_in_a_chroma_server(tmp_path, runner, good_zip
                                      "--data-dir", str(tmp_path / "d")])
         assert result.exit_code == 0, result.output
         assert name not in [c.name for c in client.list_collections()]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     # an unreachable server: the restore still happens, with a warning to reindex
     result = runner.invoke(cli, ["restore", str(good_zip), "--config", str(config),
                                  "--data-dir", str(tmp_path / "d"), "--force"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from companion.cli import cli
@@ -11,6 +12,8 @@ from companion.services import build_services
 from conftest import test_settings
 
 
+@pytest.mark.model      # doctor loads the real model and embedder itself, not through the fixtures
+@pytest.mark.embedder
 def test_doctor_ok(tmp_path, monkeypatch):
     monkeypatch.delenv("COMPANION_CONFIG", raising=False)
     result = CliRunner().invoke(cli, ["doctor", "--data-dir", str(tmp_path)])
@@ -19,6 +22,7 @@ def test_doctor_ok(tmp_path, monkeypatch):
         assert f"ok    {check}" in result.output
 
 
+@pytest.mark.embedder
 def test_doctor_fails_on_a_broken_model(tmp_path, monkeypatch):
     monkeypatch.delenv("COMPANION_CONFIG", raising=False)
     result = CliRunner().invoke(cli, ["doctor", "--data-dir", str(tmp_path), "--model", str(tmp_path / "no.gguf")])

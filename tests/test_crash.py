@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon import Daemon, all_indexed, is_ready
+from bench.daemon import Daemon, all_indexed, is_ready
+
+pytestmark = pytest.mark.serve   # `companion serve` subprocesses
 
 PROMPT = "Write a very long story about a lighthouse keeper and the sea."
 IMPORTED = 10_000

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon import COMPANION, Daemon, clean_env, free_port, is_ready
+from bench.daemon import COMPANION, Daemon, clean_env, free_port, is_ready
+
+pytestmark = pytest.mark.serve   # `companion serve` subprocesses
 
 
 @pytest.fixture

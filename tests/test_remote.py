@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from bench.daemon import Daemon, chroma_server, free_port, is_ready
 from companion.app import create_app
 from companion.llm import bundled_model
 from companion.memory import LongTermMemory
@@ -19,7 +17,6 @@ from companion.services import build_services
 from companion.store import Store
 
 from conftest import test_settings
-from daemon import Daemon, clean_env, free_port, is_ready
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +31,7 @@ def gpu_box(tmp_path_factory):
     daemon.stop()
 
 
+@pytest.mark.serve
 def test_generation_on_a_remote_openai_compatible_server(tmp_path, gpu_box, embedder):
     settings = test_settings(tmp_path / "home", model={"backend": "openai", "base_url": gpu_box.url + "/v1"})
     services = build_services(settings, embedder=embedder)
@@ -66,19 +64,9 @@ def test_unreachable_remote_fails_honestly(tmp_path, embedder):
     services.close()
 
 
+@pytest.mark.serve
 def test_memory_index_in_a_chroma_server(tmp_path, embedder):
-    port = free_port()
-    chroma = subprocess.Popen([str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "srv"),
-                               "--host", "127.0.0.1", "--port", str(port)], env=clean_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
+    with chroma_server(tmp_path / "srv") as port:
         settings = test_settings(tmp_path / "home", memory={"chroma_url": f"http://127.0.0.1:{port}"})
         memory = LongTermMemory(Store(tmp_path / "home" / "c.db"), embedder, tmp_path / "home" / "chroma",
                                 settings.memory)
@@ -88,9 +76,6 @@ def test_memory_index_in_a_chroma_server(tmp_path, embedder):
         assert memory.reconcile() == (1, 0)
         assert "Finnish" in memory.recall(companion, "Which language do I speak?", 1, 0.0)[0].text
         assert not (tmp_path / "home" / "chroma").exists()           # nothing embedded locally
-    finally:
-        chroma.terminate()
-        chroma.wait(timeout=30)
 
 
 class FakeRemote:

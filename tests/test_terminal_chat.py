@@ -6,21 +6,18 @@ embedder, so nothing is loaded twice; the chat is the real `companion` command u
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pexpect
 import pytest
 import requests
 
+from bench.daemon import COMPANION, clean_env, free_port
 from companion.terminal import DaemonClient, DaemonError
 
 from conftest import test_settings
-from daemon import free_port
 from web import serve
 
-COMPANION = str(Path(sys.executable).parent / "companion")
 UP = "\x1b[A"
 
 
@@ -33,9 +30,9 @@ def daemon(tmp_path, generator, embedder):
 
 def spawn(url: str, history: Path, *args: str, env: dict | None = None) -> pexpect.spawn:
     """`companion chat` in a pseudo-terminal, with no COMPANION_* from the environment."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("COMPANION_")}
+    clean = clean_env()
     clean.update(TERM="xterm", **(env or {}))
-    return pexpect.spawn(COMPANION, ["chat", "--url", url, "--history-file", str(history), *args],
+    return pexpect.spawn(str(COMPANION), ["chat", "--url", url, "--history-file", str(history), *args],
                          encoding="utf-8", timeout=120, dimensions=(40, 200), env=clean,
                          use_poll=True)   # select() fails once the suite has 1024 files open
 
