@@ -110,7 +110,7 @@ def run(memories: int = 10_000, turns: int = 30, warmup: int = 2) -> dict:
                         gate()
                         meter = CpuMeter()
                         began = time.perf_counter()
-                        reply = services[name].chat.send(line)
+                        reply = services[name].turns.send(services[name].companions.active_chat_id(), line)
                         total = (time.perf_counter() - began) * 1000
                         began = time.perf_counter()
                         memory.flush()   # the exchange's embedding, after the reply

@@ -167,7 +167,7 @@ def daemon_prompt(model_path: Path, data_dir: Path, body: dict):
     capture = _CapturingGenerator(renderer)
     services = build_services(settings, generator=capture, embedder=_StubEmbedder())
     try:
-        services.chat.start_send(body["prompt"], overrides).run()
+        services.turns.send(services.companions.active_chat_id(), body["prompt"], overrides)
     finally:
         services.close()
     prompt, stops, params = capture.calls[-1]

@@ -157,7 +157,7 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
             svc.store.update_companion(companion_id, {"short_term_mem": short_term_mem,
                                                       "long_term_mem": long_term_mem})
             for text in CUSTOM_MEMORIES + TOPIC_MEMORIES:
-                svc.chat.add_memory(text)
+                svc.memory.add(companion_id, text, "custom")
             services[name] = svc
 
         data = {name: {"ttft_ms": [], "turn_ms": [], "recalled": [], "prompt_tokens": [],
@@ -170,7 +170,8 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
         try:
             for i, line in enumerate(lines):
                 for name in alternating(i, list(VARIANTS)):
-                    chat = services[name].chat
+                    turns = services[name].turns
+                    chat_id = services[name].companions.active_chat_id()
                     gate()
                     sink = wrappers[name].sink
                     sink.clear()
@@ -178,7 +179,7 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
                     began = time.perf_counter()
                     first = None
                     reply = None
-                    for kind, value in chat.start_send(line).events():
+                    for kind, value in turns.start_send(chat_id, line).events():
                         if kind == "token" and first is None:
                             first = time.perf_counter() - began
                         elif kind == "done":

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from .chat import placeholder_names, remembered
 from .chat_files import ChatLine, export_chat, parse_chat
+from .companions import placeholder_names
 from .dates import parse_date
 from .errors import BadRequest, Conflict, NotFound
 from .memory import LongTermMemory
 from .prompt import resolve_placeholders
 from .store import Store
+from .turn_input import remembered
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,17 @@ class ChatsService:
         if chat is None:
             raise NotFound(f"no chat with id {chat_id}")
         return chat
+
+    def create(self, companion_id: int, title: str = "", greeting_index: int = 0) -> dict:
+        """Open a new chat for a companion, greeting with its first message (0) or one of its
+        alternate greetings (1..n), and make it the companion's active chat."""
+        companion = self.store.get_companion(companion_id)
+        if companion is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        greetings = [companion["first_message"]] + list((companion.get("card") or {}).get("alternate_greetings") or [])
+        if not 0 <= greeting_index < len(greetings):
+            raise BadRequest(f"greeting_index must be between 0 and {len(greetings) - 1}")
+        return self.get(self.store.create_chat(companion_id, title, greetings[greeting_index]))
 
     def describe(self, chat: dict) -> dict:
         companion = self.store.get_companion(chat["companion_id"])

@@ -103,9 +103,9 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        if services.chat.abort():   # a reply in progress: stop it and keep what it said
+        if services.turns.abort():   # a reply in progress: stop it and keep what it said
             log.info("stopping the running generation; its partial reply is kept")
-        if not services.chat.wait_idle(timeout=30):
+        if not services.turns.wait_idle(timeout=30):
             log.warning("a generation did not end in time")
         services.close()
         lock.release()
@@ -313,7 +313,7 @@ def import_chat(file, companion_id, config, data_dir) -> None:
         services.embedder.load()
         try:
             chat = services.chats.import_file(Path(file).read_bytes(),
-                                              companion_id or services.store.active_companion_id())
+                                              companion_id or services.companions.active_companion_id())
             count = services.store.count_messages(chat["id"])
         except CompanionError as exc:
             raise click.ClickException(exc.message) from None

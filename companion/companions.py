@@ -22,6 +22,7 @@ from .lore import LoreError, parse_lorebook
 from .lorebooks import LorebookService
 from .memory import LongTermMemory
 from .store import Store
+from .turn_input import char_name
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,14 @@ THUMB_SIZE = 256
 CARD_COLUMNS = {"name": "name", "persona": "description", "personality": "personality",
                 "scenario": "scenario", "first_message": "first_mes", "example_dialogue": "mes_example"}
 SETTING_COLUMNS = ("long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning")
+
+
+def placeholder_names(store: Store, companion_id: int) -> tuple[str, str]:
+    """What {{char}} and {{user}} stand for in a companion's texts: its name, the active persona's."""
+    companion = store.get_companion(companion_id)
+    if companion is None:
+        raise NotFound(f"no companion with id {companion_id}")
+    return char_name(companion), store.get_user(store.active_user_id())["name"]
 
 
 def card_of(row: dict) -> dict:
@@ -63,6 +72,25 @@ class CompanionService:
         self.avatars_dir = Path(avatars_dir)
 
     # the active ones -----------------------------------------------------------------------
+
+    def active_companion_id(self) -> int:
+        """The companion the AI Companion API and the page act on."""
+        return self.store.active_companion_id()
+
+    def active_chat_id(self, companion_id: int | None = None) -> int:
+        """A companion's current chat (the active companion's by default), opened if it has none."""
+        companion_id = companion_id or self.store.active_companion_id()
+        if self.store.get_companion(companion_id) is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        return self.store.active_chat_id(companion_id)
+
+    def active_user_id(self) -> int:
+        """The user persona in use ({{user}})."""
+        return self.store.active_user_id()
+
+    def names(self, companion_id: int) -> tuple[str, str]:
+        """What {{char}} and {{user}} stand for in a companion's texts."""
+        return placeholder_names(self.store, companion_id)
 
     def companion(self) -> dict:
         """The active companion's row (card data included)."""

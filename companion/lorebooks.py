@@ -113,6 +113,10 @@ class LorebookService:
         except (LoreError, ValueError) as exc:
             raise BadRequest(str(exc)) from None
 
+    def of_companion(self, companion_id: int) -> list[int]:
+        """The ids of the lorebooks attached to a companion."""
+        return self.store.companion_lorebook_ids(companion_id)
+
     def attach(self, companion_id: int, lorebook_id: int) -> None:
         self.get(lorebook_id)
         self.store.attach_lorebook(companion_id, lorebook_id)

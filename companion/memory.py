@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import MemorySettings
 from .documents import chunk_text
+from .errors import NotFound
 from .loading import BackgroundLoaded
 from .store import Store, utc_iso
 from .timewindow import TimeWindow, time_window
@@ -622,6 +623,21 @@ class LongTermMemory:
                 return
             log.info("%s: indexed %d of %d memories", what, min(start + batch, len(rows)), len(rows))
 
+    def get(self, memory_id: int) -> dict:
+        """A memory row (404 when there is none)."""
+        row = self.store.get_memory(memory_id)
+        if row is None:
+            raise NotFound(f"no memory with id {memory_id}")
+        return row
+
+    def rows(self, ids: list[int]) -> dict[int, dict]:
+        """Memory rows by id (missing ones left out)."""
+        return {row["id"]: row for row in self.store.memories_by_ids(ids)}
+
+    def documents(self, companion_id: int, limit: int, offset: int) -> tuple[list[dict], int]:
+        """A companion's documents, and how many it has."""
+        return self.store.list_documents(companion_id, limit, offset), self.store.count_documents(companion_id)
+
     def update_text(self, memory_id: int, text: str) -> dict:
         """Change a memory's text and embed it again."""
         self.store.set_memory_text(memory_id, text)
@@ -654,7 +670,9 @@ class LongTermMemory:
         return self.store.get_document(document_id)
 
     def delete_document(self, document_id: int) -> None:
-        """Forget a document: all its chunks go, from both stores."""
+        """Forget a document: all its chunks go, from both stores (404 when there is none)."""
+        if self.store.get_document(document_id) is None:
+            raise NotFound(f"no document with id {document_id}")
         ids = self.store.document_memory_ids(document_id)
         self.store.delete_document(document_id)
         self.unindex(ids)

@@ -14,13 +14,13 @@ import threading
 from pathlib import Path
 
 from .backends import make_generator, uses_model_file
-from .chat import ChatService
 from .config import CHAT_TEMPLATES, GenerationSettings, ModelSettings, Settings
 from .errors import BadRequest
 from .gguf import GGUFError, read_metadata
 from .generation import Generator
 from .llm import CHECKOUT_MODELS, bundled_model
 from .store import Store
+from .turns import TurnService
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +65,23 @@ def describe_model(path: Path) -> dict:
 class ModelService:
     """Lists models and applies model and generation settings at run time."""
 
-    def __init__(self, settings: Settings, store: Store, chat: ChatService) -> None:
+    def __init__(self, settings: Settings, store: Store, turns: TurnService) -> None:
         self.settings = settings
         self.store = store
-        self.chat = chat
+        self.turns = turns
         self.pending: Generator | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()
 
     def models(self) -> list[dict]:
-        current = Path(self.chat.generator.path).resolve() if self.chat.generator.path else None
+        current = Path(self.turns.generator.path).resolve() if self.turns.generator.path else None
         items = [describe_model(p) for p in model_files(Path(self.settings.data_dir))]
         for item in items:
             item["active"] = Path(item["path"]) == current
         return items
 
     def config(self) -> dict:
-        generator = self.chat.generator
+        generator = self.turns.generator
         model = dataclasses.asdict(self.settings.model)
         model.update({"path": generator.path, "state": generator.state, "error": generator.error,
                       "template": getattr(generator, "template", "")})
@@ -126,7 +126,7 @@ class ModelService:
             raise BadRequest("n_ctx must be above generation.max_tokens")
         current = self.settings.model
         if uses_model_file(current):   # the file serving now (found in models/ when [model] path is empty)
-            current = dataclasses.replace(current, path=self.chat.generator.path)
+            current = dataclasses.replace(current, path=self.turns.generator.path)
         return dataclasses.replace(current, **changes)
 
     def _load(self, new: ModelSettings, changes: dict) -> None:
@@ -148,7 +148,7 @@ class ModelService:
                 self.pending = None
                 log.error(self.last_error)
                 return
-        self.chat.replace_generator(generator)
+        self.turns.replace_generator(generator)
         if uses_model_file(new):
             new = dataclasses.replace(new, path=generator.path)
         self.settings.model = new

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .chat import ChatService
 from .chats import ChatsService
 from .companions import CompanionService
 from .config import Settings
@@ -16,9 +15,11 @@ from .backends import make_generator
 from .generation import Generator
 from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, bundled_embedder
+from .messages import MessageService
 from .models import ModelService, apply_saved_config
 from .store import Store
 from .summaries import SummaryService
+from .turns import TurnService
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ class Services:
     store: Store
     embedder: Embedder
     memory: LongTermMemory
-    chat: ChatService
+    turns: TurnService
+    messages: MessageService
     companions: CompanionService
     models: ModelService
     lorebooks: LorebookService
@@ -40,7 +42,7 @@ class Services:
     @property
     def generator(self) -> Generator:
         """The model serving now (it can be swapped at run time)."""
-        return self.chat.generator
+        return self.turns.generator
 
     def start(self) -> None:
         """Load the model and embedder in the background, then reconcile the memory index."""
@@ -101,9 +103,10 @@ def build_services(settings: Settings, generator: Generator | None = None,
         embedder = Embedder(path)
     memory = LongTermMemory(store, embedder, data / "chroma", settings.memory)
     lorebooks = LorebookService(store)
-    chat = ChatService(store, memory, generator, settings, lorebooks)
-    return Services(settings=settings, store=store, embedder=embedder, memory=memory, chat=chat,
+    turns = TurnService(store, memory, generator, settings, lorebooks)
+    return Services(settings=settings, store=store, embedder=embedder, memory=memory, turns=turns,
+                    messages=MessageService(store, memory),
                     lorebooks=lorebooks, chats=ChatsService(store, memory),
-                    summaries=SummaryService(store, memory, chat, settings.memory),
+                    summaries=SummaryService(store, memory, turns, settings.memory),
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
-                    models=ModelService(settings, store, chat))
+                    models=ModelService(settings, store, turns))

@@ -2,8 +2,8 @@
 window, the local model writes a short summary of it, kept as a memory (source "summary").
 
 The work runs on one background thread while the daemon is idle. It takes the model only when
-no turn holds it, and a turn that arrives meanwhile stops it within one step (ChatService
-preempts background work; the local model evaluates a summary's prompt a few tokens at a time,
+no turn holds it, and a turn that arrives meanwhile stops it within one step (the model
+lock preempts background work; the local model evaluates a summary's prompt a few tokens at a time,
 see LlamaGenerator.generate_aside); the interrupted block is summarized again later. Where a
 chat has been summarized to is kept in the database, so a restart resumes where it stopped. The
 model's KV cache is saved before a summary and restored after, so the chat's prompt prefix
@@ -16,12 +16,13 @@ import logging
 import threading
 import time
 
-from .chat import ChatService, placeholder_names
+from .companions import placeholder_names
 from .config import MemorySettings
 from .generation import GenerationParams, GenerationRequest
 from .memory import LongTermMemory
 from .prompt import resolve_placeholders
 from .store import Store
+from .turns import TurnService
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ def transcript(messages: list[dict], char: str, user: str) -> str:
 class SummaryService:
     """Writes the summaries of blocks that left a chat's history window, while the daemon is idle."""
 
-    def __init__(self, store: Store, memory: LongTermMemory, chat: ChatService,
+    def __init__(self, store: Store, memory: LongTermMemory, turns: TurnService,
                  options: MemorySettings) -> None:
         self.store = store
         self.memory = memory
-        self.chat = chat
+        self.turns = turns
         self.options = options
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -57,7 +58,7 @@ class SummaryService:
         """Run in the background (when summaries are on), looking for work now and after each turn."""
         if not self.options.summaries or self._thread is not None:
             return
-        self.chat.after_turn = self.wake
+        self.turns.after_turn = self.wake
         self._thread = threading.Thread(target=self._loop, name="summaries", daemon=True)
         self._thread.start()
         self.wake()
@@ -69,9 +70,7 @@ class SummaryService:
         """Stop the background thread (a summary being written is interrupted)."""
         self._closing.set()
         self._wake.set()
-        background = self.chat._background
-        if background is not None:
-            background.set()
+        self.turns.lock.stop_background()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
@@ -111,12 +110,12 @@ class SummaryService:
         messages = self.store.messages_to_summarize(chat_id, self.options.summary_block)
         if not messages:
             return "none"
-        generator = self.chat.generator
+        generator = self.turns.generator
         if generator.state != "ready":
             return "unavailable"
         chat = self.store.get_chat(chat_id)
         char, user = placeholder_names(self.store, chat["companion_id"])
-        stop = self.chat.hold_for_background()
+        stop = self.turns.lock.hold_for_background()
         if stop is None:
             return "busy"
         started = time.monotonic()
@@ -132,7 +131,7 @@ class SummaryService:
                 stream.close()
             interrupted = stop.is_set()
         finally:
-            self.chat.release_background()
+            self.turns.lock.release_background()
         text = "".join(pieces).strip()
         if interrupted:
             self.interrupted += 1

@@ -56,7 +56,7 @@ def test_a_failure_mid_stream_is_reported(client, services):
             yield "Once"
             raise RuntimeError("the model fell over")
 
-    services.chat.generator = Failing(services.chat.generator)
+    services.turns.generator = Failing(services.turns.generator)
     response = client.post("/api/extra/generate/stream", json={"prompt": "Tell me", "max_length": 8})
     events = [block for block in response.get_data(as_text=True).split("\n\n") if block]
     assert events[0].startswith("event: message") and events[-1].startswith("event: error")

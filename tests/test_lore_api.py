@@ -27,8 +27,8 @@ class RecordingGenerator:
 
 @pytest.fixture
 def recorder(services) -> RecordingGenerator:
-    recording = RecordingGenerator(services.chat.generator)
-    services.chat.generator = recording
+    recording = RecordingGenerator(services.turns.generator)
+    services.turns.generator = recording
     return recording
 
 

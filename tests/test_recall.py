@@ -201,26 +201,28 @@ def test_a_fact_told_once_then_200_turns_of_chitchat_is_recalled_in_the_reply(se
         user, reply = embedded_text(chitchat(rng)), rng.choice(REPLIES)
         when = (NOW - timedelta(days=29) + timedelta(hours=3 * n)).isoformat()
         items += [(False, user, when), (True, reply, when)]
-    services.chat.import_messages(items)
+    chat_id = services.companions.active_chat_id()
+    services.messages.import_messages(chat_id, items)
     companion = services.store.active_companion_id()
     services.store.update_companion(companion, {"long_term_mem": 5})
-    reply = services.chat.send("Which town does my uncle live in?")
+    reply = services.turns.send(chat_id, "Which town does my uncle live in?")
     assert any("Aarhus" in m.text for m in reply.memories)
 
 
 def test_every_message_is_in_the_prompt_or_recallable(services):
     """When the token budget keeps fewer messages than short_term_mem, those left out of the
     window can be recalled (before, they were in neither)."""
-    store, chat = services.store, services.chat
+    store = services.store
     companion = store.active_companion_id()
+    chat_id = store.active_chat_id(companion)
     store.update_companion(companion, {"short_term_mem": 10, "long_term_mem": 3})
     filler = " ".join(["The garden was quiet and the afternoon went slowly by."] * 25)   # ~300 tokens
     items = []
     for n in range(5):
         items += [(False, f"{filler} ({n})"), (True, "I see.")]
     items[2] = (False, "My locker code at the gym is 4711.")
-    chat.import_messages(items)
-    reply = chat.send("What is my locker code at the gym?")
+    services.messages.import_messages(chat_id, items)
+    reply = services.turns.send(chat_id, "What is my locker code at the gym?")
     assert any("4711" in m.text for m in reply.memories)
 
 

@@ -42,12 +42,11 @@ def summaries_of(services) -> list[dict]:
 
 
 def test_a_block_that_leaves_the_window_is_summarized_while_idle(summarizing):
-    chat = summarizing.chat
+    chat_id = summarizing.companions.active_chat_id()
     summarizing.summaries.start()
     for line in ["My name is Ada and I keep bees.", "I live in a small house by the sea.",
                  "Tomorrow I will visit my sister Inga."]:
-        chat.send(line)
-    chat_id = summarizing.store.active_chat_id(summarizing.store.active_companion_id())
+        summarizing.turns.send(chat_id, line)
     window_start = summarizing.store.get_chat(chat_id)["window_start_id"]
     assert window_start is not None     # the window has dropped a block
     found = wait_for(lambda: summaries_of(summarizing))
@@ -63,21 +62,22 @@ def test_a_turn_during_a_summary_waits_at_most_about_one_token(tmp_path, generat
     settings = test_settings(tmp_path / "data", memory={"summary_idle_seconds": 0.0, "summary_max_tokens": 400})
     services = build_services(settings, generator=generator, embedder=embedder)
     try:
-        chat, store = services.chat, services.store
+        turns, store = services.turns, services.store
         store.update_companion(store.active_companion_id(), {"short_term_mem": 2})
+        chat_id = services.companions.active_chat_id()
         for line in ["I grow tomatoes and beans in my garden every summer.", "My cat is called Pixel.",
                      "I work at the library on weekdays."]:
-            chat.send(line)
+            turns.send(chat_id, line)
         # one token's time, measured now on this machine
         started = time.perf_counter()
         pieces = list(generator.generate(GenerationRequest(
             GenerationParams(max_tokens=16, temperature=0.0, top_k=1, seed=1), prompt="Once upon a time")))
         per_token = (time.perf_counter() - started) / max(1, len(pieces))
         services.summaries.start()
-        wait_for(lambda: chat._background is not None, timeout=60)
+        wait_for(lambda: turns.lock.background_running, timeout=60)
         time.sleep(0.3)                       # well into the summary
         asked = time.perf_counter()
-        turn = chat.start_send("Are you there?")
+        turn = turns.start_send(chat_id, "Are you there?")
         delay = time.perf_counter() - asked
         turn.run()
         assert delay <= 2 * per_token + 0.25, (delay, per_token)
@@ -118,17 +118,17 @@ def test_story_so_far_is_the_newest_summaries_within_the_budget():
 
 
 def test_story_so_far_changes_only_when_the_window_drops_a_block(summarizing):
-    store, chat = summarizing.store, summarizing.chat
+    store, turns = summarizing.store, summarizing.turns
     companion = store.active_companion_id()
     store.update_companion(companion, {"short_term_mem": 6})     # drops blocks of 3 messages
     chat_id = store.active_chat_id(companion)
     assert summarizing.chats.change(chat_id, story_so_far=True)["story_so_far"] is True
     ids = store.add_messages(chat_id, [(False, "I keep bees."), (True, "How lovely!")])
     store.add_memory(companion, "{{user}} keeps bees.", "summary", covers=(chat_id, ids[0], ids[1]))
-    chat.send("Hello!")                  # the window is recorded for the first time: the story is made
+    turns.send(chat_id, "Hello!")                  # the window is recorded for the first time: the story is made
     assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees."
     store.add_memory(companion, "{{user}} bought a boat.", "summary", covers=(chat_id, ids[1], ids[1]))
-    chat.send("How are you?")            # the window keeps its start: the story stays (the prefix too)
+    turns.send(chat_id, "How are you?")            # the window keeps its start: the story stays (the prefix too)
     assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees."
-    chat.send("Nice weather today.")     # the window drops a block: the story takes up what is new
+    turns.send(chat_id, "Nice weather today.")     # the window drops a block: the story takes up what is new
     assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees.\n{{user}} bought a boat."

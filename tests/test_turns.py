@@ -12,7 +12,7 @@ from companion.services import build_services
 
 def test_busy_model_answers_429_and_stores_nothing(client, services):
     before = client.get("/api/messages").get_json()
-    held = services.chat.start_raw("a completion that holds the model")   # stores nothing
+    held = services.turns.start_raw("a completion that holds the model")   # stores nothing
     try:
         response = client.post("/api/prompt", json={"prompt": "hello"})
         assert response.status_code == 429 and response.headers["Retry-After"]
@@ -50,13 +50,14 @@ def test_loading_model_answers_503(settings, embedder):
 
 
 def test_messages_keep_their_speaker_and_the_prompt_names_an_earlier_persona(services):
-    chat, store = services.chat, services.store
-    first = chat.send("My name is Ann.")
+    turns, store = services.turns, services.store
+    chat_id = services.companions.active_chat_id()
+    first = turns.send(chat_id, "My name is Ann.")
     assert first.message["companion_id"] == store.active_companion_id()
     bo = store.create_user("Bo", "")
     store.set_state("active_user_id", bo)
     requests = []
-    real = chat.generator
+    real = turns.generator
 
     class Recording:
         def __getattr__(self, name):
@@ -66,11 +67,11 @@ def test_messages_keep_their_speaker_and_the_prompt_names_an_earlier_persona(ser
             requests.append(request)
             return real.generate(request, stop_event)
 
-    chat.generator = Recording()
+    turns.generator = Recording()
     try:
-        chat.send("Who am I now?")
+        turns.send(chat_id, "Who am I now?")
     finally:
-        chat.generator = real
+        turns.generator = real
     history = requests[-1].messages
     assert {"role": "user", "content": "User: My name is Ann.", "name": "User"} in history   # said as "User"
     assert history[-1] == {"role": "user", "content": "Who am I now?"}                       # said as Bo

@@ -40,10 +40,10 @@ def list_chats():
 def create_chat():
     """A new chat for a companion (the active one by default), opening with the chosen greeting."""
     body = json_object()
-    companion_id = optional_id(body, "companion_id") or services().store.active_companion_id()
+    companion_id = optional_id(body, "companion_id") or services().companions.active_companion_id()
     title = text_field(body, "title", max_length=200) if "title" in body else ""
     greeting_index = int_field(body, "greeting_index", maximum=1000) if "greeting_index" in body else 0
-    chat = services().chat.new_chat(companion_id, title, greeting_index)
+    chat = services().chats.create(companion_id, title, greeting_index)
     rows, _ = services().chats.messages(chat["id"], 200, 0)
     return created({**services().chats.describe(chat), "messages": [message_rest(r) for r in rows]})
 
@@ -52,7 +52,7 @@ def create_chat():
 def import_chat():
     """A SillyTavern .jsonl chat (or our JSON export) into a new chat: raw body or multipart 'file'."""
     data, source, _ = uploaded_file("chat")
-    companion_id = optional_id(source, "companion_id") or services().store.active_companion_id()
+    companion_id = optional_id(source, "companion_id") or services().companions.active_companion_id()
     return created(services().chats.import_file(data, companion_id))
 
 
@@ -103,13 +103,13 @@ def export_chat(chat_id: int):
 
 @bp.patch("/api/messages/<int:message_id>")
 def edit_message(message_id: int):
-    services().chat.edit_message(message_id, text_field(json_object(), "text", allow_empty=False), active_only=False)
-    return jsonify(message_rest(services().store.get_message(message_id)))
+    services().messages.edit_message(message_id, text_field(json_object(), "text", allow_empty=False))
+    return jsonify(message_rest(services().messages.get(message_id)))
 
 
 @bp.delete("/api/messages/<int:message_id>")
 def delete_message(message_id: int):
-    services().chat.remove_message(message_id, active_only=False)
+    services().messages.remove_message(message_id)
     return Response(status=204)
 
 
@@ -117,17 +117,18 @@ def delete_message(message_id: int):
 def new_swipe(message_id: int):
     """Generate one more alternative of a chat's last reply (streams like a prompt)."""
     body = optional_json_object()
-    turn = services().chat.start_regenerate(generation_settings(body), message_id)
+    chat_id = services().messages.get(message_id)["chat_id"]
+    turn = services().turns.start_regenerate(chat_id, generation_settings(body), message_id)
     if wants_stream(body):
         return stream_response(turn, done_json)
     turn.run()
-    return created(message_rest(services().store.get_message(message_id)))
+    return created(message_rest(services().messages.get(message_id)))
 
 
 @bp.put("/api/messages/<int:message_id>/swipe")
 def choose_swipe(message_id: int):
     index = int_field(json_object(), "index", maximum=10_000)
-    return jsonify(message_rest(services().chat.choose_swipe(message_id, index)))
+    return jsonify(message_rest(services().messages.choose_swipe(message_id, index)))
 
 
 # search --------------------------------------------------------------------------------------

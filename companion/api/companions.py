@@ -26,14 +26,14 @@ def page() -> tuple[int, int]:
 def companion_json(row: dict) -> dict:
     """A companion as the REST API shows it: its card fields, settings and state."""
     card = card_of(row)
-    active = services().store.active_companion_id()
+    active = services().companions.active_companion_id()
     return {
         "id": row["id"],
         **{k: card[k] for k in CARD_FIELDS},
         "long_term_mem": row["long_term_mem"], "short_term_mem": row["short_term_mem"],
         "roleplay": bool(row["roleplay"]), "dialogue_tuning": bool(row["dialogue_tuning"]),
         "generation": row["generation"], "active": row["id"] == active,
-        "lorebook_ids": services().store.companion_lorebook_ids(row["id"]),
+        "lorebook_ids": services().lorebooks.of_companion(row["id"]),
         "avatar_url": f"/api/companions/{row['id']}/avatar",
         "created_at": row["created_at"], "updated_at": row["updated_at"],
     }
@@ -154,7 +154,7 @@ def download_name(card: dict) -> str:
 
 def persona_json(row: dict) -> dict:
     return {"id": row["id"], "name": row["name"], "persona": row["persona"],
-            "active": row["id"] == services().store.active_user_id(),
+            "active": row["id"] == services().companions.active_user_id(),
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ..cards import normalize_card
-from ..chat import Reply, TurnStream
+from ..streams import Reply, TurnStream
 from ..errors import BadRequest
 from ..companions import AVATAR_PATH
 from . import services
@@ -20,6 +20,16 @@ from .validate import (bool_field, date_field, generation_settings, int_field, j
 bp = Blueprint("compat", __name__)
 
 MAX_IMPORT_MESSAGES = 100_000
+
+
+def active_chat_id() -> int:
+    """The chat this dialect talks in: the active companion's active chat."""
+    return services().companions.active_chat_id()
+
+
+def active_companion_id() -> int:
+    """The companion this dialect acts on."""
+    return services().companions.active_companion_id()
 
 
 def text(sentence: str) -> Response:
@@ -47,40 +57,41 @@ def prompt():
     prompt_text = text_field(body, "prompt", allow_empty=False)
     overrides = generation_settings(body)
     chat_id = int_field(body, "chat_id", minimum=1, maximum=2**62) if body.get("chat_id") is not None else None
-    return turn_response(services().chat.start_send(prompt_text, overrides, chat_id=chat_id), wants_stream(body))
+    turn = services().turns.start_send(chat_id or active_chat_id(), prompt_text, overrides)
+    return turn_response(turn, wants_stream(body))
 
 
 @bp.route("/api/regenerate_message", methods=["GET", "POST"])
 def regenerate_message():
     body = optional_json_object()
     overrides = generation_settings(body)
-    return turn_response(services().chat.start_regenerate(overrides), wants_stream(body))
+    return turn_response(services().turns.start_regenerate(active_chat_id(), overrides), wants_stream(body))
 
 
 @bp.get("/api/messages")
 def messages():
     return jsonify([{"id": m["id"], "ai": "true" if m["ai"] else "false", "text": m["text"],
-                     "date": m["created_at"]} for m in services().chat.messages()])
+                     "date": m["created_at"]} for m in services().messages.messages(active_chat_id())])
 
 
 @bp.post("/api/editMessage")
 def edit_message():
     body = json_object()
     new_text = text_field(body, "new_text", allow_empty=False)
-    services().chat.edit_message(int_field(body, "id", maximum=2**62), new_text)
+    services().messages.edit_message(int_field(body, "id", maximum=2**62), new_text, chat_id=active_chat_id())
     return text("Removed message")
 
 
 @bp.post("/api/removeMessage")
 def remove_message():
     body = json_object()
-    services().chat.remove_message(int_field(body, "id", maximum=2**62))
+    services().messages.remove_message(int_field(body, "id", maximum=2**62), chat_id=active_chat_id())
     return text("Removed message")
 
 
 @bp.get("/api/clearMessages")
 def clear_messages():
-    services().chat.clear()
+    services().messages.clear(active_chat_id())
     return text("Chat log cleared")
 
 
@@ -101,13 +112,13 @@ def import_messages_json():
                            date_field(item, "date")))
         except BadRequest as exc:
             raise BadRequest(f"messages[{n}]: {exc.message}") from None
-    services().chat.import_messages(parsed)
+    services().messages.import_messages(active_chat_id(), parsed)
     return text("Imported messages to your ai companion memory")
 
 
 @bp.get("/api/messagesJson")
 def messages_json():
-    return jsonify({"messages": services().chat.export_messages()})
+    return jsonify({"messages": services().messages.export_messages(active_chat_id())})
 
 
 # companion and user --------------------------------------------------------------------------
@@ -263,23 +274,23 @@ def character_json():
 
 @bp.post("/api/addData")
 def add_data():
-    services().chat.add_memory(text_field(json_object(), "text", allow_empty=False))
+    services().memory.add(active_companion_id(), text_field(json_object(), "text", allow_empty=False), "custom")
     return text("Added custom data to AI long term memory")
 
 
 @bp.get("/api/erase/longTermMemory")
 def erase_long_term_memory():
-    services().chat.erase_memory()
+    services().memory.erase(active_companion_id())
     return text("Erased AI's long term memory")
 
 
 @bp.post("/api/saveTunedDialogue")
 def save_tuned_dialogue():
-    services().chat.save_tuned_dialogue()
+    services().messages.save_tuned_dialogue(active_chat_id())
     return text("Saved messages as tuned dialogue")
 
 
 @bp.get("/api/clearTuningMessages")
 def clear_tuning_messages():
-    services().chat.clear_tuned_dialogue()
+    services().messages.clear_tuned_dialogue(active_companion_id())
     return text("Tuning dialogue messages erased")

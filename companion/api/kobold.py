@@ -50,14 +50,14 @@ def extra_version():
 @bp.post("/api/v1/generate")
 def generate():
     prompt, values, context = kobold_request()
-    raw = services().chat.start_raw(prompt, values, context)
+    raw = services().turns.start_raw(prompt, values, context)
     return jsonify({"results": [{"text": "".join(raw.pieces())}]})
 
 
 @bp.post("/api/extra/generate/stream")
 def generate_stream():
     prompt, values, context = kobold_request()
-    raw = services().chat.start_raw(prompt, values, context)
+    raw = services().turns.start_raw(prompt, values, context)
 
     class Body:
         def __init__(self) -> None:
@@ -79,4 +79,4 @@ def generate_stream():
 
 @bp.post("/api/extra/abort")
 def abort():
-    return jsonify({"success": "true" if services().chat.abort() else "false"})
+    return jsonify({"success": "true" if services().turns.abort() else "false"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..documents import DocumentError, extract_text
-from ..errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..prompt import resolve_placeholders
 from . import services
 from .companions import created, page
@@ -19,7 +19,7 @@ def companion_arg(source: dict) -> int:
     if source.get("companion_id") not in (None, ""):
         companion_id = int_field(source, "companion_id", minimum=1, maximum=2**62)
     else:
-        companion_id = services().store.active_companion_id()
+        companion_id = services().companions.active_companion_id()
     services().companions.get(companion_id)
     return companion_id
 
@@ -27,18 +27,11 @@ def companion_arg(source: dict) -> int:
 def memory_json(row: dict, score: float | None = None, names: tuple[str, str] | None = None) -> dict:
     """A memory: text as stored (what an edit changes), display_text with {{char}}/{{user}} resolved
     (names: the companion's and the persona's, when the caller has them already)."""
-    display = resolve_placeholders(row["text"], *(names or services().chat.names(row["companion_id"])))
+    display = resolve_placeholders(row["text"], *(names or services().companions.names(row["companion_id"])))
     return {"id": row["id"], "companion_id": row["companion_id"], "text": row["text"], "display_text": display,
             "source": row["source"], "document_id": row.get("document_id"), "chat_id": row.get("chat_id"),
             "first_message_id": row.get("first_message_id"), "last_message_id": row.get("last_message_id"),
             "created_at": row["created_at"], "score": score}
-
-
-def own_memory(memory_id: int) -> dict:
-    row = services().store.get_memory(memory_id)
-    if row is None:
-        raise NotFound(f"no memory with id {memory_id}")
-    return row
 
 
 @bp.get("/api/memories")
@@ -48,11 +41,11 @@ def list_memories():
     companion_id = companion_arg(args)
     limit, offset = page()
     memory = services().memory
-    names = services().chat.names(companion_id)
+    names = services().companions.names(companion_id)
     query = args.get("q", "").strip()
     if query:
         found, total = memory.search(companion_id, query, limit, offset)
-        rows = {r["id"]: r for r in services().store.memories_by_ids([m.id for m in found])}
+        rows = memory.rows([m.id for m in found])
         items = [memory_json(rows[m.id], m.score, names) for m in found if m.id in rows]
         window = found.window.as_json() if found.window else None
         return jsonify({"items": items, "total": total, "window": window})
@@ -70,14 +63,14 @@ def add_memory():
 
 @bp.patch("/api/memories/<int:memory_id>")
 def edit_memory(memory_id: int):
-    own_memory(memory_id)
+    services().memory.get(memory_id)
     text = text_field(json_object(), "text", allow_empty=False)
     return jsonify(memory_json(services().memory.update_text(memory_id, text)))
 
 
 @bp.delete("/api/memories/<int:memory_id>")
 def delete_memory(memory_id: int):
-    own_memory(memory_id)
+    services().memory.get(memory_id)
     services().memory.delete([memory_id])
     return Response(status=204)
 
@@ -92,7 +85,7 @@ def erase_memories():
 @bp.get("/api/messages/<int:message_id>/context")
 def message_context(message_id: int):
     """The memories (id, score, text as it reads now) and lore entries a reply used."""
-    return jsonify(services().chat.context(message_id))
+    return jsonify(services().messages.context(message_id))
 
 
 # documents -----------------------------------------------------------------------------------
@@ -122,14 +115,11 @@ def add_document():
 def list_documents():
     companion_id = companion_arg(request.args.to_dict())
     limit, offset = page()
-    store = services().store
-    rows = store.list_documents(companion_id, limit, offset)
-    return jsonify({"items": [document_json(r) for r in rows], "total": store.count_documents(companion_id)})
+    rows, total = services().memory.documents(companion_id, limit, offset)
+    return jsonify({"items": [document_json(r) for r in rows], "total": total})
 
 
 @bp.delete("/api/memories/documents/<int:document_id>")
 def delete_document(document_id: int):
-    if services().store.get_document(document_id) is None:
-        raise NotFound(f"no document with id {document_id}")
     services().memory.delete_document(document_id)
     return Response(status=204)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, jsonify
 
-from ..chat import RawStream, TurnStream
+from ..streams import RawStream, TurnStream
 from ..errors import BadRequest, CompanionError, ModelUnavailable, NotFound
 from . import services
 from .validate import GENERATION_LIMITS, generation_settings, json_object
@@ -72,7 +72,7 @@ def chat_messages(body: dict) -> list[dict]:
 def companion_of(model: str) -> int | None:
     """The companion id a model name asks for: None for the plain model."""
     if model == COMPANION_MODEL:
-        return services().store.active_companion_id()
+        return services().companions.active_companion_id()
     if model.startswith(COMPANION_MODEL + ":"):
         try:
             companion_id = int(model.split(":", 1)[1])
@@ -136,7 +136,8 @@ def chat_completions():
         last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         if not last_user.strip():
             raise BadRequest("the companion needs a user message with text")
-        turn: TurnStream = services().chat.start_send(last_user, params, companion_id)
+        turn: TurnStream = services().turns.start_send(
+            services().companions.active_chat_id(companion_id), last_user, params)
         if stream:
             def turn_chunks() -> Iterator[dict]:
                 yield chunk({"role": "assistant"})
@@ -150,7 +151,7 @@ def chat_completions():
         usage = turn.usage()
         finish = finish_reason(usage["completion_tokens"], turn.params.max_tokens)
     else:
-        raw: RawStream = services().chat.start_raw(overrides=params, messages=messages)
+        raw: RawStream = services().turns.start_raw(overrides=params, messages=messages)
         if stream:
             def raw_chunks() -> Iterator[dict]:
                 yield chunk({"role": "assistant"})
@@ -179,7 +180,7 @@ def completions():
         raise BadRequest("'prompt' must be a non-empty string")
     model = body.get("model") or model_name()
     params = overrides(body)
-    raw = services().chat.start_raw(prompt, params)
+    raw = services().turns.start_raw(prompt, params)
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
     def choice(text: str, finish: str | None) -> dict:

@@ -21,7 +21,7 @@ def status():
 @bp.post("/api/abort")
 def abort():
     """Stop the running generation after its current token; the partial reply is kept."""
-    return jsonify({"aborted": services().chat.abort()})
+    return jsonify({"aborted": services().turns.abort()})
 
 
 @bp.get("/api/models")

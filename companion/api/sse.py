@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 from flask import Response
 
-from ..chat import Reply, TurnStream
+from ..streams import Reply, TurnStream
 from ..errors import CompanionError
 
 

@@ -1,0 +1,177 @@
+"""A generation holding the model: a turn of a chat (stored) or a plain completion (not).
+
+start_* in turns.py takes the model and returns one of these; iterating it generates, and the
+model is given back when it ends, fails, is aborted or is closed without being iterated.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import CompanionError
+from .generation import GenerationParams, GenerationRequest
+from .memory import RecalledMemory
+from .store import MessageRow
+
+if TYPE_CHECKING:
+    from .turns import TurnService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    """A stored reply, the memories recalled for it and the lore entries that went in."""
+    message: dict
+    memories: list[RecalledMemory]
+    lore: list[dict] = field(default_factory=list)
+    memory_window: dict | None = None    # the time window the prompt named ("yesterday"), if any
+
+
+class ReplyTrimmer:
+    """Trims a streamed reply on the fly: the pieces it lets out add up to the stripped text.
+
+    Leading whitespace is dropped; trailing whitespace is held back until more text follows.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self.held = ""
+        self.text = ""
+
+    def feed(self, piece: str) -> str:
+        if not self.started:
+            piece = piece.lstrip()
+            if not piece:
+                return ""
+            self.started = True
+        pending = self.held + piece
+        out = pending.rstrip()
+        self.held = pending[len(out):]
+        self.text += out
+        return out
+
+
+class ModelHold:
+    """Holds the model (the one-at-a-time lock) from start_* until released; abortable."""
+
+    def __init__(self, turns: "TurnService", params: GenerationParams) -> None:
+        self.turns = turns
+        self.params = params
+        self.request: GenerationRequest | None = None   # what the model was given
+        self.text = ""      # what it has generated so far
+        self.stop = threading.Event()
+        self._held = True
+        self._started = False
+        turns.lock.running(self.stop)
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self.turns.lock.release()
+
+    def close(self) -> None:
+        """Let go of the model if the events were never generated."""
+        if not self._started:
+            self._release()
+
+    def usage(self) -> dict:
+        """Token counts of the prompt and the completion so far."""
+        generator = self.turns.generator
+        prompt = generator.prompt_tokens(self.request) if self.request else 0
+        completion = max(0, generator.count_tokens(self.text) - 1) if self.text else 0
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _generate(self, request: GenerationRequest) -> Iterator[str]:
+        """The generator's pieces; an unexpected failure becomes a CompanionError (a 500 with a reason)."""
+        stream = self.turns.generator.generate(request, self.stop)
+        try:
+            yield from stream
+        except CompanionError:
+            raise
+        except Exception as exc:
+            log.exception("generation failed")
+            raise CompanionError(f"generation failed: {exc}") from exc
+        finally:
+            stream.close()
+
+
+class RawStream(ModelHold):
+    """A plain completion holding the model: pieces() streams the text; nothing is stored."""
+
+    def __init__(self, turns: "TurnService", request: GenerationRequest) -> None:
+        super().__init__(turns, request.params)
+        self.request = request
+
+    def pieces(self) -> Iterator[str]:
+        self._started = True
+        stream = None
+        try:
+            stream = self._generate(self.request)   # type: ignore[arg-type]
+            for piece in stream:
+                self.text += piece
+                yield piece
+        except GeneratorExit:
+            self.stop.set()
+            raise
+        finally:
+            if stream is not None:
+                stream.close()
+            self._release()
+
+
+class TurnStream(ModelHold):
+    """A started turn holding the model: iterate events() to generate, or close() to let go.
+
+    events() yields ("token", text) pieces and finally ("done", Reply). Aborting (abort(), or
+    closing the stream mid-way as a disconnected client does) keeps the partial reply.
+    """
+
+    def __init__(self, turns: "TurnService", companion: dict, user: dict, chat_id: int,
+                 history: list[MessageRow], user_message: MessageRow, replaced: MessageRow | None,
+                 params: GenerationParams) -> None:
+        super().__init__(turns, params)
+        self.companion, self.user, self.chat_id = companion, user, chat_id
+        self.history, self.user_message, self.replaced = history, user_message, replaced
+        self.memories: list[RecalledMemory] = []
+        self.memory_window: dict | None = None
+        self.lore: list[dict] = []
+
+    def events(self) -> Iterator[tuple[str, object]]:
+        """Generate: token pieces as they come, then the stored reply."""
+        self._started = True
+        trimmer = ReplyTrimmer()
+        pieces = None
+        try:
+            self.request = self.turns.build_request(self)
+            pieces = self._generate(self.request)
+            try:
+                for piece in pieces:
+                    out = trimmer.feed(piece)
+                    if out:
+                        yield "token", out
+            except GeneratorExit:  # the client went away: stop, keep what was said
+                self.stop.set()
+                pieces.close()
+                if trimmer.text:
+                    self.turns.store_reply(self, trimmer.text)
+                raise
+            pieces.close()
+            self.text = trimmer.text
+            reply = self.turns.store_reply(self, trimmer.text)
+            self._release()
+            yield "done", reply
+        finally:
+            if pieces is not None:
+                pieces.close()
+            self._release()
+
+    def run(self) -> Reply:
+        """Generate to the end and return the stored reply."""
+        for kind, value in self.events():
+            if kind == "done":
+                return value  # type: ignore[return-value]
+        raise CompanionError("generation ended without a reply")

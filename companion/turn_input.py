@@ -1,0 +1,63 @@
+"""What a turn's prompt is built from, as pure functions of explicit inputs: the names the
+placeholders stand for, a companion and persona as a PromptInput, the history as turns named
+after their speakers, and how an exchange is remembered."""
+
+from __future__ import annotations
+
+from .prompt import PromptInput, Turn
+from .store import MessageRow
+
+
+def char_name(companion: dict) -> str:
+    """What {{char}} stands for: the card's nickname when it has one, else the name."""
+    return (companion.get("card") or {}).get("nickname") or companion["name"]
+
+
+def exchange_text(user_text: str, reply_text: str) -> str:
+    """How one exchange is remembered; placeholders resolve when it is recalled."""
+    return f"{{{{user}}}}: {user_text}\n{{{{char}}}}: {reply_text}"
+
+
+def remembered(messages: list[MessageRow]) -> list[tuple[str, int, int | None, str]]:
+    """How stored messages are remembered when a history is imported, as in a live chat: a user
+    message and the reply after it as one exchange, a user message without a reply on its own,
+    and a companion's message that answers nobody (a greeting) not at all; as (memory text, user
+    message id, reply id, when it was said)."""
+    out = []
+    for i, message in enumerate(messages):
+        if message["ai"]:
+            continue
+        following = messages[i + 1] if i + 1 < len(messages) else None
+        if following is not None and following["ai"]:
+            out.append((exchange_text(message["text"], following["text"]), message["id"], following["id"],
+                        message["created_at"]))
+        else:
+            out.append((f"{{{{user}}}}: {message['text']}", message["id"], None, message["created_at"]))
+    return out
+
+
+def prompt_input(companion: dict, user: dict, newest: str,
+                 tuning_example: tuple[str, str] | None = None) -> PromptInput:
+    """The stable parts of a companion's prompt (card, persona, examples) and the newest message."""
+    card = companion.get("card") or {}
+    return PromptInput(
+        char=char_name(companion), user=user["name"], persona=companion["persona"],
+        personality=companion["personality"] or "", scenario=companion["scenario"] or "",
+        user_persona=user["persona"], example_dialogue=companion["example_dialogue"],
+        roleplay=bool(companion["roleplay"]), tuning_example=tuning_example, newest=newest,
+        system_prompt=card.get("system_prompt") or "",
+        post_history_instructions=card.get("post_history_instructions") or "")
+
+
+def history_turns(history: list[MessageRow], companion_names: dict[int, str],
+                  user_names: dict[int, str]) -> list[Turn]:
+    """The history as prompt turns, each named after its speaker: a companion (by id in
+    companion_names) or a persona (user_names); "" where the speaker is unknown."""
+    turns = []
+    for message in history:
+        if message["ai"]:
+            speaker = companion_names.get(message["companion_id"] or 0, "")
+        else:
+            speaker = user_names.get(message["user_id"] or 0, "")
+        turns.append(Turn(message["ai"], message["text"], speaker))
+    return turns

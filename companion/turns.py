@@ -1,0 +1,290 @@
+"""Turns: the user's message, then the companion's reply generated with its memories.
+
+A turn: the user's message is committed first (a crash never loses it), then memories are
+recalled, the prompt is built and the reply generated while the turn holds the model
+(model_lock.py); the reply and the exchange's memory are written after (streams.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Callable
+
+from .config import Settings
+from .errors import BadRequest, ModelUnavailable, NotFound
+from .generation import GenerationParams, GenerationRequest, Generator
+from .lorebooks import LorebookService
+from .memory import LongTermMemory, RecalledMemory
+from .model_lock import ModelLock
+from .prompt import PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
+from .store import MessageRow, Store
+from .streams import RawStream, Reply, TurnStream
+from .turn_input import char_name, exchange_text, history_turns, prompt_input
+
+log = logging.getLogger(__name__)
+
+
+class TurnService:
+    """Generation in a chat (send, regenerate) and plain completions, one at a time."""
+
+    def __init__(self, store: Store, memory: LongTermMemory, generator: Generator,
+                 settings: Settings, lorebooks: LorebookService) -> None:
+        self.store = store
+        self.lorebooks = lorebooks
+        self.memory = memory
+        self.generator = generator
+        self.settings = settings
+        self.lock = ModelLock(settings.server.queue_timeout)
+        self.after_turn: Callable[[], None] | None = None  # called after each stored reply (summaries wake)
+
+    # holding the model -------------------------------------------------------------------------
+
+    def _acquire_model(self) -> None:
+        """One generation at a time; 503 while a model is not ready, 429 while busy."""
+        if self.generator.state == "loading":
+            raise ModelUnavailable("the model is still loading", retry_after=5)
+        if self.generator.state != "ready":
+            raise ModelUnavailable(f"the model failed to load: {self.generator.error}", retry_after=60)
+        if self.memory.embedder.state == "loading":
+            raise ModelUnavailable("the embedding model is still loading", retry_after=5)
+        self.lock.acquire()
+
+    def replace_generator(self, generator: Generator) -> None:
+        """Serve with another (loaded) generator from the next generation on."""
+        with self.lock.held():
+            self.generator = generator
+
+    def abort(self) -> bool:
+        """Stop the running generation after the current token; True when one was running."""
+        return self.lock.abort()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no generation holds the model (its reply stored); False after the timeout."""
+        return self.lock.wait_idle(timeout)
+
+    # starting ----------------------------------------------------------------------------------
+
+    def _params(self, companion: dict, overrides: dict | None) -> GenerationParams:
+        """Global defaults < the companion's own settings < this request's overrides."""
+        values = asdict(self.settings.generation)
+        values.update(companion.get("generation") or {})
+        values.update(overrides or {})
+        params = GenerationParams(**values)
+        if params.max_tokens >= self.generator.n_ctx:
+            raise BadRequest(f"max_tokens must be below the context size ({self.generator.n_ctx})")
+        return params
+
+    def _chat(self, chat_id: int) -> tuple[dict, dict]:
+        """(companion, user persona) of a chat; 404 when there is no such chat."""
+        chat = self.store.get_chat(chat_id)
+        if chat is None:
+            raise NotFound(f"no chat with id {chat_id}")
+        return self.store.get_companion(chat["companion_id"]), self.store.get_user(self.store.active_user_id())
+
+    def start_send(self, chat_id: int, text: str, overrides: dict | None = None) -> TurnStream:
+        """Store the user's message in a chat and hold the model for the reply; the stream generates it."""
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest("prompt must be a non-empty string")
+        self._chat(chat_id)          # 404 before taking the model
+        self._acquire_model()
+        try:
+            companion, user = self._chat(chat_id)
+            params = self._params(companion, overrides)
+            self._check_fits(companion, user, text, params)
+            user_message = self.store.add_message(chat_id, ai=False, text=text, speaker_id=user["id"])
+            history = self.store.messages(chat_id)[:-1]
+        except BaseException:
+            self.lock.release()
+            raise
+        return TurnStream(self, companion, user, chat_id, history, user_message, None, params)
+
+    def start_regenerate(self, chat_id: int, overrides: dict | None = None,
+                         message_id: int | None = None) -> TurnStream:
+        """Hold the model to generate a chat's last reply again, as a new swipe of it (or a missing
+        reply to the last message). With message_id, that message must be the chat's last reply."""
+        self._chat(chat_id)
+        self._acquire_model()
+        try:
+            companion, user = self._chat(chat_id)
+            params = self._params(companion, overrides)
+            rows = self.store.messages(chat_id)
+            replaced = None
+            if rows and rows[-1]["ai"] and not rows[-1]["greeting"]:
+                replaced = rows.pop()
+            if message_id is not None and (replaced is None or replaced["id"] != message_id):
+                raise BadRequest("only the last reply of a chat can get another swipe")
+            if not rows or rows[-1]["ai"]:
+                raise BadRequest("there is no user message to reply to")
+            user_message = rows.pop()
+        except BaseException:
+            self.lock.release()
+            raise
+        return TurnStream(self, companion, user, chat_id, rows, user_message, replaced, params)
+
+    def start_raw(self, prompt: str | None = None, overrides: dict | None = None,
+                  context_size: int | None = None, messages: list[dict] | None = None) -> RawStream:
+        """Hold the model for a plain completion of a prompt, or of chat messages as they are
+        (nothing is stored); context_size, a client's own context limit, narrows the model's."""
+        values = {**asdict(self.settings.generation), **(overrides or {})}
+        request = GenerationRequest(GenerationParams(**values), messages=messages, prompt=prompt)
+        limit = min(self.generator.n_ctx, context_size or self.generator.n_ctx)
+        self._acquire_model()
+        try:
+            if self.generator.prompt_tokens(request) + request.params.max_tokens > limit:
+                raise BadRequest(f"the prompt and max_tokens exceed the context size ({limit} tokens)")
+        except BaseException:
+            self.lock.release()
+            raise
+        return RawStream(self, request)
+
+    def send(self, chat_id: int, text: str, overrides: dict | None = None) -> Reply:
+        """Store the user's message, generate the reply, remember the exchange."""
+        return self.start_send(chat_id, text, overrides).run()
+
+    def regenerate(self, chat_id: int, overrides: dict | None = None) -> Reply:
+        """Generate a chat's last reply again."""
+        return self.start_regenerate(chat_id, overrides).run()
+
+    # the reply ---------------------------------------------------------------------------------
+
+    def store_reply(self, turn: TurnStream, text: str) -> Reply:
+        """Keep a generated reply (a new message, or a new chosen swipe of the replaced one) and
+        the exchange's memory; the memory is embedded after the reply is answered."""
+        companion, user = turn.companion, turn.user
+        old_memories: list[int] = []
+        with self.store.transaction():
+            if turn.replaced is not None:   # a new swipe of the same reply, chosen
+                old_memories = [m["id"] for m in self.store.memories_of_messages([turn.replaced["id"]])]
+                self.store.delete_memories(old_memories)
+                swipes = turn.replaced["swipes"] or [turn.replaced["text"]]
+                self.store.set_swipes(turn.replaced["id"], swipes + [text], len(swipes))
+                reply = self.store.get_message(turn.replaced["id"])
+            else:
+                reply = self.store.add_message(turn.chat_id, ai=True, text=text, speaker_id=companion["id"])
+            row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
+                                        "exchange", turn.user_message["id"], reply["id"])
+            self.store.set_context(reply["id"], [{"id": m.id, "score": m.score, "relevance": m.relevance}
+                                                 for m in turn.memories], turn.lore)
+        self.memory.unindex(old_memories)
+        self.memory.index_later([row])   # the reply is answered now; the embedding follows
+        reply["text"] = resolve_placeholders(text, char_name(companion), user["name"])
+        if self.after_turn is not None:
+            self.after_turn()
+        return Reply(dict(reply), turn.memories, turn.lore, turn.memory_window)
+
+    # the prompt --------------------------------------------------------------------------------
+
+    def _prompt_input(self, companion: dict, user: dict, newest: str) -> PromptInput:
+        tuning = None
+        if companion["dialogue_tuning"]:
+            example = self.store.latest_tuning_example(companion["id"])
+            if example:
+                tuning = (example["user_text"], example["ai_text"])
+        return prompt_input(companion, user, newest, tuning)
+
+    def _counter(self, companion: dict, user: dict) -> Callable[[list[dict]], int]:
+        def count(messages: list[dict]) -> int:
+            return self.generator.prompt_tokens(
+                GenerationRequest(messages=messages, char=char_name(companion), user=user["name"]))
+        return count
+
+    def _lore(self, companion: dict, user: dict, p: PromptInput, window: list[MessageRow]) -> list[dict]:
+        """Activate the companion's lorebooks on the newest messages; fills the prompt's lore parts."""
+        names = (char_name(companion), user["name"])
+        recent = [resolve_placeholders(m["text"], *names) for m in window]
+        recent.append(resolve_placeholders(p.newest, *names))
+        activated = self.lorebooks.activate(companion["id"], recent, self.generator.count_tokens,
+                                            self.settings.lore.scan_depth, self.settings.lore.token_budget)
+        used = []
+        for lorebook_id, item in activated:
+            text = resolve_placeholders(item.content, *names)
+            if item.reason == "constant":
+                (p.lore_after if item.position == "after_char" else p.lore_before).append(text)
+            else:
+                p.lore_triggered.append(text)
+            used.append({"lorebook_id": lorebook_id, "book": item.book_name, "entry": item.entry_index,
+                         "comment": item.entry.comment, "reason": item.reason, "content": text})
+        return used
+
+    def _check_fits(self, companion: dict, user: dict, text: str, params: GenerationParams) -> None:
+        """Refuse a prompt that cannot fit the context even with no history (nothing is stored)."""
+        try:
+            fit_history(self._prompt_input(companion, user, text), [], 0,
+                        self._counter(companion, user), self.generator.n_ctx - params.max_tokens)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+
+    def _speaker_names(self, history: list[MessageRow], companion: dict,
+                       user: dict) -> tuple[dict[int, str], dict[int, str]]:
+        """The names of everyone who speaks in a history: companions and personas by id."""
+        companions = {companion["id"]: char_name(companion)}
+        users = {user["id"]: user["name"]}
+        for message in history:
+            if message["ai"] and message["companion_id"] and message["companion_id"] not in companions:
+                row = self.store.get_companion(message["companion_id"])
+                companions[message["companion_id"]] = char_name(row) if row else ""
+            elif not message["ai"] and message["user_id"] and message["user_id"] not in users:
+                row = self.store.get_user(message["user_id"])
+                users[message["user_id"]] = row["name"] if row else ""
+        return companions, users
+
+    def build_request(self, turn: TurnStream) -> GenerationRequest:
+        """Recall memories and build the prompt within the context budget; sets turn.memories.
+
+        Every earlier message is either in the prompt's history window or recallable: recall
+        leaves out only the messages of the window that is kept, and when the memories push
+        the window's start later, recall runs again for the window that is left."""
+        self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
+        companion, user, history = turn.companion, turn.user, turn.history
+        p = self._prompt_input(companion, user, turn.user_message["text"])
+        chat = self.store.get_chat(turn.chat_id)
+        p.story = chat["story"] if chat and chat["story_so_far"] else None
+        turns = history_turns(history, *self._speaker_names(history, companion, user))
+        short_term = companion["short_term_mem"]
+        count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
+        recall_ready = self.memory.embedder.state == "ready"   # a failed embedder costs recall, not the reply
+        turn.lore = self._lore(companion, user, p, history[-short_term:] if short_term else [])
+
+        def fit() -> tuple[list[dict], int]:
+            """The prompt within the budget; without the memories when it does not fit with them."""
+            try:
+                return fit_history(p, turns, short_term, count, budget)
+            except ValueError:
+                p.memories = []
+            try:
+                return fit_history(p, turns, short_term, count, budget)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+
+        start = window_start(len(history), short_term)
+        memories: list[RecalledMemory] = []
+        for _ in range(3):
+            if recall_ready:
+                in_window = {m["id"] for m in history[start:]} | {turn.user_message["id"]}
+                memories = self.memory.recall(companion["id"], turn.user_message["text"],
+                                              companion["long_term_mem"], exclude_message_ids=in_window)
+                turn.memory_window = memories.window.as_json() if memories.window else None
+            p.memories = [Recalled(m.text, m.created_at) for m in memories]
+            messages, kept_from = fit()
+            if kept_from <= start or not p.memories:
+                break
+            start = kept_from
+        first_kept = history[kept_from]["id"] if kept_from < len(history) else turn.user_message["id"]
+        if self.store.set_window_start(turn.chat_id, first_kept) and p.story is not None:
+            # the window dropped a block: the story so far is refreshed now, and only now
+            p.story = self._refresh_story(turn.chat_id)
+            messages, _ = fit()
+        if not p.memories:
+            memories = []          # they did not fit
+        for memory in memories:
+            memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
+        turn.memories = list(memories)
+        return GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
+
+    def _refresh_story(self, chat_id: int) -> str:
+        """The chat's story so far, from its summaries up to now, kept with the chat."""
+        summaries = [row["text"] for row in self.store.chat_summaries(chat_id)]
+        story = story_text(summaries, self.generator.count_tokens, self.settings.memory.story_token_budget)
+        self.store.update_chat(chat_id, {"story": story})
+        return story
