@@ -54,6 +54,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check companion tests bench
+	$(BIN)/python -m mypy
 
 clean-venv:
 	rm -rf $(VENV)

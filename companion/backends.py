@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import ModelSettings
-from .generation import Generator
+from .generation import Backend, Generator
 from .llm import LlamaGenerator
 from .remote import RemoteGenerator
 
-BACKENDS = {
+BACKENDS: dict[str, Backend] = {
     "local": LlamaGenerator,      # a GGUF file run in this process by llama-cpp-python
     "openai": RemoteGenerator,    # any OpenAI-compatible server at [model] base_url
 }

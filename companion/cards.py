@@ -121,9 +121,10 @@ def normalize_card(obj: dict) -> dict:
         source: Dict[str, Any] = obj
         fallback: Dict[str, Any] = {}
     else:
-        source = obj.get("data")
-        if not isinstance(source, dict):
+        data = obj.get("data")
+        if not isinstance(data, dict):
             raise CardError("the card's 'data' section is missing or is not an object")
+        source = data
         # V2 exporters copy the V1 fields to the top level; use them only for gaps.
         fallback = {k: obj[k] for k in V1_FIELDS if k in obj and k not in source}
 

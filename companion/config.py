@@ -300,7 +300,7 @@ def example_toml() -> str:
 def _default_of(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    return f.default_factory()  # type: ignore[misc]
+    return f.default_factory()  # type: ignore[misc,operator]
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

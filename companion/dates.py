@@ -46,7 +46,8 @@ def _sillytavern(text: str) -> datetime | None:
             return datetime(int(year), MONTHS.index(month.lower()) + 1, int(day), hour, int(minute))
         match = ST_FILE.match(text)
         if match:
-            return datetime(*map(int, match.groups()))
+            year, month, day, hour, minute, second = map(int, match.groups())
+            return datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     return None

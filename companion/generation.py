@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from collections.abc import Generator as Stream
+from pathlib import Path
+from typing import Protocol
 
-from .config import GenerationSettings
+from .config import GenerationSettings, ModelSettings
 
 
 @dataclass
@@ -59,4 +61,10 @@ class Generator(Protocol):
     def count_tokens(self, text: str) -> int: ...
     def prompt_tokens(self, request: GenerationRequest) -> int: ...
     def generate(self, request: GenerationRequest,
-                 stop_event: threading.Event | None = None) -> Iterator[str]: ...
+                 stop_event: threading.Event | None = None) -> Stream[str, None, None]: ...
+
+
+class Backend(Protocol):
+    """A generator class as backends.py registers it: it makes its generator from [model]."""
+
+    def from_settings(self, model: ModelSettings, data_dir: Path) -> Generator: ...

@@ -70,7 +70,7 @@ def read_metadata(path: str | Path, keys: set[str] | None = None) -> dict[str, A
             keep = keys is None or key in keys
             # arrays (the vocabulary) are read only when asked for by name
             value = _value(fh, kind, keep and (kind != ARRAY or keys is not None))
-            if keep:
+            if keep and key is not None:
                 found[key] = value
             if keys is not None and keys <= found.keys():
                 break

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from collections.abc import Generator as Stream
 from typing import Iterator
 
 from .config import ModelSettings
@@ -201,13 +202,13 @@ class LlamaGenerator(BackgroundLoaded):
             return len(self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def generate(self, request: GenerationRequest,
-                 stop_event: threading.Event | None = None) -> Iterator[str]:
+                 stop_event: threading.Event | None = None) -> Stream[str, None, None]:
         """Stream the reply's text pieces; ends within one token once stop_event is set."""
         prompt, stops = self.render(request)
         return self._complete(prompt, stops, request.params, stop_event)
 
     def _complete(self, prompt: str, stops: list[str], params: GenerationParams,
-                  stop_event: threading.Event | None = None) -> Iterator[str]:
+                  stop_event: threading.Event | None = None) -> Stream[str, None, None]:
         """Stream the completion of prompt text. Stop strings are held back and trimmed by
         llama-cpp-python before a piece is yielded."""
         from llama_cpp import StoppingCriteriaList

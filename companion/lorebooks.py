@@ -7,7 +7,7 @@ world info file or a V3 lorebook), so it exports as it came in; edits go through
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, List
 
 from .errors import BadRequest, NotFound
 from .lore import (ActivatedEntry, Lorebook, LoreEntry, LoreError, activate, export_lorebook,
@@ -131,7 +131,7 @@ class LorebookService:
         return to_character_book(self.book(row)) if row else None
 
     def activate(self, companion_id: int, recent_texts: list[str], count_tokens: Callable[[str], int],
-                 scan_depth: int, token_budget: int) -> list[tuple[int, ActivatedEntry]]:
+                 scan_depth: int, token_budget: int) -> List[tuple[int, ActivatedEntry]]:
         """The entries of a companion's lorebooks that this turn triggers, with their book ids."""
         rows = self.store.companion_lorebooks(companion_id)
         if not rows:

@@ -10,7 +10,7 @@ from .companions import placeholder_names
 from .errors import BadRequest, NotFound
 from .memory import LongTermMemory
 from .prompt import resolve_placeholders
-from .store import MessageRow, Store
+from .store import ChatRow, MessageRow, Store
 from .turn_input import exchange_text, remembered
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ class MessageService:
         self.store = store
         self.memory = memory
 
-    def _chat(self, chat_id: int) -> dict:
+    def _chat(self, chat_id: int) -> ChatRow:
         chat = self.store.get_chat(chat_id)
         if chat is None:
             raise NotFound(f"no chat with id {chat_id}")
@@ -104,7 +104,7 @@ class MessageService:
             if user_message and reply:
                 self.store.set_memory_text(row["id"], exchange_text(user_message["text"], reply["text"]))
                 rows.append(self.store.get_memory(row["id"]))
-        return rows
+        return [row for row in rows if row]
 
     def _index_quietly(self, rows: list[dict]) -> None:
         try:

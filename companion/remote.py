@@ -15,6 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Generator as Stream
 from typing import Iterator
 
 from .config import ModelSettings
@@ -72,7 +73,7 @@ class RemoteGenerator(BackgroundLoaded):
         return sum(self.count_tokens(m.get("content") or "") + 4 for m in request.messages)
 
     def generate(self, request: GenerationRequest,
-                 stop_event: threading.Event | None = None) -> Iterator[str]:
+                 stop_event: threading.Event | None = None) -> Stream[str, None, None]:
         """Stream the remote reply; stops between chunks once stop_event is set."""
         params = request.params
         body: dict = {"model": self.name, "stream": True, "max_tokens": params.max_tokens,

@@ -316,6 +316,37 @@ class ChatRow(TypedDict):
     members: list[int]
 
 
+class CompanionRow(TypedDict):
+    """A stored companion: its card's columns, settings (booleans as bool), card and generation decoded."""
+    id: int
+    name: str
+    persona: str
+    personality: str
+    scenario: str
+    example_dialogue: str
+    first_message: str
+    long_term_mem: int
+    short_term_mem: int
+    roleplay: bool
+    dialogue_tuning: bool
+    avatar: str | None
+    card: dict
+    generation: dict
+    card_lorebook_id: int | None
+    active_chat_id: int | None
+    created_at: str
+    updated_at: str
+
+
+def companion_row(row: dict) -> CompanionRow:
+    """A companions row decoded: booleans as bool, card and generation as dicts."""
+    for key in JSON_FIELDS:
+        row[key] = json.loads(row[key] or "{}")
+    for key in ("roleplay", "dialogue_tuning"):
+        row[key] = bool(row[key])
+    return row  # type: ignore[return-value]
+
+
 def message_row(row: dict) -> MessageRow:
     """A messages row decoded: booleans as bool, swipes as a list."""
     row["ai"] = bool(row["ai"])
@@ -458,12 +489,9 @@ class Store:
             self.create_chat(companion_id)
         return int(companion_id)
 
-    def get_companion(self, companion_id: int) -> dict | None:
+    def get_companion(self, companion_id: int) -> CompanionRow | None:
         row = self._one("select * from companions where id = ?", [companion_id])
-        if row is not None:
-            for key in JSON_FIELDS:
-                row[key] = json.loads(row[key] or "{}")
-        return row
+        return companion_row(row) if row else None
 
     def update_companion(self, companion_id: int, fields: dict) -> None:
         """Change some fields of a companion (unknown keys are a programming error)."""
@@ -481,11 +509,7 @@ class Store:
         """A page of companions or users, oldest first."""
         assert table in ("companions", "users")
         rows = self._query(f"select * from [{table}] order by id limit ? offset ?", [limit, offset])
-        if table == "companions":
-            for row in rows:
-                for key in JSON_FIELDS:
-                    row[key] = json.loads(row[key] or "{}")
-        return rows
+        return [companion_row(row) for row in rows] if table == "companions" else rows
 
     def delete_companion(self, companion_id: int) -> None:
         """Delete a companion; its chats, messages, memories and examples go with it."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Generator as Stream
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import CompanionError
 from .generation import GenerationParams, GenerationRequest
 from .memory import RecalledMemory
-from .store import MessageRow
+from .store import CompanionRow, MessageRow
 
 if TYPE_CHECKING:
     from .turns import TurnService
@@ -85,7 +86,7 @@ class ModelHold:
         completion = max(0, generator.count_tokens(self.text) - 1) if self.text else 0
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    def _generate(self, request: GenerationRequest) -> Iterator[str]:
+    def _generate(self, request: GenerationRequest) -> Stream[str, None, None]:
         """The generator's pieces; an unexpected failure becomes a CompanionError (a 500 with a reason)."""
         stream = self.turns.generator.generate(request, self.stop)
         try:
@@ -130,7 +131,7 @@ class TurnStream(ModelHold):
     closing the stream mid-way as a disconnected client does) keeps the partial reply.
     """
 
-    def __init__(self, turns: "TurnService", companion: dict, user: dict, chat_id: int,
+    def __init__(self, turns: "TurnService", companion: CompanionRow, user: dict, chat_id: int,
                  history: list[MessageRow], user_message: MessageRow, replaced: MessageRow | None,
                  params: GenerationParams) -> None:
         super().__init__(turns, params)

@@ -75,11 +75,11 @@ def _saturday(today: date, done: bool) -> date:
 
 def _count(word: str) -> tuple[int, int]:
     """How many back a count word means, as an inclusive (fewest, most) range."""
-    word = word.lower().split()
-    fuzzy = next((_FUZZY[w] for w in word if w in _FUZZY), None)
+    words = word.lower().split()
+    fuzzy = next((_FUZZY[w] for w in words if w in _FUZZY), None)
     if fuzzy:
         return fuzzy
-    w = word[0]
+    w = words[0]
     n = int(w) if w.isdigit() else 1 if w in ("a", "an") else _NUMBERS.index(w)
     return n, n
 

@@ -4,11 +4,13 @@ after their speakers, and how an exchange is remembered."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from .prompt import PromptInput, Turn
 from .store import MessageRow
 
 
-def char_name(companion: dict) -> str:
+def char_name(companion: Mapping[str, Any]) -> str:
     """What {{char}} stands for: the card's nickname when it has one, else the name."""
     return (companion.get("card") or {}).get("nickname") or companion["name"]
 
@@ -23,7 +25,7 @@ def remembered(messages: list[MessageRow]) -> list[tuple[str, int, int | None, s
     message and the reply after it as one exchange, a user message without a reply on its own,
     and a companion's message that answers nobody (a greeting) not at all; as (memory text, user
     message id, reply id, when it was said)."""
-    out = []
+    out: list[tuple[str, int, int | None, str]] = []
     for i, message in enumerate(messages):
         if message["ai"]:
             continue
@@ -36,7 +38,7 @@ def remembered(messages: list[MessageRow]) -> list[tuple[str, int, int | None, s
     return out
 
 
-def prompt_input(companion: dict, user: dict, newest: str,
+def prompt_input(companion: Mapping[str, Any], user: Mapping[str, Any], newest: str,
                  tuning_example: tuple[str, str] | None = None) -> PromptInput:
     """The stable parts of a companion's prompt (card, persona, examples) and the newest message."""
     card = companion.get("card") or {}
@@ -44,7 +46,7 @@ def prompt_input(companion: dict, user: dict, newest: str,
         char=char_name(companion), user=user["name"], persona=companion["persona"],
         personality=companion["personality"] or "", scenario=companion["scenario"] or "",
         user_persona=user["persona"], example_dialogue=companion["example_dialogue"],
-        roleplay=bool(companion["roleplay"]), tuning_example=tuning_example, newest=newest,
+        roleplay=companion["roleplay"], tuning_example=tuning_example, newest=newest,
         system_prompt=card.get("system_prompt") or "",
         post_history_instructions=card.get("post_history_instructions") or "")
 

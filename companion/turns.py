@@ -18,7 +18,7 @@ from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .model_lock import ModelLock
 from .prompt import PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
-from .store import MessageRow, Store
+from .store import CompanionRow, MessageRow, Store
 from .streams import RawStream, Reply, TurnStream
 from .turn_input import char_name, exchange_text, history_turns, prompt_input
 
@@ -65,7 +65,7 @@ class TurnService:
 
     # starting ----------------------------------------------------------------------------------
 
-    def _params(self, companion: dict, overrides: dict | None) -> GenerationParams:
+    def _params(self, companion: CompanionRow, overrides: dict | None) -> GenerationParams:
         """Global defaults < the companion's own settings < this request's overrides."""
         values = asdict(self.settings.generation)
         values.update(companion.get("generation") or {})
@@ -75,12 +75,15 @@ class TurnService:
             raise BadRequest(f"max_tokens must be below the context size ({self.generator.n_ctx})")
         return params
 
-    def _chat(self, chat_id: int) -> tuple[dict, dict]:
+    def _chat(self, chat_id: int) -> tuple[CompanionRow, dict]:
         """(companion, user persona) of a chat; 404 when there is no such chat."""
         chat = self.store.get_chat(chat_id)
-        if chat is None:
+        companion = self.store.get_companion(chat["companion_id"]) if chat else None
+        if chat is None or companion is None:
             raise NotFound(f"no chat with id {chat_id}")
-        return self.store.get_companion(chat["companion_id"]), self.store.get_user(self.store.active_user_id())
+        user = self.store.get_user(self.store.active_user_id())
+        assert user is not None        # the store always has an active persona
+        return companion, user
 
     def start_send(self, chat_id: int, text: str, overrides: dict | None = None) -> TurnStream:
         """Store the user's message in a chat and hold the model for the reply; the stream generates it."""
@@ -160,6 +163,7 @@ class TurnService:
                 swipes = turn.replaced["swipes"] or [turn.replaced["text"]]
                 self.store.set_swipes(turn.replaced["id"], swipes + [text], len(swipes))
                 reply = self.store.get_message(turn.replaced["id"])
+                assert reply is not None    # it is in this transaction
             else:
                 reply = self.store.add_message(turn.chat_id, ai=True, text=text, speaker_id=companion["id"])
             row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
@@ -175,7 +179,7 @@ class TurnService:
 
     # the prompt --------------------------------------------------------------------------------
 
-    def _prompt_input(self, companion: dict, user: dict, newest: str) -> PromptInput:
+    def _prompt_input(self, companion: CompanionRow, user: dict, newest: str) -> PromptInput:
         tuning = None
         if companion["dialogue_tuning"]:
             example = self.store.latest_tuning_example(companion["id"])
@@ -183,13 +187,13 @@ class TurnService:
                 tuning = (example["user_text"], example["ai_text"])
         return prompt_input(companion, user, newest, tuning)
 
-    def _counter(self, companion: dict, user: dict) -> Callable[[list[dict]], int]:
+    def _counter(self, companion: CompanionRow, user: dict) -> Callable[[list[dict]], int]:
         def count(messages: list[dict]) -> int:
             return self.generator.prompt_tokens(
                 GenerationRequest(messages=messages, char=char_name(companion), user=user["name"]))
         return count
 
-    def _lore(self, companion: dict, user: dict, p: PromptInput, window: list[MessageRow]) -> list[dict]:
+    def _lore(self, companion: CompanionRow, user: dict, p: PromptInput, window: list[MessageRow]) -> list[dict]:
         """Activate the companion's lorebooks on the newest messages; fills the prompt's lore parts."""
         names = (char_name(companion), user["name"])
         recent = [resolve_placeholders(m["text"], *names) for m in window]
@@ -207,7 +211,7 @@ class TurnService:
                          "comment": item.entry.comment, "reason": item.reason, "content": text})
         return used
 
-    def _check_fits(self, companion: dict, user: dict, text: str, params: GenerationParams) -> None:
+    def _check_fits(self, companion: CompanionRow, user: dict, text: str, params: GenerationParams) -> None:
         """Refuse a prompt that cannot fit the context even with no history (nothing is stored)."""
         try:
             fit_history(self._prompt_input(companion, user, text), [], 0,
@@ -215,18 +219,18 @@ class TurnService:
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
 
-    def _speaker_names(self, history: list[MessageRow], companion: dict,
+    def _speaker_names(self, history: list[MessageRow], companion: CompanionRow,
                        user: dict) -> tuple[dict[int, str], dict[int, str]]:
         """The names of everyone who speaks in a history: companions and personas by id."""
         companions = {companion["id"]: char_name(companion)}
         users = {user["id"]: user["name"]}
         for message in history:
             if message["ai"] and message["companion_id"] and message["companion_id"] not in companions:
-                row = self.store.get_companion(message["companion_id"])
-                companions[message["companion_id"]] = char_name(row) if row else ""
+                speaker = self.store.get_companion(message["companion_id"])
+                companions[message["companion_id"]] = char_name(speaker) if speaker else ""
             elif not message["ai"] and message["user_id"] and message["user_id"] not in users:
-                row = self.store.get_user(message["user_id"])
-                users[message["user_id"]] = row["name"] if row else ""
+                persona = self.store.get_user(message["user_id"])
+                users[message["user_id"]] = persona["name"] if persona else ""
         return companions, users
 
     def build_request(self, turn: TurnStream) -> GenerationRequest:

@@ -31,7 +31,7 @@ def companion_json(row: dict) -> dict:
         "id": row["id"],
         **{k: card[k] for k in CARD_FIELDS},
         "long_term_mem": row["long_term_mem"], "short_term_mem": row["short_term_mem"],
-        "roleplay": bool(row["roleplay"]), "dialogue_tuning": bool(row["dialogue_tuning"]),
+        "roleplay": row["roleplay"], "dialogue_tuning": row["dialogue_tuning"],
         "generation": row["generation"], "active": row["id"] == active,
         "lorebook_ids": services().lorebooks.of_companion(row["id"]),
         "avatar_url": f"/api/companions/{row['id']}/avatar",

@@ -130,7 +130,7 @@ def companion_data():
         "id": c["id"], "name": c["name"], "persona": c["persona"],
         "example_dialogue": c["example_dialogue"], "first_message": c["first_message"],
         "long_term_mem": c["long_term_mem"], "short_term_mem": c["short_term_mem"],
-        "roleplay": int(bool(c["roleplay"])), "dialogue_tuning": int(bool(c["dialogue_tuning"])),
+        "roleplay": int(c["roleplay"]), "dialogue_tuning": int(c["dialogue_tuning"]),
         "avatar_path": AVATAR_PATH,
     })
 
