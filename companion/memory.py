@@ -15,11 +15,12 @@ import re
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -54,6 +55,20 @@ def embedder_name(path: str | Path | None) -> str:
     return "/".join(Path(path).parts[-2:]) if path else ""
 
 
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Hide transformers' progress bars ("Loading weights") for a moment."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 class Embedder(BackgroundLoaded):
     """A sentence-transformers model, loaded once (in the background), offline."""
 
@@ -76,7 +91,8 @@ class Embedder(BackgroundLoaded):
         # one thread: the embedder shares the cores with llama.cpp, and on a busy 2-core machine
         # one thread embedded a query 4-15x faster than two (bench/recall_latency.py)
         torch.set_num_threads(1)
-        self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+        with _no_progress_bars():   # loading takes a second: a bar is noise in a log or a check's report
+            self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Normalized embeddings of the texts (waits for the model to load)."""

@@ -74,8 +74,15 @@ class ModelService:
         self._lock = threading.Lock()
 
     def models(self) -> list[dict]:
-        current = Path(self.turns.generator.path).resolve() if self.turns.generator.path else None
-        items = [describe_model(p) for p in model_files(Path(self.settings.data_dir))]
+        """The model files that can be used; the one serving is always among them, first when it
+        lies outside the folders searched (given with --model or [model] path)."""
+        files = model_files(Path(self.settings.data_dir))
+        current = None
+        if uses_model_file(self.settings.model) and self.turns.generator.path:
+            current = Path(self.turns.generator.path).resolve()
+            if current not in files and current.is_file():
+                files.insert(0, current)
+        items = [describe_model(p) for p in files]
         for item in items:
             item["active"] = Path(item["path"]) == current
         return items

@@ -20,6 +20,7 @@ def test_doctor_ok(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     for check in ("database", "model", "embedder", "memory index"):
         assert f"ok    {check}" in result.output
+    assert "Loading weights" not in result.output and "it/s" not in result.output   # a report, no progress bars
 
 
 @pytest.mark.embedder

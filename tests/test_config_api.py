@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +98,28 @@ def test_null_restores_a_generation_default(client):
     changed = client.put("/api/config", json={"generation": {"temperature": None}})
     assert changed.status_code == 200, changed.get_json()
     assert changed.get_json()["generation"]["temperature"] == 0.7
+
+
+def test_the_model_serving_is_listed_and_active_wherever_it_lies(tmp_path, services, client):
+    elsewhere = tmp_path / "elsewhere" / "my-model.gguf"
+    elsewhere.parent.mkdir()
+    bundled = Path(services.generator.path)
+    try:
+        os.link(bundled, elsewhere)           # the same bytes under another path, outside models/
+    except OSError:
+        shutil.copyfile(bundled, elsewhere)
+    real = services.turns.generator
+
+    class Elsewhere:
+        path = str(elsewhere)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    services.turns.generator = Elsewhere()
+    try:
+        items = client.get("/api/models").get_json()["items"]
+    finally:
+        services.turns.generator = real
+    assert items[0]["path"] == str(elsewhere.resolve()) and items[0]["active"] is True
+    assert [item["active"] for item in items[1:]] == [False] * (len(items) - 1)     # the bundled one too
