@@ -41,6 +41,7 @@ class FakeGenerator:
         self.n_ctx = n_ctx
         self.state = "ready"
         self.error = None
+        self.template, self.template_note = "transcript", "a fake"
 
     def start(self) -> None:
         pass

@@ -55,6 +55,7 @@ class Generator(Protocol):
     state: str           # "loading" | "ready" | "failed"
     error: str | None
     template: str        # the prompt format in use ("gguf", "chatml", "transcript", "remote", ...)
+    template_note: str   # why that format ("the model has no chat template ...")
 
     def start(self) -> None: ...
     def wait_ready(self, timeout: float | None = None) -> bool: ...

@@ -93,6 +93,7 @@ class LlamaGenerator(BackgroundLoaded):
         self.settings = settings
         self.n_ctx = settings.n_ctx
         self.template = ""
+        self.template_note = ""    # why this prompt format: shown by /api/status and the page
         self._llama = None
         self._formatter = None
         self._lock = threading.RLock()
@@ -109,19 +110,23 @@ class LlamaGenerator(BackgroundLoaded):
                       n_threads_batch=threads, n_batch=self.settings.n_batch,
                       n_gpu_layers=self.settings.n_gpu_layers, flash_attn=self.settings.flash_attn,
                       use_mmap=self.settings.use_mmap, verbose=False)
-        self._formatter, self.template = self._chat_formatter(llama)
+        self._formatter, self.template, self.template_note = self._chat_formatter(llama)
         self._llama = llama
 
     def _chat_formatter(self, llama):
-        """The prompt formatter: the GGUF's own template, a named format, or None (transcript)."""
+        """The prompt formatter (the GGUF's own template, a named format, or None: transcript),
+        its name and why it is the one in use."""
         from llama_cpp import llama_chat_format
 
         choice = self.settings.chat_template
         if choice in NAMED_FORMATS:
-            return getattr(llama_chat_format, NAMED_FORMATS[choice]), choice
+            return getattr(llama_chat_format, NAMED_FORMATS[choice]), choice, f"[model] chat_template = {choice}"
+        if choice == "transcript":
+            return None, "transcript", "[model] chat_template = transcript"
         template = llama.metadata.get("tokenizer.chat_template")
-        if choice == "transcript" or not template:
-            return None, "transcript"
+        if not template:
+            return None, "transcript", ("the model has no chat template (a base model?): transcript format; "
+                                        "set [model] chat_template")
 
         def token_text(token_id: int) -> str:
             if token_id < 0:
@@ -130,7 +135,7 @@ class LlamaGenerator(BackgroundLoaded):
 
         formatter = llama_chat_format.Jinja2ChatFormatter(
             template=template, eos_token=token_text(llama.token_eos()), bos_token=token_text(llama.token_bos()))
-        return formatter, "gguf"
+        return formatter, "gguf", "the model's own chat template"
 
     def render(self, request: GenerationRequest) -> tuple[str, list[str]]:
         """The prompt text of a request (chat messages in the model's format) and its stop strings."""

@@ -91,7 +91,7 @@ class ModelService:
         generator = self.turns.generator
         model = dataclasses.asdict(self.settings.model)
         model.update({"path": generator.path, "state": generator.state, "error": generator.error,
-                      "template": getattr(generator, "template", "")})
+                      "template": generator.template, "template_note": generator.template_note})
         pending = None
         if self.pending is not None:
             pending = {"path": self.pending.path, "state": self.pending.state, "error": self.pending.error}

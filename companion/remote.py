@@ -43,6 +43,7 @@ class RemoteGenerator(BackgroundLoaded):
         self.base_url = settings.base_url.rstrip("/")
         self.n_ctx = settings.n_ctx
         self.template = "remote"
+        self.template_note = "the remote server applies its own chat template"
         self.name = settings.model
 
     def _request(self, path: str, body: dict | None = None, timeout: float = 30):

@@ -28,6 +28,7 @@ class FakeGenerator:
     state = "ready"
     error = None
     template = "transcript"
+    template_note = "a fake"
 
     def start(self) -> None: ...
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from companion.config import ModelSettings
 from companion.generation import GenerationParams, GenerationRequest
-from companion.llm import bundled_model, resolve_model_path
+from companion.llm import LlamaGenerator, bundled_model, resolve_model_path
 
 
 def test_bundled_model_found_without_importing_its_package():
@@ -70,3 +70,17 @@ def test_generating_aside_keeps_the_chats_cache_and_stops_during_prefill(generat
     stop.set()                                                        # stopped before it starts
     assert list(generator.generate_aside(GenerationRequest(params, prompt="Summarize: " + "words " * 300), stop)) == []
     assert (llama.n_tokens, list(llama.input_ids[:llama.n_tokens])) == kept
+
+
+def test_the_prompt_format_in_use_says_why(generator, client):
+    model = client.get("/api/status").get_json()["model"]
+    assert (model["prompt_format"], model["prompt_format_note"]) == ("gguf", "the model's own chat template")
+
+    class BaseModel:        # what the format choice reads of a Llama: a base model's metadata, no template
+        metadata = {"general.architecture": "gemma3"}
+
+    formatter, name, note = LlamaGenerator(None, ModelSettings())._chat_formatter(BaseModel())
+    assert formatter is None and name == "transcript"
+    assert note.startswith("the model has no chat template") and "set [model] chat_template" in note
+    chosen = LlamaGenerator(None, ModelSettings(chat_template="transcript"))._chat_formatter(BaseModel())
+    assert chosen[1:] == ("transcript", "[model] chat_template = transcript")

@@ -413,6 +413,7 @@ def test_settings_persona_and_generation(page, daemon):
     assert daemon.api("GET", "/api/config")["generation"]["temperature"] == 0.7
     assert daemon.api("GET", "/api/personas")["items"][0]["name"] == "Robin"
     expect(page.locator("#model-state")).to_contain_text("ready")
+    expect(page.locator("#prompt-format")).to_contain_text("Prompt format: gguf (the model's own chat template)")
     page.click("#nav a[data-view=chat]")
     send(page, "Hi")
     expect(page.locator(".message.user .name").last).to_have_text("Robin")

@@ -73,6 +73,8 @@ function modelPanel(root, config, models, status) {
   return el("section", { class: "panel" }, el("h1", {}, "Model"),
     el("p", { id: "model-state" }, "State: ", el("strong", { class: `state-${model.state}` }, model.state),
       ` · ${model.name || "no model"}`, model.error ? el("span", { class: "error" }, ` · ${model.error}`) : null),
+    model.prompt_format ? el("p", { id: "prompt-format", class: model.prompt_format === "transcript" ? "warning" : "muted" },
+      `Prompt format: ${model.prompt_format} (${model.prompt_format_note})`) : null,
     config.pending_model ? el("p", { class: "muted" }, `Loading ${config.pending_model.path}: ${config.pending_model.state}`) : null,
     config.last_error ? el("p", { class: "error" }, config.last_error) : null,
     el("p", { class: "muted" }, `Embedder: ${status.embedder.name} (${status.embedder.state}) · ${status.counts.memories} memories, ${status.counts.messages} messages`),
