@@ -36,10 +36,13 @@ class GenerationRequest:
     prompt: str | None = None
     char: str = "Assistant"
     user: str = "User"
+    suffix: str | None = None    # with a prompt: the text after the gap to fill (fill-in-the-middle)
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("a generation request has either messages or a prompt")
+        if self.suffix is not None and self.prompt is None:
+            raise ValueError("a suffix goes with a prompt")
 
     def stops(self, template_stops: list[str] | None = None) -> list[str]:
         """The stop strings: the user's next line (chat requests), the template's, the request's own."""

@@ -16,6 +16,7 @@ from collections.abc import Generator as Stream
 from typing import Iterator
 
 from .config import ModelSettings
+from .errors import BadRequest
 from .generation import GenerationParams, GenerationRequest
 from .loading import BackgroundLoaded
 from .prompt import render_transcript
@@ -138,7 +139,10 @@ class LlamaGenerator(BackgroundLoaded):
         return formatter, "gguf", "the model's own chat template"
 
     def render(self, request: GenerationRequest) -> tuple[str, list[str]]:
-        """The prompt text of a request (chat messages in the model's format) and its stop strings."""
+        """The prompt text of a request (chat messages in the model's format; a prompt and a
+        suffix between the model's fill-in-the-middle tokens) and its stop strings."""
+        if request.suffix is not None:
+            return self._fill_in_middle(request.prompt or "", request.suffix), request.stops()
         if request.messages is None:
             return request.prompt or "", request.stops()
         if self._formatter is None:
@@ -146,6 +150,27 @@ class LlamaGenerator(BackgroundLoaded):
         response = self._formatter(messages=request.messages)
         extra = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
         return response.prompt, request.stops(extra)
+
+    def fim_tokens(self) -> tuple[str, str, str] | None:
+        """The texts of the model's fill-in-the-middle tokens (prefix, suffix, middle), as the GGUF
+        declares them or llama.cpp recognizes them in the vocabulary; None when it has none."""
+        from llama_cpp import llama_cpp
+
+        llama = self._llama
+        vocab = llama_cpp.llama_model_get_vocab(llama._model.model)
+        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+               llama_cpp.llama_vocab_fim_mid(vocab))
+        if min(ids) < 0:
+            return None
+        pre, suf, mid = (llama.detokenize([i], special=True).decode("utf-8", errors="ignore") for i in ids)
+        return pre, suf, mid
+
+    def _fill_in_middle(self, prefix: str, suffix: str) -> str:
+        tokens = self.fim_tokens()
+        if tokens is None:
+            raise BadRequest("this model has no fill-in-the-middle tokens: 'suffix' cannot be used")
+        pre, suf, mid = tokens
+        return f"{pre}{prefix}{suf}{suffix}{mid}"
 
     def prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens of a request's prompt, as the model will be given it."""

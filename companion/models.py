@@ -25,6 +25,7 @@ from .turns import TurnService
 log = logging.getLogger(__name__)
 
 STATE_KEY = "config_overrides"
+FIM_KEYS = ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.fim_mid_token_id")
 MODEL_KEYS = ("path", "n_ctx", "n_threads", "n_batch", "n_gpu_layers", "flash_attn", "use_mmap",
               "chat_template")
 
@@ -48,7 +49,7 @@ def describe_model(path: Path) -> dict:
     """A model file as /api/models lists it: name, size, context length, chat template."""
     entry = {"path": str(path), "name": path.name, "size": path.stat().st_size}
     try:
-        meta = read_metadata(path, {"general.name", "general.architecture", "tokenizer.chat_template"})
+        meta = read_metadata(path, {"general.name", "general.architecture", "tokenizer.chat_template", *FIM_KEYS})
         architecture = meta.get("general.architecture")
         context = read_metadata(path, {f"{architecture}.context_length"}) if architecture else {}
         entry.update({
@@ -56,6 +57,7 @@ def describe_model(path: Path) -> dict:
             "architecture": architecture,
             "context_length": context.get(f"{architecture}.context_length"),
             "chat_template": meta.get("tokenizer.chat_template"),
+            "fill_in_middle": all(key in meta for key in FIM_KEYS),
         })
     except (GGUFError, OSError) as exc:
         entry["error"] = str(exc)
@@ -83,8 +85,11 @@ class ModelService:
             if current not in files and current.is_file():
                 files.insert(0, current)
         items = [describe_model(p) for p in files]
+        generator = self.turns.generator
         for item in items:
             item["active"] = Path(item["path"]) == current
+            if item["active"] and generator.state == "ready" and hasattr(generator, "fim_tokens"):
+                item["fill_in_middle"] = generator.fim_tokens() is not None   # llama.cpp also finds them by name
         return items
 
     def config(self) -> dict:

@@ -360,6 +360,8 @@ PATHS: dict[str, dict] = {
         ok(obj(["id", "object", "choices"], id=TEXT, object=TEXT, created=INT, model=TEXT,
                choices={"type": "array"}, usage={"type": "object"})),
         body=obj(["prompt"], model=TEXT, prompt={"type": "string", "minLength": 1}, stream=BOOL,
+                 suffix={"type": "string", "description": "Fill in the middle: the text after the gap. Only for "
+                         "models with fill-in-the-middle tokens (see /api/models); 400 otherwise."},
                  **{k: v for k, v in GENERATION["properties"].items()}, presence_penalty=NUM,
                  frequency_penalty=NUM), stream=OPENAI_STREAM)},
     "/v1/embeddings": {"post": op(

@@ -89,6 +89,8 @@ class RemoteGenerator(BackgroundLoaded):
             body["messages"] = [{"role": m["role"], "content": m["content"]} for m in request.messages]
         else:
             path, body["prompt"] = "/completions", request.prompt
+            if request.suffix is not None:
+                body["suffix"] = request.suffix
         try:
             response = self._request(path, body, timeout=self.settings.remote_timeout)
         except urllib.error.HTTPError as exc:

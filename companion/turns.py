@@ -126,11 +126,13 @@ class TurnService:
         return TurnStream(self, companion, user, chat_id, rows, user_message, replaced, params)
 
     def start_raw(self, prompt: str | None = None, overrides: dict | None = None,
-                  context_size: int | None = None, messages: list[dict] | None = None) -> RawStream:
-        """Hold the model for a plain completion of a prompt, or of chat messages as they are
-        (nothing is stored); context_size, a client's own context limit, narrows the model's."""
+                  context_size: int | None = None, messages: list[dict] | None = None,
+                  suffix: str | None = None) -> RawStream:
+        """Hold the model for a plain completion of a prompt (with a suffix: the text between),
+        or of chat messages as they are (nothing is stored); context_size, a client's own
+        context limit, narrows the model's."""
         values = {**asdict(self.settings.generation), **(overrides or {})}
-        request = GenerationRequest(GenerationParams(**values), messages=messages, prompt=prompt)
+        request = GenerationRequest(GenerationParams(**values), messages=messages, prompt=prompt, suffix=suffix)
         limit = min(self.generator.n_ctx, context_size or self.generator.n_ctx)
         self._acquire_model()
         try:

@@ -178,9 +178,12 @@ def completions():
         prompt = prompt[0]
     if not isinstance(prompt, str) or not prompt:
         raise BadRequest("'prompt' must be a non-empty string")
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise BadRequest("'suffix' must be a string")
     model = body.get("model") or model_name()
     params = overrides(body)
-    raw = services().turns.start_raw(prompt, params)
+    raw = services().turns.start_raw(prompt, params, suffix=suffix or None)
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
     def choice(text: str, finish: str | None) -> dict:
