@@ -135,6 +135,9 @@ class ModelSettings:
     n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.", ge=-1)
     flash_attn: bool = setting(True, "Use flash attention (faster prompt evaluation; measured 1.25x here on CPU).")
     use_mmap: bool = setting(True, "Map the model file into memory instead of reading it whole.")
+    kv_cache_mb: int = setting(
+        1024, "Disk space for chats' saved model states (the KV cache), so that a chat's prompt is not read "
+        "again after a restart or a switch between chats; the least recently used go first. 0 turns it off.", ge=0)
     backend: str = setting(
         "local",
         "'local' runs the GGUF here with llama.cpp; 'openai' sends generation to an OpenAI-compatible "

@@ -7,7 +7,9 @@ one lock. The model loads in a background thread; ``state`` says loading, ready 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import threading
@@ -213,18 +215,56 @@ class LlamaGenerator(BackgroundLoaded):
         used = llama_cpp.llama_state_get_data(llama._ctx.ctx, data, size)
         return data, int(used), llama.input_ids.copy(), llama.n_tokens
 
-    def _restore_cache(self, state: tuple) -> None:
+    def _restore_cache(self, state: tuple) -> bool:
         from llama_cpp import llama_cpp
 
         llama = self._llama
         data, used, input_ids, n_tokens = state
         if llama_cpp.llama_state_set_data(llama._ctx.ctx, data, used) != used:
             llama.reset()      # the cache is lost, not wrong: the next prompt is evaluated whole
-            return
-        llama.input_ids[:] = input_ids
+            return False
+        llama.input_ids[:len(input_ids)] = input_ids
         llama.n_tokens = n_tokens
         if hasattr(llama, "_requires_eval"):
             llama._requires_eval = True   # logits are stale: evaluate the last token again
+        return True
+
+    # the state kept on disk (kv_cache.py) ------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """What a saved state must have been made with to be loaded here: the model file (path,
+        size, time) and every setting that shapes the KV cache, and the llama.cpp build."""
+        import llama_cpp
+
+        stat = os.stat(self.path)
+        shape = {"path": str(Path(self.path).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
+                 "n_ctx": self.settings.n_ctx, "n_batch": self.settings.n_batch,
+                 "flash_attn": self.settings.flash_attn, "n_gpu_layers": self.settings.n_gpu_layers,
+                 "llama_cpp": llama_cpp.__version__}
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+    def cached_tokens(self) -> list[int]:
+        """The tokens the KV cache holds now."""
+        with self._lock:
+            return list(self._llama.input_ids[:self._llama.n_tokens])
+
+    def prompt_token_ids(self, request: GenerationRequest) -> list[int]:
+        """A request's prompt as the model will read it, in tokens."""
+        prompt, _ = self.render(request)
+        with self._lock:
+            return list(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+
+    def export_state(self) -> tuple[list[int], bytes]:
+        """The tokens the KV cache holds and the cache itself, to keep."""
+        with self._lock:
+            data, used, input_ids, n_tokens = self._save_cache()
+            return [int(t) for t in input_ids[:n_tokens]], bytes(memoryview(data)[:used])
+
+    def import_state(self, tokens: list[int], data: bytes) -> bool:
+        """Put back a kept state; False (and an empty cache) when llama.cpp refuses it."""
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        with self._lock:
+            return self._restore_cache((buffer, len(data), tokens, len(tokens)))
 
     def count_tokens(self, text: str) -> int:
         """Tokens in a prompt (tokenizing does not disturb the KV cache)."""

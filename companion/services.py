@@ -50,6 +50,7 @@ class Services:
         self.embedder.start()
         threading.Thread(target=self._reconcile, name="memory-reconcile", daemon=True).start()
         self.summaries.start()
+        self.turns.states.start()
 
     def _reconcile(self) -> None:
         if not self.embedder.wait_ready():
@@ -86,6 +87,7 @@ class Services:
     def close(self) -> None:
         """Stop background summaries, release the memory index and the database."""
         self.summaries.close()
+        self.turns.states.close()      # the held chat's KV cache, kept for the next start
         self.memory.close()
         self.store.close()
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable
 
 from .config import Settings
 from .errors import BadRequest, ModelUnavailable, NotFound
 from .generation import GenerationParams, GenerationRequest, Generator
+from .kv_cache import ChatStates, StateFiles
 from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .model_lock import ModelLock
@@ -36,6 +38,8 @@ class TurnService:
         self.generator = generator
         self.settings = settings
         self.lock = ModelLock(settings.server.queue_timeout)
+        self.states = ChatStates(StateFiles(Path(settings.data_dir) / "kv_cache", settings.model.kv_cache_mb * 2**20),
+                                 self.lock, lambda: self.generator)
         self.after_turn: Callable[[], None] | None = None  # called after each stored reply (summaries wake)
 
     # holding the model -------------------------------------------------------------------------
@@ -54,6 +58,7 @@ class TurnService:
         """Serve with another (loaded) generator from the next generation on."""
         with self.lock.held():
             self.generator = generator
+            self.states.forget()
 
     def abort(self) -> bool:
         """Stop the running generation after the current token; True when one was running."""
@@ -136,6 +141,7 @@ class TurnService:
         limit = min(self.generator.n_ctx, context_size or self.generator.n_ctx)
         self._acquire_model()
         try:
+            self.states.before_other_use()
             if self.generator.prompt_tokens(request) + request.params.max_tokens > limit:
                 raise BadRequest(f"the prompt and max_tokens exceed the context size ({limit} tokens)")
         except BaseException:
@@ -175,6 +181,7 @@ class TurnService:
         self.memory.unindex(old_memories)
         self.memory.index_later([row])   # the reply is answered now; the embedding follows
         reply["text"] = resolve_placeholders(text, char_name(companion), user["name"])
+        self.states.after_turn(turn.chat_id)
         if self.after_turn is not None:
             self.after_turn()
         return Reply(dict(reply), turn.memories, turn.lore, turn.memory_window)
@@ -286,7 +293,9 @@ class TurnService:
         for memory in memories:
             memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
         turn.memories = list(memories)
-        return GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
+        request = GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
+        self.states.before_turn(turn.chat_id, request)    # this chat's kept KV cache, if it helps
+        return request
 
     def _refresh_story(self, chat_id: int) -> str:
         """The chat's story so far, from its summaries up to now, kept with the chat."""

@@ -163,13 +163,13 @@ def test_the_remote_backend_gets_messages_and_takes_model_changes_at_run_time(tm
         assert refused.status_code == 400 and "local backend" in refused.get_json()["error"]["message"]
         assert client.put("/api/config", json={"model": {"n_ctx": 4096}}).status_code == 202
         deadline = time.monotonic() + 30
-        while services.generator.n_ctx != 4096 and time.monotonic() < deadline:
+        while client.get("/api/config").get_json()["pending_model"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert isinstance(services.generator, RemoteGenerator) and services.generator.base_url == remote.url
         assert services.models.saved()["model"] == {"n_ctx": 4096}
 
         remote.close()        # a change that cannot load is reported and not kept
-        assert client.put("/api/config", json={"model": {"n_ctx": 3072}}).status_code == 202
+        assert client.put("/api/config", json={"model": {"n_ctx": 3072}}).status_code in (200, 202)  # 200: failed already
         while client.get("/api/config").get_json()["pending_model"] and time.monotonic() < deadline + 30:
             time.sleep(0.05)
         config = client.get("/api/config").get_json()

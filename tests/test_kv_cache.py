@@ -1,0 +1,130 @@
+"""A chat's KV cache kept on disk: reused after a restart and after a switch between chats."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+
+from companion.kv_cache import StateFiles
+from companion.services import build_services
+
+from conftest import test_settings
+
+PERSONA = ("{{char}} is a retired lighthouse keeper who knows every ship that passed the cape in forty years, "
+           "tells long stories about storms, fog and the people who waited for the boats, and asks "
+           "{{user}} about their day. ") * 6
+
+
+def test_a_state_file_comes_back_as_written_and_only_for_its_fingerprint(tmp_path, caplog):
+    files = StateFiles(tmp_path, max_bytes=10_000)
+    files.write("7", "model-a", [1, 2, 3], b"kv-bytes")
+    saved = files.read("7", "model-a")
+    assert saved.tokens == [1, 2, 3] and saved.data() == b"kv-bytes"
+    assert files.read("8", "model-a") is None
+    with caplog.at_level(logging.INFO, logger="companion.kv_cache"):
+        assert files.read("7", "model-b") is None              # another model: never loaded
+    assert "another model" in caplog.text and not files.path("7").exists()
+
+
+def test_a_state_file_cut_short_is_ignored(tmp_path, caplog):
+    files = StateFiles(tmp_path, max_bytes=10_000)
+    files.write("7", "m", [1, 2, 3], b"x" * 100)
+    path = files.path("7")
+    path.write_bytes(path.read_bytes()[:-10])                    # a crash in mid-write, say
+    with caplog.at_level(logging.WARNING, logger="companion.kv_cache"):
+        assert files.read("7", "m") is None
+    assert "cut short" in caplog.text and not path.exists()
+
+
+def test_a_failed_write_leaves_no_file_and_the_least_recently_used_go_first(tmp_path):
+    files = StateFiles(tmp_path, max_bytes=2_500)
+
+    class Broken(bytes):
+        def __len__(self):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        files.write("1", "m", [1], Broken(b"x"))
+    assert list(tmp_path.iterdir()) == []
+    for key in ("1", "2", "3"):
+        files.write(key, "m", [1], b"x" * 1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.kv", "3.kv"]    # within 2,500 bytes
+    files.read("2", "m")                                                     # 2 is used: 3 goes next
+    files.write("4", "m", [1], b"x" * 1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.kv", "4.kv"]
+
+
+def evaluated_tokens(services) -> list[int]:
+    """Counts the prompt tokens llama.cpp evaluates from now on (one entry per eval call)."""
+    llama = services.generator._llama
+    counts: list[int] = []
+    real_eval = llama.eval
+
+    def counting(tokens):
+        counts.append(len(tokens))
+        return real_eval(tokens)
+
+    llama.eval = counting
+    return counts
+
+
+def started(settings, embedder):
+    services = build_services(settings, embedder=embedder)       # a model of its own: a restart
+    services.generator.load()
+    assert services.generator.state == "ready", services.generator.error
+    return services
+
+
+@pytest.fixture
+def long_chat(tmp_path, embedder):
+    """A data dir with a chat of a few turns and a long card, its state saved when it stopped."""
+    settings = test_settings(tmp_path / "data")
+    services = started(settings, embedder)
+    companion = services.companions.active_companion_id()
+    services.store.update_companion(companion, {"persona": PERSONA})
+    chat_id = services.companions.active_chat_id()
+    for line in ["Good evening! How was the sea today?", "Tell me about the worst storm you saw."]:
+        services.turns.send(chat_id, line)
+    services.close()
+    return settings, chat_id
+
+
+def test_a_chats_kv_cache_is_reused_after_a_restart(long_chat, embedder, tmp_path):
+    settings, chat_id = long_chat
+    assert list((tmp_path / "data" / "kv_cache").glob("*.kv"))
+
+    cold_settings = test_settings(tmp_path / "cold")
+    shutil.copytree(tmp_path / "data", tmp_path / "cold", ignore=shutil.ignore_patterns("kv_cache"))
+    for name, the_settings in (("restored", settings), ("cold", cold_settings)):
+        services = started(the_settings, embedder)
+        try:
+            counts = evaluated_tokens(services)
+            turn = services.turns.start_send(chat_id, "And what did you do when the fog came?")
+            turn.run()
+            prompt = services.generator.prompt_tokens(turn.request)
+            if name == "restored":
+                assert services.turns.states.restored == 1
+                assert sum(counts) < prompt / 3, (counts, prompt)     # only what is new since the stop
+            else:
+                assert services.turns.states.restored == 0 and sum(counts) >= prompt - 1, (counts, prompt)
+        finally:
+            services.close()
+
+
+def test_switching_chats_keeps_each_chats_kv_cache(long_chat, embedder):
+    settings, first_chat = long_chat
+    services = started(settings, embedder)
+    try:
+        turns = services.turns
+        turns.send(first_chat, "Do you miss the lighthouse?")
+        other = services.chats.create(services.companions.active_companion_id())["id"]
+        turns.send(other, "Hello, who are you?")                    # the first chat's state is kept
+        counts = evaluated_tokens(services)
+        turn = turns.start_send(first_chat, "What was the lighthouse's name?")
+        turn.run()
+        assert turns.states.restored == 2                          # at the start, and after the switch
+        assert sum(counts) < services.generator.prompt_tokens(turn.request) / 3
+    finally:
+        services.close()
