@@ -11,6 +11,8 @@ import statistics
 import time
 from pathlib import Path
 
+from companion.kv_cache import common_prefix  # noqa: F401  (the benchmarks' too)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -205,16 +207,6 @@ def timed(fn, sink: dict, key: str):
         finally:
             sink[key] = sink.get(key, 0.0) + (time.perf_counter() - began) * 1000
     return wrapper
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """How many tokens two prompts share from the start (what llama.cpp can reuse)."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def load_embedder():

@@ -26,7 +26,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = ("prompt_cache", "kv_restore", "throughput", "ttft", "overhead", "recall_quality", "recall_latency", "load")
 QUICK = {
     "prompt_cache": {"turns": 4},
-    "kv_restore": {"rounds": 1, "history_tokens": 600},
+    "kv_restore": {"rounds": 1, "history_tokens": 400},
     "throughput": {"rounds": 1, "warmup": 0, "max_tokens": 32, "native": "cached"},
     "ttft": {"turns": 6},
     "overhead": {"memories": 300, "turns": 5, "warmup": 1},
