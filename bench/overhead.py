@@ -42,6 +42,7 @@ class FakeGenerator:
         self.state = "ready"
         self.error = None
         self.template, self.template_note = "transcript", "a fake"
+        self.n_ctx_reason = "a fake"
 
     def start(self) -> None:
         pass

@@ -129,10 +129,14 @@ class ModelSettings:
         "GGUF model file. Empty: the first *.gguf in <data_dir>/models, then in the checkout's "
         "models/, then the bundled SmolLM2-135M-Instruct.",
     )
-    n_ctx: int = setting(2048, "Context window in tokens.", ge=256)
-    n_threads: int = setting(0, "CPU threads for generation; 0 uses one per physical core.", ge=0)
-    n_batch: int = setting(256, "Prompt tokens evaluated per batch.", ge=1)
-    n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.", ge=-1)
+    n_ctx: int = setting(
+        0, "Context window in tokens (at least 256). 0 chooses it for the model: its trained context, at most 8192, "
+        "and no more than a quarter of the free memory holds as KV cache; /api/status says what was chosen and why.",
+        ge=0, le=1_048_576)
+    n_threads: int = setting(0, "CPU threads for generation; 0 uses one per physical core.", ge=0, le=1024)
+    n_batch: int = setting(256, "Prompt tokens evaluated per batch.", ge=1, le=65_536)
+    n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.",
+                                ge=-1, le=100_000)
     flash_attn: bool = setting(True, "Use flash attention (faster prompt evaluation; measured 1.25x here on CPU).")
     use_mmap: bool = setting(True, "Map the model file into memory instead of reading it whole.")
     kv_cache_mb: int = setting(
@@ -420,7 +424,9 @@ def _validate(settings: Settings) -> None:
          "memory.chroma_url must be an http(s) URL"),
         (settings.model.chat_template in CHAT_TEMPLATES,
          f"model.chat_template must be one of {', '.join(CHAT_TEMPLATES)}"),
-        (settings.generation.max_tokens < settings.model.n_ctx, "generation.max_tokens must be below model.n_ctx"),
+        (settings.model.n_ctx == 0 or settings.model.n_ctx >= 256, "model.n_ctx must be 0 (chosen) or at least 256"),
+        (settings.model.n_ctx == 0 or settings.generation.max_tokens < settings.model.n_ctx,
+         "generation.max_tokens must be below model.n_ctx"),
         (settings.memory.half_life_hours > 0, "memory.half_life_hours must be above 0"),
         (0 < settings.memory.same_fact_similarity <= 1, "memory.same_fact_similarity must be in (0, 1]"),
         (0 < settings.memory.duplicate_similarity <= 1, "memory.duplicate_similarity must be in (0, 1]"),

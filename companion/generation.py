@@ -55,6 +55,7 @@ class Generator(Protocol):
     path: str            # the model file, or the server's address
     name: str
     n_ctx: int
+    n_ctx_reason: str    # why that context size ("set by [model] n_ctx", or how it was chosen)
     state: str           # "loading" | "ready" | "failed"
     error: str | None
     template: str        # the prompt format in use ("gguf", "chatml", "transcript", "remote", ...)

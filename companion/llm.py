@@ -19,6 +19,7 @@ from typing import Iterator
 
 from .config import ModelSettings
 from .errors import BadRequest
+from .gguf import GGUFError, read_metadata
 from .generation import GenerationParams, GenerationRequest
 from .loading import BackgroundLoaded
 from .prompt import render_transcript
@@ -76,6 +77,65 @@ def resolve_model_path(model: ModelSettings, data_dir: Path) -> Path | None:
     return bundled_model()
 
 
+CONTEXT_CEILING = 8192            # a chosen context is at most this many tokens
+KV_SHARE_OF_FREE_MEMORY = 0.25    # and its KV cache takes at most this share of the free memory
+FALLBACK_CONTEXT = 2048
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux' MemAvailable), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def kv_bytes_per_token(meta: dict, arch: str) -> int | None:
+    """The KV cache's bytes per token (f16 keys and values in every layer), from a GGUF header."""
+    def number(key: str):
+        value = meta.get(f"{arch}.{key}")
+        return max(value) if isinstance(value, list) and value else value
+
+    layers, heads, width = number("block_count"), number("attention.head_count"), number("embedding_length")
+    kv_heads = number("attention.head_count_kv") or heads
+    if not (layers and heads and width and kv_heads):
+        return None
+    key_length = number("attention.key_length") or width // heads
+    value_length = number("attention.value_length") or width // heads
+    return int(layers * kv_heads * (key_length + value_length) * 2)
+
+
+def choose_context(path: Path | None, requested: int, free: int | None = None) -> tuple[int, str]:
+    """The context size to use and why: the one set, else the model's trained context, at most
+    CONTEXT_CEILING, and no more than what KV_SHARE_OF_FREE_MEMORY of the free memory holds."""
+    if requested:
+        return requested, "set by [model] n_ctx"
+    try:
+        arch = read_metadata(path, {"general.architecture"}).get("general.architecture") if path else None
+        if not arch:
+            return FALLBACK_CONTEXT, f"{FALLBACK_CONTEXT}: the model's header was not read"
+        keys = {f"{arch}.{k}" for k in ("context_length", "block_count", "embedding_length", "attention.head_count",
+                                        "attention.head_count_kv", "attention.key_length", "attention.value_length")}
+        meta = read_metadata(path, keys)   # type: ignore[arg-type]
+    except (GGUFError, OSError):
+        return FALLBACK_CONTEXT, f"{FALLBACK_CONTEXT}: the model's header was not read"
+    trained = int(meta.get(f"{arch}.context_length") or FALLBACK_CONTEXT)
+    n = min(trained, CONTEXT_CEILING)
+    why = [f"trained for {trained} tokens", f"ceiling {CONTEXT_CEILING}"]
+    per_token = kv_bytes_per_token(meta, arch)
+    free = available_memory() if free is None else free
+    if per_token and free:
+        fits = int(free * KV_SHARE_OF_FREE_MEMORY // per_token)
+        why.append(f"KV cache {per_token / 1024:.0f} KB a token, {KV_SHARE_OF_FREE_MEMORY:.0%} of "
+                   f"{free / 2**30:.1f} GB free holds {fits} tokens")
+        n = min(n, fits)
+    n = max(512, n // 256 * 256)
+    return n, f"{n}: chosen for the model ({'; '.join(why)}); set [model] n_ctx to change it"
+
+
 NAMED_FORMATS = {"chatml": "format_chatml", "llama-3": "format_llama3",
                  "mistral": "format_mistral_instruct", "alpaca": "format_alpaca"}
 
@@ -94,7 +154,7 @@ class LlamaGenerator(BackgroundLoaded):
     def __init__(self, path: Path | None, settings: ModelSettings) -> None:
         super().__init__(path)
         self.settings = settings
-        self.n_ctx = settings.n_ctx
+        self.n_ctx, self.n_ctx_reason = choose_context(Path(path) if path else None, settings.n_ctx)
         self.template = ""
         self.template_note = ""    # why this prompt format: shown by /api/status and the page
         self._llama = None
@@ -109,7 +169,7 @@ class LlamaGenerator(BackgroundLoaded):
         from llama_cpp import Llama
 
         threads = self.settings.n_threads or physical_cores()
-        llama = Llama(model_path=self.path, n_ctx=self.settings.n_ctx, n_threads=threads,
+        llama = Llama(model_path=self.path, n_ctx=self.n_ctx, n_threads=threads,
                       n_threads_batch=threads, n_batch=self.settings.n_batch,
                       n_gpu_layers=self.settings.n_gpu_layers, flash_attn=self.settings.flash_attn,
                       use_mmap=self.settings.use_mmap, verbose=False)
@@ -238,7 +298,7 @@ class LlamaGenerator(BackgroundLoaded):
 
         stat = os.stat(self.path)
         shape = {"path": str(Path(self.path).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
-                 "n_ctx": self.settings.n_ctx, "n_batch": self.settings.n_batch,
+                 "n_ctx": self.n_ctx, "n_batch": self.settings.n_batch,
                  "flash_attn": self.settings.flash_attn, "n_gpu_layers": self.settings.n_gpu_layers,
                  "llama_cpp": llama_cpp.__version__}
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()

@@ -96,7 +96,8 @@ class ModelService:
         generator = self.turns.generator
         model = dataclasses.asdict(self.settings.model)
         model.update({"path": generator.path, "state": generator.state, "error": generator.error,
-                      "template": generator.template, "template_note": generator.template_note})
+                      "template": generator.template, "template_note": generator.template_note,
+                      "n_ctx_in_use": generator.n_ctx, "n_ctx_reason": generator.n_ctx_reason})
         pending = None
         if self.pending is not None:
             pending = {"path": self.pending.path, "state": self.pending.state, "error": self.pending.error}
@@ -134,7 +135,9 @@ class ModelService:
             changes = {**changes, "path": str(path)}
         if "chat_template" in changes and changes["chat_template"] not in CHAT_TEMPLATES:
             raise BadRequest(f"chat_template must be one of {', '.join(CHAT_TEMPLATES)}")
-        if "n_ctx" in changes and changes["n_ctx"] <= self.settings.generation.max_tokens:
+        if "n_ctx" in changes and 0 < changes["n_ctx"] < 256:
+            raise BadRequest("n_ctx must be 0 (chosen for the model) or at least 256")
+        if "n_ctx" in changes and changes["n_ctx"] and changes["n_ctx"] <= self.settings.generation.max_tokens:
             raise BadRequest("n_ctx must be above generation.max_tokens")
         current = self.settings.model
         if uses_model_file(current):   # the file serving now (found in models/ when [model] path is empty)

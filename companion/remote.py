@@ -41,7 +41,9 @@ class RemoteGenerator(BackgroundLoaded):
         super().__init__(settings.base_url.rstrip("/"))
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        self.n_ctx = settings.n_ctx
+        self.n_ctx = settings.n_ctx or 4096
+        self.n_ctx_reason = ("set by [model] n_ctx" if settings.n_ctx else
+                             "4096: the remote server's context is not known here; set [model] n_ctx")
         self.template = "remote"
         self.template_note = "the remote server applies its own chat template"
         self.name = settings.model

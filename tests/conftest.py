@@ -23,7 +23,8 @@ TEST_GENERATION = {"temperature": 0.0, "max_tokens": 24, "seed": 1, "top_k": 1}
 
 def test_settings(data_dir: Path, **sections: dict) -> Settings:
     """Settings for a test: a tmp data dir, deterministic short generation, no environment."""
-    overrides: dict = {"data_dir": str(data_dir), "generation": dict(TEST_GENERATION)}
+    overrides: dict = {"data_dir": str(data_dir), "generation": dict(TEST_GENERATION),
+                       "model": {"n_ctx": 2048}}   # not chosen from this machine's free memory
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     return load_settings(env={}, overrides=overrides)

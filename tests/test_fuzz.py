@@ -25,6 +25,7 @@ class FakeGenerator:
     path = "/models/fake.gguf"
     name = "fake.gguf"
     n_ctx = 2048
+    n_ctx_reason = "set by [model] n_ctx"
     state = "ready"
     error = None
     template = "transcript"

@@ -7,7 +7,11 @@ from pathlib import Path
 
 from companion.config import ModelSettings
 from companion.generation import GenerationParams, GenerationRequest
-from companion.llm import LlamaGenerator, bundled_model, resolve_model_path
+from companion.app import create_app
+from companion.llm import LlamaGenerator, bundled_model, choose_context, resolve_model_path
+from companion.services import build_services
+
+from conftest import test_settings
 
 
 def test_bundled_model_found_without_importing_its_package():
@@ -84,3 +88,21 @@ def test_the_prompt_format_in_use_says_why(generator, client):
     assert note.startswith("the model has no chat template") and "set [model] chat_template" in note
     chosen = LlamaGenerator(None, ModelSettings(chat_template="transcript"))._chat_formatter(BaseModel())
     assert chosen[1:] == ("transcript", "[model] chat_template = transcript")
+
+
+def test_the_context_is_chosen_for_the_model_and_the_memory():
+    model = bundled_model()       # SmolLM2-135M: trained for 8192 tokens, 30 layers x 3 KV heads x 64
+    assert choose_context(model, 3072) == (3072, "set by [model] n_ctx")
+    n, why = choose_context(model, 0, free=16 * 2**30)
+    assert n == 8192 and "trained for 8192 tokens" in why and "22 KB a token" in why
+    n, why = choose_context(model, 0, free=200 * 2**20)           # a small board: 50 MB for the cache
+    assert n == 2048 and "200 MB" not in why and "0.2 GB free" in why
+    assert choose_context(None, 0)[0] == 2048
+
+
+def test_the_status_says_which_context_and_why(tmp_path, embedder):
+    settings = test_settings(tmp_path / "data", model={"n_ctx": 0})
+    services = build_services(settings, embedder=embedder)
+    model = create_app(settings, services).test_client().get("/api/status").get_json()["model"]
+    assert model["n_ctx"] >= 512 and model["n_ctx_reason"].startswith(f"{model['n_ctx']}: chosen for the model")
+    services.close()

@@ -7,7 +7,7 @@ from typing import Any
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from ..config import CompanionLimits, GenerationSettings, limits
+from ..config import CompanionLimits, GenerationSettings, ModelSettings, limits
 from ..dates import parse_date
 from ..errors import BadRequest
 
@@ -169,12 +169,8 @@ def optional_json_object() -> dict:
     return json_object()
 
 
-MODEL_LIMITS: dict[str, tuple[type, int, int]] = {
-    "n_ctx": (int, 256, 1_048_576),
-    "n_threads": (int, 0, 1024),
-    "n_batch": (int, 1, 65_536),
-    "n_gpu_layers": (int, -1, 100_000),
-}
+MODEL_LIMITS = {name: limit for name, limit in limits(ModelSettings).items()
+                if name in ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")}   # declared in config.py
 
 
 def model_settings(body: Any) -> dict:
@@ -184,7 +180,7 @@ def model_settings(body: Any) -> dict:
     values: dict[str, Any] = {}
     for key, value in body.items():
         if key in MODEL_LIMITS:
-            _, low, high = MODEL_LIMITS[key]
+            low, high = int(MODEL_LIMITS[key].ge or 0), int(MODEL_LIMITS[key].le or 0)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise BadRequest(f"'model.{key}' must be an integer between {low} and {high}")
         elif key in ("flash_attn", "use_mmap"):

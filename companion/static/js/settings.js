@@ -69,7 +69,8 @@ function modelPanel(root, config, models, status) {
   const model = status.model;
   const select = el("select", { id: "model-select", "aria-label": "Model" }, models.map((m) =>
     el("option", { value: m.path, selected: m.active }, `${m.name} (${(m.size / 1048576).toFixed(0)} MiB${m.context_length ? `, trained for ${m.context_length} tokens` : ""})`)));
-  const nCtx = field("Context length (tokens)", "n_ctx", config.model.n_ctx, "number", { min: 256, step: 256 });
+  const nCtx = field(`Context length (tokens; 0: chosen for the model, now ${config.model.n_ctx_in_use})`, "n_ctx",
+    config.model.n_ctx, "number", { min: 0, step: 256, title: config.model.n_ctx_reason });
   return el("section", { class: "panel" }, el("h1", {}, "Model"),
     el("p", { id: "model-state" }, "State: ", el("strong", { class: `state-${model.state}` }, model.state),
       ` · ${model.name || "no model"}`, model.error ? el("span", { class: "error" }, ` · ${model.error}`) : null),
