@@ -6,12 +6,14 @@ one lock. The model loads in a background thread; ``state`` says loading, ready 
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import hashlib
 import importlib.util
 import json
 import logging
 import os
+import random
 import threading
 from pathlib import Path
 from collections.abc import Generator as Stream
@@ -140,6 +142,40 @@ NAMED_FORMATS = {"chatml": "format_chatml", "llama-3": "format_llama3",
                  "mistral": "format_mistral_instruct", "alpaca": "format_alpaca"}
 
 
+class StopStrings:
+    """Finds stop strings in streamed text, holding back what could be the start of one."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """The text that is safe to send now, and whether a stop string was reached."""
+        held = self.held + text
+        found = [held.find(s) for s in self.stops]
+        at = min((i for i in found if i >= 0), default=-1)
+        if at >= 0:
+            self.held, self.stopped = "", True
+            return held[:at], True
+        keep = 0      # the longest end of the text that begins a stop string
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(held)), keep, -1):
+                if held.endswith(stop[:n]):
+                    keep = n
+                    break
+        self.held = held[len(held) - keep:] if keep else ""
+        return held[:len(held) - keep], False
+
+    def finish(self, text: str = "") -> str:
+        """The text held back at the end (no stop string came)."""
+        out, stopped = self.feed(text)
+        if stopped:
+            return out
+        out, self.held = out + self.held, ""
+        return out
+
+
 class LlamaGenerator(BackgroundLoaded):
     """A GGUF model run by llama-cpp-python, loaded in the background, one call at a time."""
 
@@ -159,6 +195,7 @@ class LlamaGenerator(BackgroundLoaded):
         self.template_note = ""    # why this prompt format: shown by /api/status and the page
         self._llama = None
         self._formatter = None
+        self._pieces: dict[int, bytes] = {}
         self._lock = threading.RLock()
 
     def _open(self) -> None:
@@ -337,27 +374,63 @@ class LlamaGenerator(BackgroundLoaded):
         prompt, stops = self.render(request)
         return self._complete(prompt, stops, request.params, stop_event)
 
+    def _piece(self, token: int) -> bytes:
+        """A token's bytes as text (cached: they never change for a model)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            from llama_cpp import llama_cpp
+
+            size = 32
+            while True:
+                buffer = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(self._llama._model.vocab, token, buffer, size, 0, False)
+                if n >= 0:
+                    break
+                size = -n
+            piece = self._pieces[token] = buffer.raw[:n]
+        return piece
+
     def _complete(self, prompt: str, stops: list[str], params: GenerationParams,
                   stop_event: threading.Event | None = None) -> Stream[str, None, None]:
-        """Stream the completion of prompt text. Stop strings are held back and trimmed by
-        llama-cpp-python before a piece is yielded."""
-        from llama_cpp import StoppingCriteriaList
+        """Stream the completion of prompt text, token by token.
+
+        Drives llama-cpp-python's token generator itself (create_completion detokenizes the
+        whole text again at every token to look for stop strings): each token's bytes go
+        through an incremental UTF-8 decoder, and text that could be the start of a stop
+        string is held back until it is known not to be one, so a stop string is never sent
+        and taken back. Ends at an end-of-generation token, a stop string, max_tokens, or
+        within one token once stop_event is set."""
+        from llama_cpp import llama_cpp
 
         stop_event = stop_event or threading.Event()
         with self._lock:
-            criteria = StoppingCriteriaList([lambda tokens, logits: stop_event.is_set()])
-            kwargs = dict(max_tokens=params.max_tokens, temperature=params.temperature,
-                          top_p=params.top_p, top_k=params.top_k, min_p=params.min_p,
-                          repeat_penalty=params.repeat_penalty, stop=stops or None,
-                          presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
-                          stream=True, stopping_criteria=criteria)
-            if params.seed >= 0:
-                kwargs["seed"] = params.seed
-            stream = self._llama.create_completion(prompt, **kwargs)
+            llama = self._llama
+            tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            budget = min(params.max_tokens, llama.n_ctx() - len(tokens))
+            if budget <= 0:
+                raise BadRequest(f"the prompt is too long for the context size ({llama.n_ctx()} tokens)")
+            llama.set_seed(params.seed if params.seed >= 0 else random.randrange(2**32))
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            stopper = StopStrings(stops)
+            vocab = llama._model.vocab
+            generated = 0
+            pieces = llama.generate(tokens, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
+                                    temp=params.temperature, repeat_penalty=params.repeat_penalty,
+                                    frequency_penalty=params.frequency_penalty,
+                                    presence_penalty=params.presence_penalty)
             try:
-                for chunk in stream:
-                    text = chunk["choices"][0]["text"]
+                for token in pieces:
+                    if stop_event.is_set() or llama_cpp.llama_vocab_is_eog(vocab, token):
+                        break
+                    generated += 1
+                    text, stopped = stopper.feed(decoder.decode(self._piece(token)))
                     if text:
                         yield text
+                    if stopped or generated >= budget:
+                        break
+                if not stopper.stopped:
+                    rest = stopper.finish(decoder.decode(b"", final=True))
+                    if rest:
+                        yield rest
             finally:
-                stream.close()
+                pieces.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from companion.config import ModelSettings
 from companion.generation import GenerationParams, GenerationRequest
 from companion.app import create_app
-from companion.llm import LlamaGenerator, bundled_model, choose_context, resolve_model_path
+from companion.llm import LlamaGenerator, StopStrings, bundled_model, choose_context, resolve_model_path
 from companion.services import build_services
 
 from conftest import test_settings
@@ -106,3 +106,23 @@ def test_the_status_says_which_context_and_why(tmp_path, embedder):
     model = create_app(settings, services).test_client().get("/api/status").get_json()["model"]
     assert model["n_ctx"] >= 512 and model["n_ctx_reason"].startswith(f"{model['n_ctx']}: chosen for the model")
     services.close()
+
+
+def test_stop_strings_are_held_back_until_known_and_never_sent():
+    stops = StopStrings(["\nUser:", "<|im_end|>"])
+    assert stops.feed("Hello") == ("Hello", False)
+    assert stops.feed(" there\nUs") == (" there", False)        # "\nUs" may begin "\nUser:": held
+    assert stops.feed("eful") == ("\nUseful", False)             # it did not
+    assert stops.feed(" and <|im_") == (" and ", False)
+    assert stops.feed("end|> more") == ("", True)                 # the stop string and what follows: never sent
+    tail = StopStrings(["END"])
+    assert tail.feed("abcE") == ("abc", False) and tail.finish() == "E"   # the end: what was held goes out
+    assert StopStrings([]).feed("any text") == ("any text", False)
+
+
+def test_the_token_path_decodes_characters_split_across_tokens(generator):
+    request = GenerationRequest(GenerationParams(max_tokens=40, temperature=0.0, top_k=1, seed=1),
+                                prompt="Ocean emoji: 🌊🌊🌊 and hearts: ❤️❤️❤️. Repeat them: 🌊")
+    pieces = list(generator.generate(request))
+    emoji = [piece for piece in pieces if any(ord(c) > 0x1F000 for c in piece)]
+    assert emoji and "\ufffd" not in "".join(pieces)       # each emoji (4 bytes, several tokens) whole
