@@ -7,13 +7,16 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 PYTEST_ARGS ?=
-# llama.cpp builds for this CPU (-march=native). On CPUs with AMX (Xeon Sapphire Rapids and newer)
-# its AMX kernels crashed every generation on the virtual machines here (SIGSEGV in
-# ggml_backend_amx_mul_mat), so they are left out there; the AVX-512 kernels remain.
-# Override with `make LLAMA_CMAKE_ARGS=... install`, or empty to build llama.cpp's defaults. It is
-# built without pip's wheel cache, so that a wheel built earlier with other flags is not reused.
+# llama.cpp builds for this CPU (-march=native), with ggml's own thread pool instead of OpenMP:
+# the OpenMP build decoded 3x slower when called from a thread other than the process's main
+# thread (37 vs 110 tokens/s here), and the daemon generates on the HTTP server's worker threads.
+# On CPUs with AMX (Xeon Sapphire Rapids and newer) its AMX kernels crashed every generation on
+# the virtual machines here (SIGSEGV in ggml_backend_amx_mul_mat), so they are left out there; the
+# AVX-512 kernels remain. Override with `make LLAMA_CMAKE_ARGS=... install`, or empty to build
+# llama.cpp's defaults. It is built without pip's wheel cache, so that a wheel built earlier with
+# other flags is not reused.
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
-LLAMA_CMAKE_ARGS ?= $(if $(shell grep -qs amx_tile /proc/cpuinfo && echo yes),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
+LLAMA_CMAKE_ARGS ?= -DGGML_OPENMP=OFF $(if $(shell grep -qs amx_tile /proc/cpuinfo && echo yes),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
