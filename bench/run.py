@@ -2,7 +2,7 @@
 
     python -m bench.run [names...] [--quick]
 
-Names: prompt_cache, kv_restore, throughput, ttft, overhead, recall_quality, recall_latency, load (default:
+Names: prompt_cache, kv_restore, embedder, throughput, ttft, overhead, recall_quality, recall_latency, load (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
 bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
@@ -23,10 +23,12 @@ from . import common  # noqa: F401  (sets the offline environment before anythin
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-BENCHMARKS = ("prompt_cache", "kv_restore", "throughput", "ttft", "overhead", "recall_quality", "recall_latency", "load")
+BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "overhead", "recall_quality",
+              "recall_latency", "load")
 QUICK = {
     "prompt_cache": {"turns": 4},
     "kv_restore": {"rounds": 1, "history_tokens": 400},
+    "embedder": {"rounds": 1, "queries": 10},
     "throughput": {"rounds": 1, "warmup": 0, "max_tokens": 32, "native": "cached"},
     "ttft": {"turns": 6},
     "overhead": {"memories": 300, "turns": 5, "warmup": 1},

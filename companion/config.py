@@ -179,6 +179,11 @@ class CompanionLimits:
 
 @dataclass
 class MemorySettings:
+    embedder_backend: str = setting(
+        "sentence-transformers",
+        "How the embedder runs: 'sentence-transformers' (torch), or 'numpy': the same BERT weights and vectors "
+        "without torch, for small boards (loads in 0.2 s instead of seconds, takes far less memory; BERT models "
+        "such as the bundled one only).")
     embedder: str = setting(
         "",
         "Folder of a sentence-transformers model. Empty: the bundled all-MiniLM-L6-v2 "
@@ -252,6 +257,7 @@ class Settings:
 
 
 SECTIONS = ("server", "model", "generation", "memory", "lore")
+EMBEDDER_BACKENDS = ("sentence-transformers", "numpy")
 CHAT_TEMPLATES = ("auto", "chatml", "llama-3", "mistral", "alpaca", "transcript")
 
 
@@ -428,6 +434,8 @@ def _validate(settings: Settings) -> None:
         (settings.model.n_ctx == 0 or settings.generation.max_tokens < settings.model.n_ctx,
          "generation.max_tokens must be below model.n_ctx"),
         (settings.memory.half_life_hours > 0, "memory.half_life_hours must be above 0"),
+        (settings.memory.embedder_backend in EMBEDDER_BACKENDS,
+         f"memory.embedder_backend must be one of {', '.join(EMBEDDER_BACKENDS)}"),
         (0 < settings.memory.same_fact_similarity <= 1, "memory.same_fact_similarity must be in (0, 1]"),
         (0 < settings.memory.duplicate_similarity <= 1, "memory.duplicate_similarity must be in (0, 1]"),
     ]

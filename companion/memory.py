@@ -113,6 +113,36 @@ class Embedder(BackgroundLoaded):
         return [tuple(span) for span in encoded["offset_mapping"]]
 
 
+class NumpyEmbedder(Embedder):
+    """The same BERT model run with numpy alone (numpy_bert.py): torch is never imported."""
+
+    def _open(self) -> None:
+        if not self.path or not Path(self.path).is_dir():
+            raise FileNotFoundError(f"embedding model folder not found: {self.path or '(none)'}")
+        from .numpy_bert import NumpyBert
+
+        self._model = NumpyBert(Path(self.path))
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Normalized embeddings of the texts (waits for the model to load)."""
+        if not self.wait_ready(300):
+            raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
+        with self._lock:
+            return self._model.embed(texts).tolist()
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the text's tokens, by the embedder's own tokenizer."""
+        if not self.wait_ready(300):
+            raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
+        return self._model.token_offsets(text)
+
+
+def make_embedder(options: MemorySettings) -> Embedder:
+    """The embedder [memory] asks for (not loaded yet): its folder, run by its backend."""
+    path = Path(options.embedder).expanduser() if options.embedder else bundled_embedder()
+    return NumpyEmbedder(path) if options.embedder_backend == "numpy" else Embedder(path)
+
+
 def collection_name(chroma_path: Path, chroma_url: str) -> str:
     """'memories' in the embedded store; in a Chroma server (maybe shared), one per data dir."""
     if not chroma_url:

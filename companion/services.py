@@ -14,7 +14,7 @@ from .config import Settings
 from .backends import make_generator
 from .generation import Generator
 from .lorebooks import LorebookService
-from .memory import Embedder, LongTermMemory, bundled_embedder
+from .memory import Embedder, LongTermMemory, make_embedder
 from .messages import MessageService
 from .models import ModelService, apply_saved_config
 from .store import Store
@@ -103,8 +103,7 @@ def build_services(settings: Settings, generator: Generator | None = None,
     if generator is None:
         generator = make_generator(settings.model, data)
     if embedder is None:
-        path = Path(settings.memory.embedder).expanduser() if settings.memory.embedder else bundled_embedder()
-        embedder = Embedder(path)
+        embedder = make_embedder(settings.memory)
     memory = LongTermMemory(store, embedder, data / "chroma", settings.memory)
     lorebooks = LorebookService(store)
     turns = TurnService(store, memory, generator, settings, lorebooks)
