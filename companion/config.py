@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Mapping
 
 try:  # Python 3.11+
@@ -98,6 +99,8 @@ class ServerSettings:
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(3000, "TCP port to listen on.", ge=1, le=65535)
     threads: int = setting(8, "Worker threads of the HTTP server (waitress).", ge=1)
+    timezone: str = setting("", "The person's timezone (IANA name, e.g. 'Europe/Helsinki') for the date and time the "
+                                "companion is told; empty: the machine's.")
     queue_timeout: float = setting(
         0.0,
         "Seconds a generating request waits for the model when another generation runs; "
@@ -420,6 +423,11 @@ def _validate(settings: Settings) -> None:
                 raise ConfigError(problem)
     from .backends import BACKENDS   # registered there; imported late, as it imports this module
     backends = list(BACKENDS)
+    if settings.server.timezone:
+        try:
+            ZoneInfo(settings.server.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"server.timezone: unknown timezone {settings.server.timezone!r}") from None
     checks = [
         (settings.server.max_body_mb > 0, "server.max_body_mb must be above 0"),
         (settings.model.backend in backends, f"model.backend must be one of {', '.join(backends)}"),

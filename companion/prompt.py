@@ -4,7 +4,7 @@ Layout, built so llama.cpp can reuse the evaluated prefix (KV cache) from turn t
 
     [system: persona, personality, scenario, user persona, example dialogue, tuning]  stable
     [history window: oldest .. newest-1]                                             grows by appending
-    [recalled memories, current time]                                                volatile, small
+    [lore triggered now, recalled memories, current date and time]                   volatile, small
     [newest user message][assistant cue]
 
 The history window starts on a multiple of half the short-term window, so it stays put for
@@ -19,9 +19,6 @@ from datetime import datetime, timezone
 from typing import Callable
 
 PLACEHOLDER = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(bot|user)>", re.IGNORECASE)
-TIME_WORDS = re.compile(
-    r"\b(time|date|day|days|today|tonight|tomorrow|yesterday|night|morning|evening|afternoon|"
-    r"hour|hours|week|weekend|month|year|clock|now)\b", re.IGNORECASE)
 EXAMPLE_SEPARATOR = re.compile(r"^\s*<START>\s*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -69,8 +66,9 @@ class PromptInput:
     history: list[Turn] = field(default_factory=list)
     memories: list[Recalled] = field(default_factory=list)
     newest: str = ""
-    now: datetime | None = None
+    now: datetime | None = None             # aware, in the person's timezone (default: now, the machine's)
     story: str | None = None                # the chat's "story so far" when it has it on
+    last_message_at: str | None = None      # when the last message before this one was said
 
 
 DEFAULT_SYSTEM = ("You are {{char}}. Continue the conversation with {{user}}, "
@@ -139,17 +137,34 @@ def describe_age(created_at: str, now: datetime) -> str:
     return "just now"
 
 
+LONG_SILENCE_SECONDS = 6 * 3600   # a pause this long is said in the prompt ("3 days later")
+
+
+def time_text(now: datetime, last_message_at: str | None) -> str:
+    """The current local date and time, and how long since the last message when that is long."""
+    text = f"Current date and time: {now.strftime('%A %d %B %Y, %H:%M')}"
+    if last_message_at:
+        age = describe_age(last_message_at, now)
+        try:
+            then = datetime.fromisoformat(last_message_at)
+            then = then if then.tzinfo else then.replace(tzinfo=timezone.utc)
+            long = (now - then).total_seconds() >= LONG_SILENCE_SECONDS
+        except ValueError:
+            long = False
+        if long:
+            text += f". Time since the last message: {age.removesuffix(' ago')}."
+    return text
+
+
 def volatile_text(p: PromptInput) -> str:
-    """The small part that changes every turn: triggered lore, recalled memories, the time when
-    the user mentions it, and the card's post-history instructions."""
-    now = p.now or datetime.now(timezone.utc)
+    """The small part that changes every turn: triggered lore, recalled memories, the current
+    date and time (and the length of a long pause), and the card's post-history instructions."""
+    now = p.now or datetime.now(timezone.utc).astimezone()
     parts = [text.strip() for text in p.lore_triggered if text.strip()]
     if p.memories:
         lines = [f"- ({describe_age(m.created_at, now)}) {m.text.strip()}" for m in p.memories]
         parts.append("{{char}} remembers from earlier conversations:\n" + "\n".join(lines))
-    if TIME_WORDS.search(p.newest or ""):
-        local = now.astimezone()
-        parts.append(f"Current date and time: {local.strftime('%A %d.%m.%Y %H:%M')}")
+    parts.append(time_text(now, p.last_message_at))
     if p.post_history_instructions.strip():
         parts.append(ORIGINAL.sub("", p.post_history_instructions).strip())
     return resolve_placeholders("\n\n".join(parts), p.char, p.user)

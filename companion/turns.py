@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from typing import Callable
 
 from .config import Settings
@@ -251,6 +253,8 @@ class TurnService:
         self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
         companion, user, history = turn.companion, turn.user, turn.history
         p = self._prompt_input(companion, user, turn.user_message["text"])
+        p.now = self._now()
+        p.last_message_at = history[-1]["created_at"] if history else None
         chat = self.store.get_chat(turn.chat_id)
         p.story = chat["story"] if chat and chat["story_so_far"] else None
         turns = history_turns(history, *self._speaker_names(history, companion, user))
@@ -296,6 +300,11 @@ class TurnService:
         request = GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
         self.states.before_turn(turn.chat_id, request)    # this chat's kept KV cache, if it helps
         return request
+
+    def _now(self) -> datetime:
+        """Now, in the person's timezone ([server] timezone, else the machine's)."""
+        name = self.settings.server.timezone
+        return datetime.now(ZoneInfo(name)) if name else datetime.now(timezone.utc).astimezone()
 
     def _refresh_story(self, chat_id: int) -> str:
         """The chat's story so far, from its summaries up to now, kept with the chat."""

@@ -36,12 +36,25 @@ def test_layout_is_stable_then_volatile_then_newest():
     assert messages[-1]["content"] == "What do I like?"
 
 
-def test_no_volatile_block_without_memories_or_time_words():
-    p = PromptInput(char="A", user="B", newest="hello there")
-    assert [m["role"] for m in build_messages(p)] == ["system", "user"]
-    p.newest = "what time is it?"
+def test_the_volatile_part_tells_the_time_and_a_long_pause():
+    now = datetime(2026, 11, 27, 15, 4, tzinfo=timezone(timedelta(hours=2)))
+    p = PromptInput(char="A", user="B", newest="hello there", now=now,
+                    last_message_at=(now - timedelta(minutes=20)).isoformat())
     messages = build_messages(p)
-    assert "Current date and time" in messages[-2]["content"]
+    assert [m["role"] for m in messages] == ["system", "system", "user"]
+    assert messages[1]["content"] == "Current date and time: Friday 27 November 2026, 15:04"   # the person's local time
+    p.last_message_at = "2026-11-24T09:00:00+00:00"
+    assert build_messages(p)[1]["content"].endswith("Time since the last message: 3 days.")
+
+
+def test_the_time_stays_out_of_the_cached_prefix():
+    history = [Turn(True, "Hello B"), Turn(False, "Hi!"), Turn(True, "How are you?")]
+    first = PromptInput(char="A", user="B", persona="p", history=history, newest="x",
+                        now=datetime(2026, 11, 27, 15, 4, tzinfo=timezone.utc))
+    later = PromptInput(char="A", user="B", persona="p", history=history, newest="y",
+                        now=datetime(2026, 11, 27, 16, 4, tzinfo=timezone.utc))
+    a, b = build_messages(first), build_messages(later)
+    assert a[:-2] == b[:-2] and a[-2] != b[-2]       # everything before the volatile part is the same
 
 
 def test_system_part_does_not_change_with_history():
@@ -75,7 +88,7 @@ def test_fit_history_drops_oldest_blocks_until_it_fits():
         return sum(len(m["content"].split()) for m in messages) + 5 * len(messages)
 
     messages, start = fit_history(p, history, 10, count, budget=10_000)
-    assert start == 0 and len(messages) == 12
+    assert start == 0 and len(messages) == 13     # system, 10 turns, the time, the newest
     limit = count(messages) - 20
     messages, start = fit_history(p, history, 10, count, budget=limit)
     assert start == 5 and count(messages) <= limit

@@ -77,3 +77,36 @@ def test_messages_keep_their_speaker_and_the_prompt_names_an_earlier_persona(ser
     assert history[-1] == {"role": "user", "content": "Who am I now?"}                       # said as Bo
     asked = store.messages(store.active_chat_id(store.active_companion_id()))[-2]
     assert asked["text"] == "Who am I now?" and asked["user_id"] == bo
+
+
+def test_the_prompt_tells_the_time_in_the_persons_timezone(tmp_path, generator, embedder):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import pytest as _pytest
+
+    from companion.config import ConfigError, load_settings
+    from conftest import test_settings
+
+    with _pytest.raises(ConfigError, match="unknown timezone"):
+        load_settings(env={}, overrides={"data_dir": str(tmp_path / "x"), "server": {"timezone": "Mars/Olympus"}})
+    settings = test_settings(tmp_path / "data", server={"timezone": "Pacific/Kiritimati"})   # UTC+14
+    services = build_services(settings, generator=generator, embedder=embedder)
+    requests = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(generator, name)
+
+        def generate(self, request, stop_event=None):
+            requests.append(request)
+            return generator.generate(request, stop_event)
+
+    services.turns.generator = Recording()
+    try:
+        services.turns.send(services.companions.active_chat_id(), "Good morning!")
+    finally:
+        services.close()
+    volatile = requests[-1].messages[-2]
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).strftime("%A %d %B %Y")
+    assert volatile["role"] == "system" and f"Current date and time: {today}" in volatile["content"]
