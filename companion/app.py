@@ -10,7 +10,7 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import chats, companions, compat, kobold, lorebooks, memories, openai, rest
+from .api import chats, companions, compat, kobold, llamacpp, lorebooks, memories, openai, rest
 from .config import Settings
 from .errors import CompanionError
 from .security import add_cors_headers, check_request
@@ -26,6 +26,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
                            "form-action 'self'; frame-ancestors 'none'")
 
 
+LLAMACPP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                  501: "not_supported_error", 503: "unavailable_error"}
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 429: "rate_limit_error"}
 
@@ -40,6 +42,10 @@ def error_response(status: int, code: str, message: str, plain_text: bool,
     if plain_text:
         body = f"{message} [request {request_id}]" if request_id else message
         response = Response(body, status=status, mimetype="text/plain")
+    elif dialect == "llamacpp":    # llama.cpp's server: the status as a number, and a type
+        response = jsonify({"error": {"code": status, "message": message, "request_id": request_id,
+                                      "type": LLAMACPP_TYPES.get(status, "server_error")}})
+        response.status_code = status
     elif dialect == "openai":
         response = jsonify({"error": {"message": message, "type": OPENAI_TYPES.get(status, "api_error"),
                                       "param": None, "code": code, "request_id": request_id}})
@@ -81,6 +87,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(memories.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(kobold.bp)
+    app.register_blueprint(llamacpp.bp)
 
     @app.before_request
     def access_rules() -> None:
@@ -116,6 +123,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
         log.log(logging.ERROR if status >= 500 else logging.WARNING, "[%s] %s %s -> %d %s: %s",
                 request_id, request.method, request.path, status, code, message)
         dialect = "openai" if request.path.startswith("/v1/") else ""
+        dialect = "llamacpp" if request.blueprint == "llamacpp" else dialect
         return error_response(status, code, message, request.blueprint == "compat", retry_after, request_id,
                               dialect)
 

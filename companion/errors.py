@@ -80,6 +80,12 @@ class GatewayTimeout(CompanionError):
     code = "gateway_timeout"
 
 
+class NotAvailable(CompanionError):
+    """Something the backend in use cannot do (tokenizing, with a remote model)."""
+    status = 501
+    code = "not_implemented"
+
+
 class ModelUnavailable(CompanionError):
     status = 503
     code = "model_unavailable"

@@ -271,6 +271,20 @@ class LlamaGenerator(BackgroundLoaded):
         pre, suf, mid = tokens
         return f"{pre}{prefix}{suf}{suffix}{mid}"
 
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        """The model's tokens of a text (with BOS when add_special)."""
+        with self._lock:
+            return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True))
+
+    def vocabulary_size(self) -> int:
+        with self._lock:
+            return int(self._llama.n_vocab())
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of token ids (special tokens written out)."""
+        with self._lock:
+            return self._llama.detokenize(tokens, special=True).decode("utf-8", errors="replace")
+
     def prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens of a request's prompt, as the model will be given it."""
         return self.count_tokens(self.render(request)[0])

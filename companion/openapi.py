@@ -50,7 +50,8 @@ ENTRY_PROPS = {"keys": STR_LIST, "secondary_keys": STR_LIST, "content": TEXT, "c
                "position": {"type": "string", "enum": ["before_char", "after_char"]}, "case_sensitive": BOOL}
 
 SCHEMAS = {
-    "Error": obj(["error"], error=obj(["code", "message"], code=TEXT, message=TEXT, request_id=TEXT)),
+    "Error": obj(["error"], error=obj(["code", "message"], code={"type": ["string", "integer"]}, message=TEXT,
+                                      request_id=TEXT, type=TEXT)),
     "Message": obj(["id", "ai", "text", "date"], id=INT, ai=BOOL, text=TEXT, date=TEXT),
     "Reply": obj(["id", "ai", "text", "date"], id=INT, ai=BOOL, text=TEXT, date=TEXT,
                  memories={"type": "array", "items": obj(id=INT, text=TEXT, score=NUM, created_at=TEXT)},
@@ -368,6 +369,25 @@ PATHS: dict[str, dict] = {
         "Embeddings by the daemon's embedder", ok(obj(["object", "data"], object=TEXT, model=TEXT,
                                                         data={"type": "array"}, usage={"type": "object"})),
         body=obj(["input"], model=TEXT, input={"anyOf": [TEXT, STR_LIST]}))},
+    # llama.cpp server
+    "/health": {"get": op("llama.cpp: 200 once the model is ready (503 while it loads)",
+                          ok(obj(["status"], status=TEXT)))},
+    "/props": {"get": op("llama.cpp: the model, its context size and the default generation settings",
+                         ok(obj(["default_generation_settings"], default_generation_settings={"type": "object"},
+                                total_slots=INT, model_path=TEXT, chat_template=TEXT, build_info=TEXT)))},
+    "/completion": {"post": op(
+        "llama.cpp: completion of a prompt by the plain model (nothing stored)",
+        ok(obj(["content", "stop"], content=TEXT, stop=BOOL, model=TEXT, tokens_predicted=INT, tokens_evaluated=INT,
+               stop_type=TEXT, timings={"type": "object"})),
+        body=obj(["prompt"], prompt={"type": "string", "minLength": 1}, stream=BOOL,
+                 n_predict={"type": "integer", "minimum": -1, "maximum": GENERATION["properties"]["max_tokens"]["maximum"]},
+                 **{k: v for k, v in GENERATION["properties"].items() if k in ("temperature", "top_k", "top_p", "min_p",
+                                                                            "repeat_penalty", "stop", "seed")}),
+        stream=obj(["data"], data=TEXT))},
+    "/tokenize": {"post": op("llama.cpp: the model's tokens of a text", ok(obj(["tokens"], tokens={"type": "array"})),
+                             body=obj(["content"], content=TEXT, add_special=BOOL, with_pieces=BOOL))},
+    "/detokenize": {"post": op("llama.cpp: the text of token ids", ok(obj(["content"], content=TEXT)),
+                               body=obj(["tokens"], tokens={"type": "array", "items": {"type": "integer", "minimum": 0}}))},
     # KoboldCpp-compatible
     "/api/v1/model": {"get": op("KoboldCpp: the model", ok(obj(["result"], result=TEXT)))},
     "/api/v1/info/version": {"get": op("KoboldCpp: API version", ok(obj(["result"], result=TEXT)))},

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from typing import Callable
 
 from .config import Settings
-from .errors import BadRequest, ModelUnavailable, NotFound
+from .errors import BadRequest, ModelUnavailable, NotAvailable, NotFound
 from .generation import GenerationParams, GenerationRequest, Generator
 from .kv_cache import ChatStates, StateFiles
 from .lorebooks import LorebookService
@@ -61,6 +61,30 @@ class TurnService:
         with self.lock.held():
             self.generator = generator
             self.states.forget()
+
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        """The serving model's tokens of a text; 501 for a backend without a tokenizer here."""
+        generator = self._ready_generator()
+        if not hasattr(generator, "tokenize"):
+            raise NotAvailable("the model runs on another server: its tokenizer is not available here")
+        return generator.tokenize(text, add_special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of the serving model's token ids; 400 for ids outside its vocabulary."""
+        generator = self._ready_generator()
+        if not hasattr(generator, "detokenize"):
+            raise NotAvailable("the model runs on another server: its tokenizer is not available here")
+        vocabulary = getattr(generator, "vocabulary_size", None)
+        if vocabulary is not None and any(t >= vocabulary() for t in tokens):
+            raise BadRequest(f"token ids must be below the vocabulary size ({vocabulary()})")
+        return generator.detokenize(tokens)
+
+    def _ready_generator(self) -> Generator:
+        if self.generator.state == "loading":
+            raise ModelUnavailable("the model is still loading", retry_after=5)
+        if self.generator.state != "ready":
+            raise ModelUnavailable(f"the model failed to load: {self.generator.error}", retry_after=60)
+        return self.generator
 
     def abort(self) -> bool:
         """Stop the running generation after the current token; True when one was running."""

@@ -39,6 +39,12 @@ class FakeGenerator:
     def count_tokens(self, text: str) -> int:
         return len(text) // 4 + 1
 
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return bytes(t % 256 for t in tokens).decode("utf-8", errors="replace")
+
     def prompt_tokens(self, request: GenerationRequest) -> int:
         return self.count_tokens(request.prompt or "\n".join(m["content"] for m in request.messages or []))
 
