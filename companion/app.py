@@ -10,7 +10,7 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import chats, companions, compat, kobold, llamacpp, lorebooks, memories, openai, rest
+from .api import chats, companions, compat, kobold, llamacpp, lorebooks, memories, ollama, openai, rest
 from .config import Settings
 from .errors import CompanionError
 from .security import add_cors_headers, check_request
@@ -42,6 +42,9 @@ def error_response(status: int, code: str, message: str, plain_text: bool,
     if plain_text:
         body = f"{message} [request {request_id}]" if request_id else message
         response = Response(body, status=status, mimetype="text/plain")
+    elif dialect == "ollama":      # Ollama: the message alone
+        response = jsonify({"error": message})
+        response.status_code = status
     elif dialect == "llamacpp":    # llama.cpp's server: the status as a number, and a type
         response = jsonify({"error": {"code": status, "message": message, "request_id": request_id,
                                       "type": LLAMACPP_TYPES.get(status, "server_error")}})
@@ -88,6 +91,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(openai.bp)
     app.register_blueprint(kobold.bp)
     app.register_blueprint(llamacpp.bp)
+    app.register_blueprint(ollama.bp)
 
     @app.before_request
     def access_rules() -> None:
@@ -123,7 +127,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
         log.log(logging.ERROR if status >= 500 else logging.WARNING, "[%s] %s %s -> %d %s: %s",
                 request_id, request.method, request.path, status, code, message)
         dialect = "openai" if request.path.startswith("/v1/") else ""
-        dialect = "llamacpp" if request.blueprint == "llamacpp" else dialect
+        dialect = request.blueprint if request.blueprint in ("llamacpp", "ollama") else dialect
         return error_response(status, code, message, request.blueprint == "compat", retry_after, request_id,
                               dialect)
 

@@ -92,6 +92,11 @@ class ModelService:
                 item["fill_in_middle"] = generator.fim_tokens() is not None   # llama.cpp also finds them by name
         return items
 
+    def describe_serving(self) -> dict:
+        """The serving model's file as /api/models describes it ({} for a remote model)."""
+        path = Path(self.turns.generator.path) if self.turns.generator.path else None
+        return describe_model(path) if path and uses_model_file(self.settings.model) and path.is_file() else {}
+
     def config(self) -> dict:
         generator = self.turns.generator
         model = dataclasses.asdict(self.settings.model)

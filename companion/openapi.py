@@ -50,8 +50,9 @@ ENTRY_PROPS = {"keys": STR_LIST, "secondary_keys": STR_LIST, "content": TEXT, "c
                "position": {"type": "string", "enum": ["before_char", "after_char"]}, "case_sensitive": BOOL}
 
 SCHEMAS = {
-    "Error": obj(["error"], error=obj(["code", "message"], code={"type": ["string", "integer"]}, message=TEXT,
-                                      request_id=TEXT, type=TEXT)),
+    "Error": obj(["error"], error={"anyOf": [obj(["code", "message"], code={"type": ["string", "integer"]}, message=TEXT,
+                                                 request_id=TEXT, type=TEXT),
+                                             {"type": "string", "description": "Ollama's routes: the message alone"}]}),
     "Message": obj(["id", "ai", "text", "date"], id=INT, ai=BOOL, text=TEXT, date=TEXT),
     "Reply": obj(["id", "ai", "text", "date"], id=INT, ai=BOOL, text=TEXT, date=TEXT,
                  memories={"type": "array", "items": obj(id=INT, text=TEXT, score=NUM, created_at=TEXT)},
@@ -388,6 +389,35 @@ PATHS: dict[str, dict] = {
                              body=obj(["content"], content=TEXT, add_special=BOOL, with_pieces=BOOL))},
     "/detokenize": {"post": op("llama.cpp: the text of token ids", ok(obj(["content"], content=TEXT)),
                                body=obj(["tokens"], tokens={"type": "array", "items": {"type": "integer", "minimum": 0}}))},
+    # Ollama
+    "/api/version": {"get": op("Ollama: the API version these routes follow", ok(obj(["version"], version=TEXT)))},
+    "/api/tags": {"get": op("Ollama: the serving model and one companion/<id> per companion",
+                            ok(obj(["models"], models={"type": "array"})))},
+    "/api/show": {"post": op("Ollama: a model's template, parameters and header facts",
+                             ok(obj(["template"], modelfile=TEXT, parameters=TEXT, template=TEXT,
+                                    details={"type": "object"}, model_info={"type": "object"})),
+                             body=obj([], model=TEXT, name=TEXT))},
+    "/api/ps": {"get": op("Ollama: the model in memory", ok(obj(["models"], models={"type": "array"})))},
+    "/api/generate": {"post": op(
+        "Ollama: completion of a prompt (NDJSON stream unless stream is false; nothing stored)",
+        {"200": {"description": "the reply, or newline-delimited JSON objects ending with done: true",
+                 "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": TEXT}}}},
+        body=obj([], model=TEXT, prompt=TEXT, system=TEXT, raw=BOOL, stream=BOOL, keep_alive={},
+                 options={"type": "object"}))},
+    "/api/chat": {"post": op(
+        "Ollama: chat with the model, or with a companion (model companion/<id>: its memory and chat)",
+        {"200": {"description": "the reply, or newline-delimited JSON objects ending with done: true",
+                 "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": TEXT}}}},
+        body=obj(["messages"], model=TEXT, stream=BOOL, keep_alive={}, options={"type": "object"},
+                 messages={"type": "array", "minItems": 1, "items": obj(
+                     ["role"], role={"type": "string", "enum": ["system", "user", "assistant", "developer", "tool"]},
+                     content=TEXT)}))},
+    "/api/embed": {"post": op("Ollama: embeddings by the daemon's embedder",
+                              ok(obj(["embeddings"], model=TEXT, embeddings={"type": "array"}, total_duration=INT,
+                                     load_duration=INT, prompt_eval_count=INT)),
+                              body=obj(["input"], model=TEXT, input={"anyOf": [TEXT, STR_LIST]}))},
+    "/api/embeddings": {"post": op("Ollama (older): one embedding", ok(obj(["embedding"], embedding={"type": "array"})),
+                                   body=obj(["prompt"], model=TEXT, prompt={"type": "string", "minLength": 1}))},
     # KoboldCpp-compatible
     "/api/v1/model": {"get": op("KoboldCpp: the model", ok(obj(["result"], result=TEXT)))},
     "/api/v1/info/version": {"get": op("KoboldCpp: API version", ok(obj(["result"], result=TEXT)))},

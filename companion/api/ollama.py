@@ -1,0 +1,256 @@
+"""The Ollama API, the part chat frontends and home tools use: version, tags, show, ps,
+generate, chat, embed and embeddings. Streams are newline-delimited JSON, on by default as in
+Ollama; errors are {"error": "..."}. A model named companion/<id> talks with that companion
+(its memory, its chat), as the /v1 companion mode does; any other name is the serving model."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from flask import Blueprint, Response, jsonify
+
+from ..errors import BadRequest, ModelUnavailable
+from . import services
+from .openai import chat_messages
+from .validate import generation_settings, json_object
+
+bp = Blueprint("ollama", __name__)
+
+OLLAMA_VERSION = "0.9.0"          # the API version these routes follow
+COMPANION_PREFIX = "companion/"
+# Ollama option -> our generation setting
+OPTIONS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+           "num_predict": "max_tokens", "stop": "stop", "seed": "seed", "repeat_penalty": "repeat_penalty"}
+
+
+def now_text() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def model_tag() -> str:
+    """The serving model as Ollama names it: its file's stem, tag latest."""
+    return f"{Path(services().turns.generator.path).stem.lower() or 'model'}:latest"
+
+
+def companion_of(name: str) -> int | None:
+    """The companion a model name asks for (companion/<id>[:tag]); None for the plain model."""
+    if not name.startswith(COMPANION_PREFIX):
+        return None
+    try:
+        companion_id = int(name[len(COMPANION_PREFIX):].split(":", 1)[0].split("-", 1)[0])
+    except ValueError:
+        raise BadRequest(f"model {name!r}: companions are named {COMPANION_PREFIX}<id>") from None
+    services().companions.get(companion_id)
+    return companion_id
+
+
+def options_of(body: dict) -> tuple[dict, int | None]:
+    """Our generation settings from Ollama's options, and num_ctx (a client's context limit)."""
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("'options' must be an object")
+    values = {ours: options[theirs] for theirs, ours in OPTIONS.items() if theirs in options}
+    if values.get("max_tokens") in (-1, -2):        # Ollama: until it stops / fills the context
+        del values["max_tokens"]
+    num_ctx = options.get("num_ctx")
+    if num_ctx is not None and (isinstance(num_ctx, bool) or not isinstance(num_ctx, int) or num_ctx < 1):
+        raise BadRequest("'options.num_ctx' must be a positive integer")
+    return generation_settings(values), num_ctx
+
+
+def refuse_unsupported(body: dict) -> None:
+    if body.get("context"):
+        raise BadRequest("'context' (token context from an earlier reply) is not supported: send the messages instead")
+    if body.get("images") or any(isinstance(m, dict) and m.get("images") for m in body.get("messages") or []):
+        raise BadRequest("images are not supported: the model reads text only")
+
+
+def ndjson(lines: Iterator[dict], on_close: Callable[[], None]) -> Response:
+    class Body:
+        def __iter__(self):
+            for line in lines:
+                yield json.dumps(line, ensure_ascii=False) + "\n"
+
+        def close(self) -> None:
+            lines.close()       # type: ignore[attr-defined]
+            on_close()
+
+    return Response(Body(), mimetype="application/x-ndjson")
+
+
+class Timer:
+    """Ollama's durations (nanoseconds) of one generation."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter_ns()
+        self.first: int | None = None
+
+    def piece(self) -> None:
+        self.first = self.first or time.perf_counter_ns()
+
+    def final(self, usage: dict, max_tokens: int) -> dict:
+        ended = time.perf_counter_ns()
+        first = self.first or ended
+        return {"done": True, "done_reason": "length" if usage["completion_tokens"] >= max_tokens else "stop",
+                "total_duration": ended - self.started, "load_duration": 0,
+                "prompt_eval_count": usage["prompt_tokens"], "prompt_eval_duration": first - self.started,
+                "eval_count": usage["completion_tokens"], "eval_duration": ended - first}
+
+
+def generation(body: dict, held, pieces: Iterator[str], shape: Callable[[str], dict]) -> Response:
+    """Stream (the default) or answer whole: each piece shaped by shape(), then the final object."""
+    model = body.get("model") or model_tag()
+    timer = Timer()
+    if body.get("stream", True) is not False:
+        def lines() -> Iterator[dict]:
+            for piece in pieces:
+                timer.piece()
+                yield {"model": model, "created_at": now_text(), **shape(piece), "done": False}
+            yield {"model": model, "created_at": now_text(), **shape(""), **timer.final(held.usage(), held.params.max_tokens)}
+        def close() -> None:      # the client went away: stop the generation (a companion keeps the partial reply)
+            getattr(pieces, "close", lambda: None)()
+            held.close()
+        return ndjson(lines(), close)
+    text = []
+    for piece in pieces:
+        timer.piece()
+        text.append(piece)
+    return jsonify({"model": model, "created_at": now_text(), **shape("".join(text)),
+                    **timer.final(held.usage(), held.params.max_tokens)})
+
+
+@bp.get("/api/version")
+def version():
+    return jsonify({"version": OLLAMA_VERSION})
+
+
+def model_entry(name: str, size: int, details: dict) -> dict:
+    return {"name": name, "model": name, "modified_at": now_text(), "size": size, "digest": "",
+            "details": {"format": "gguf", "family": details.get("architecture") or "", "parameter_size": "",
+                        "quantization_level": "", **({"description": details["description"]}
+                                                     if "description" in details else {})}}
+
+
+@bp.get("/api/tags")
+def tags():
+    """The serving model (by its file name) and one entry per companion."""
+    generator = services().turns.generator
+    size = Path(generator.path).stat().st_size if generator.path and Path(generator.path).is_file() else 0
+    models = [model_entry(model_tag(), size, {})]
+    rows, _ = services().companions.list(200, 0)
+    models += [model_entry(f"{COMPANION_PREFIX}{row['id']}:latest", 0,
+                           {"description": f"{row['name']}, with its memory"}) for row in rows]
+    return jsonify({"models": models})
+
+
+@bp.post("/api/show")
+def show():
+    body = json_object()
+    name = body.get("model") or body.get("name") or model_tag()
+    if not isinstance(name, str):
+        raise BadRequest("'model' must be a string")
+    companion_of(name)
+    described = services().models.describe_serving()
+    defaults = services().settings.generation
+    parameters = "\n".join(f"{k} {v}" for k, v in (("temperature", defaults.temperature), ("top_p", defaults.top_p),
+                                                   ("top_k", defaults.top_k), ("num_ctx", services().turns.generator.n_ctx)))
+    return jsonify({"modelfile": "", "parameters": parameters, "template": described.get("chat_template") or "",
+                    "details": {"format": "gguf", "family": described.get("architecture") or ""},
+                    "model_info": {"general.architecture": described.get("architecture"),
+                                   "general.name": described.get("model_name"),
+                                   "context_length": described.get("context_length")}})
+
+
+@bp.get("/api/ps")
+def ps():
+    generator = services().turns.generator
+    if generator.state != "ready":
+        return jsonify({"models": []})
+    size = Path(generator.path).stat().st_size if Path(generator.path).is_file() else 0
+    return jsonify({"models": [{**model_entry(model_tag(), size, {}), "expires_at": "", "size_vram": 0}]})
+
+
+@bp.post("/api/generate")
+def generate():
+    body = json_object()
+    refuse_unsupported(body)
+    prompt = body.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise BadRequest("'prompt' must be a string")
+    if not prompt:     # Ollama: an empty prompt loads the model and answers done
+        if services().turns.generator.state != "ready":
+            raise ModelUnavailable("the model is still loading", retry_after=5)
+        return jsonify({"model": body.get("model") or model_tag(), "created_at": now_text(), "response": "",
+                        "done": True, "done_reason": "load"})
+    values, num_ctx = options_of(body)
+    system = body.get("system")
+    if system is not None and not isinstance(system, str):
+        raise BadRequest("'system' must be a string")
+    if body.get("raw") is True:
+        held = services().turns.start_raw(prompt, values, num_ctx)
+    else:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        held = services().turns.start_raw(overrides=values, context_size=num_ctx, messages=messages)
+    return generation(body, held, held.pieces(), lambda piece: {"response": piece})
+
+
+@bp.post("/api/chat")
+def chat():
+    body = json_object()
+    refuse_unsupported(body)
+    messages = chat_messages(body)
+    values, num_ctx = options_of(body)
+    name = body.get("model") or model_tag()
+    if not isinstance(name, str):
+        raise BadRequest("'model' must be a string")
+    companion_id = companion_of(name)
+
+    def shape(piece: str) -> dict:
+        return {"message": {"role": "assistant", "content": piece}}
+
+    if companion_id is not None:
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        if not last_user.strip():
+            raise BadRequest("the companion needs a user message with text")
+        turn = services().turns.start_send(services().companions.active_chat_id(companion_id), last_user, values)
+        tokens = (value for kind, value in turn.events() if kind == "token")
+        return generation(body, turn, tokens, shape)  # type: ignore[arg-type]
+    held = services().turns.start_raw(overrides=values, context_size=num_ctx, messages=messages)
+    return generation(body, held, held.pieces(), shape)
+
+
+def embedder_ready():
+    embedder = services().embedder
+    if embedder.state != "ready":
+        raise ModelUnavailable(f"the embedding model is {embedder.state}", retry_after=5)
+    return embedder
+
+
+@bp.post("/api/embed")
+def embed():
+    body = json_object()
+    texts: Any = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if (not isinstance(texts, list) or not texts or len(texts) > 256
+            or not all(isinstance(t, str) and t for t in texts)):
+        raise BadRequest("'input' must be a non-empty string or a list of up to 256 non-empty strings")
+    started = time.perf_counter_ns()
+    embedder = embedder_ready()
+    vectors = embedder.embed(texts)
+    return jsonify({"model": body.get("model") or embedder.name, "embeddings": vectors,
+                    "total_duration": time.perf_counter_ns() - started, "load_duration": 0,
+                    "prompt_eval_count": sum(len(embedder.token_offsets(t)) for t in texts)})
+
+
+@bp.post("/api/embeddings")
+def embeddings():
+    body = json_object()
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise BadRequest("'prompt' must be a non-empty string")
+    return jsonify({"embedding": embedder_ready().embed([prompt])[0]})
