@@ -74,11 +74,15 @@ class Embedder(BackgroundLoaded):
 
     kind = "embedder"
 
+    RECENT = 16    # texts whose vectors are kept: a turn's query is embedded again as its exchange
+
     def __init__(self, path: Path | None) -> None:
         super().__init__(path)
         self.name = embedder_name(self.path)
         self._model = None
         self._lock = threading.Lock()
+        self._recent: dict[str, list[float]] = {}
+        self.reused = 0     # vectors taken from the recent ones instead of embedded again
 
     def _open(self) -> None:
         if not self.path or not Path(self.path).is_dir():
@@ -95,13 +99,26 @@ class Embedder(BackgroundLoaded):
             self._model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """Normalized embeddings of the texts (waits for the model to load)."""
+        """Normalized embeddings of the texts (waits for the model to load). A text embedded
+        lately (a turn's query, then its exchange, whose user line it is) is not embedded again."""
         if not self.wait_ready(300):
             raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
         with self._lock:
-            vectors = self._model.encode(texts, normalize_embeddings=True, batch_size=32,
-                                         show_progress_bar=False, convert_to_numpy=True)
-        return vectors.tolist()
+            missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
+            made = dict(zip(missing, self._vectors(missing))) if missing else {}
+            self.reused += len(texts) - sum(1 for t in texts if t in made)
+            vectors = [made[t] if t in made else self._recent[t] for t in texts]
+            if len(texts) <= self.RECENT:         # one-off texts, not imports: worth keeping
+                for text, vector in zip(texts, vectors):
+                    self._recent.pop(text, None)
+                    self._recent[text] = vector
+                while len(self._recent) > self.RECENT:
+                    self._recent.pop(next(iter(self._recent)))
+        return vectors
+
+    def _vectors(self, texts: list[str]) -> list[list[float]]:
+        return self._model.encode(texts, normalize_embeddings=True, batch_size=32,
+                                  show_progress_bar=False, convert_to_numpy=True).tolist()
 
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
@@ -123,12 +140,8 @@ class NumpyEmbedder(Embedder):
 
         self._model = NumpyBert(Path(self.path))
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Normalized embeddings of the texts (waits for the model to load)."""
-        if not self.wait_ready(300):
-            raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
-        with self._lock:
-            return self._model.embed(texts).tolist()
+    def _vectors(self, texts: list[str]) -> list[list[float]]:
+        return self._model.embed(texts).tolist()
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the text's tokens, by the embedder's own tokenizer."""

@@ -110,3 +110,14 @@ def test_the_prompt_tells_the_time_in_the_persons_timezone(tmp_path, generator, 
     volatile = requests[-1].messages[-2]
     today = datetime.now(ZoneInfo("Pacific/Kiritimati")).strftime("%A %d %B %Y")
     assert volatile["role"] == "system" and f"Current date and time: {today}" in volatile["content"]
+
+
+def test_a_turns_query_vector_is_reused_for_its_exchange(services):
+    embedder = services.embedder
+    services.memory.add(services.companions.active_companion_id(), "{{user}} likes long walks.", "custom")
+    before = embedder.reused      # with a memory to search, recall embeds the query
+    services.turns.send(services.companions.active_chat_id(), "My dog is called Rex, he is nine.")
+    services.memory.flush()                      # the exchange is indexed by its user line: the query
+    assert embedder.reused == before + 1
+    found = services.memory.recall(services.companions.active_companion_id(), "What is my dog called?", 2, 0.0)
+    assert any("Rex" in m.text for m in found)
