@@ -75,7 +75,7 @@ def run(memories: int = 10_000, turns: int = 30, warmup: int = 2) -> dict:
         services, sinks, fill = {}, {}, {}
         for name, count in arms.items():
             settings = load_settings(env={}, overrides={"data_dir": str(Path(tmp) / name)})
-            svc = build_services(settings, generator=FakeGenerator(settings.model.n_ctx), embedder=embedder)
+            svc = build_services(settings, generator=FakeGenerator(settings.model.n_ctx or 2048), embedder=embedder)
             companion_id = svc.store.active_companion_id()
             if count:
                 began = time.perf_counter()
