@@ -170,7 +170,7 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
         try:
             for i, line in enumerate(lines):
                 for name in alternating(i, list(VARIANTS)):
-                    turns = services[name].turns
+                    turn_service = services[name].turns
                     chat_id = services[name].companions.active_chat_id()
                     gate()
                     sink = wrappers[name].sink
@@ -179,7 +179,7 @@ def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_me
                     began = time.perf_counter()
                     first = None
                     reply = None
-                    for kind, value in turns.start_send(chat_id, line).events():
+                    for kind, value in turn_service.start_send(chat_id, line).events():
                         if kind == "token" and first is None:
                             first = time.perf_counter() - began
                         elif kind == "done":

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from companion.app import create_app
 from companion.config import ModelSettings
 from companion.llm import LlamaGenerator
 from companion.services import build_services
+
+
+@contextmanager
+def recorded_requests(turns):
+    """The generation requests the turn service makes meanwhile (the real model still answers)."""
+    real, requests = turns.generator, []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def generate(self, request, stop_event=None):
+            requests.append(request)
+            return real.generate(request, stop_event)
+
+    turns.generator = Recording()
+    try:
+        yield requests
+    finally:
+        turns.generator = real
 
 
 def test_busy_model_answers_429_and_stores_nothing(client, services):
@@ -56,22 +77,8 @@ def test_messages_keep_their_speaker_and_the_prompt_names_an_earlier_persona(ser
     assert first.message["companion_id"] == store.active_companion_id()
     bo = store.create_user("Bo", "")
     store.set_state("active_user_id", bo)
-    requests = []
-    real = turns.generator
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def generate(self, request, stop_event=None):
-            requests.append(request)
-            return real.generate(request, stop_event)
-
-    turns.generator = Recording()
-    try:
+    with recorded_requests(turns) as requests:
         turns.send(chat_id, "Who am I now?")
-    finally:
-        turns.generator = real
     history = requests[-1].messages
     assert {"role": "user", "content": "User: My name is Ann.", "name": "User"} in history   # said as "User"
     assert history[-1] == {"role": "user", "content": "Who am I now?"}                       # said as Bo
@@ -92,19 +99,9 @@ def test_the_prompt_tells_the_time_in_the_persons_timezone(tmp_path, generator, 
         load_settings(env={}, overrides={"data_dir": str(tmp_path / "x"), "server": {"timezone": "Mars/Olympus"}})
     settings = test_settings(tmp_path / "data", server={"timezone": "Pacific/Kiritimati"})   # UTC+14
     services = build_services(settings, generator=generator, embedder=embedder)
-    requests = []
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(generator, name)
-
-        def generate(self, request, stop_event=None):
-            requests.append(request)
-            return generator.generate(request, stop_event)
-
-    services.turns.generator = Recording()
     try:
-        services.turns.send(services.companions.active_chat_id(), "Good morning!")
+        with recorded_requests(services.turns) as requests:
+            services.turns.send(services.companions.active_chat_id(), "Good morning!")
     finally:
         services.close()
     volatile = requests[-1].messages[-2]
