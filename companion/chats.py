@@ -10,10 +10,18 @@ from .dates import parse_date
 from .errors import BadRequest, Conflict, NotFound
 from .memory import LongTermMemory
 from .prompt import resolve_placeholders
-from .store import Store
+from .store import ChatRow, Store
 from .turn_input import remembered
 
 log = logging.getLogger(__name__)
+
+
+def existing_chat(store: Store, chat_id: int) -> ChatRow:
+    """A chat (NotFound when there is none)."""
+    chat = store.get_chat(chat_id)
+    if chat is None:
+        raise NotFound(f"no chat with id {chat_id}")
+    return chat
 
 
 class ChatsService:
@@ -23,11 +31,8 @@ class ChatsService:
         self.store = store
         self.memory = memory
 
-    def get(self, chat_id: int) -> dict:
-        chat = self.store.get_chat(chat_id)
-        if chat is None:
-            raise NotFound(f"no chat with id {chat_id}")
-        return chat
+    def get(self, chat_id: int) -> ChatRow:
+        return existing_chat(self.store, chat_id)
 
     def create(self, companion_id: int, title: str = "", greeting_index: int = 0) -> dict:
         """Open a new chat for a companion, greeting with its first message (0) or one of its

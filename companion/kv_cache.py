@@ -158,8 +158,8 @@ class ChatStates:
         """Before a chat's generation: keep the state of the chat that held the model, and bring
         back this chat's when it shares more of the prompt's beginning than what is held now."""
         generator = self._local()
-        if generator is None or self.files.max_bytes <= 0:
-            return
+        if generator is None or self.files.max_bytes <= 0 or self.owner == chat_id:
+            return    # the model holds this chat already: nothing saved of it is further along
         prompt_tokens = generator.prompt_token_ids(request)
         if self.owner is not None and self.owner != chat_id and self.unsaved:
             self._save(generator, self.owner)

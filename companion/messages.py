@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from .chats import existing_chat
 from .companions import placeholder_names
 from .errors import BadRequest, NotFound
 from .memory import LongTermMemory
@@ -24,10 +25,7 @@ class MessageService:
         self.memory = memory
 
     def _chat(self, chat_id: int) -> ChatRow:
-        chat = self.store.get_chat(chat_id)
-        if chat is None:
-            raise NotFound(f"no chat with id {chat_id}")
-        return chat
+        return existing_chat(self.store, chat_id)
 
     def get(self, message_id: int) -> MessageRow:
         """A message as stored (404 when there is none)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 from typing import Callable
 
+from .chats import existing_chat
 from .config import Settings
 from .errors import BadRequest, ModelUnavailable, NotAvailable, NotFound
 from .generation import GenerationParams, GenerationRequest, Generator
@@ -74,9 +75,9 @@ class TurnService:
         generator = self._ready_generator()
         if not hasattr(generator, "detokenize"):
             raise NotAvailable("the model runs on another server: its tokenizer is not available here")
-        vocabulary = getattr(generator, "vocabulary_size", None)
-        if vocabulary is not None and any(t >= vocabulary() for t in tokens):
-            raise BadRequest(f"token ids must be below the vocabulary size ({vocabulary()})")
+        size = generator.vocabulary_size() if hasattr(generator, "vocabulary_size") else None
+        if size is not None and any(t >= size for t in tokens):
+            raise BadRequest(f"token ids must be below the vocabulary size ({size})")
         return generator.detokenize(tokens)
 
     def _ready_generator(self) -> Generator:
@@ -108,9 +109,8 @@ class TurnService:
 
     def _chat(self, chat_id: int) -> tuple[CompanionRow, dict]:
         """(companion, user persona) of a chat; 404 when there is no such chat."""
-        chat = self.store.get_chat(chat_id)
-        companion = self.store.get_companion(chat["companion_id"]) if chat else None
-        if chat is None or companion is None:
+        companion = self.store.get_companion(existing_chat(self.store, chat_id)["companion_id"])
+        if companion is None:
             raise NotFound(f"no chat with id {chat_id}")
         user = self.store.get_user(self.store.active_user_id())
         assert user is not None        # the store always has an active persona
