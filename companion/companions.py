@@ -145,6 +145,9 @@ class CompanionService:
             name = self._write_avatar(avatar)
         try:
             with self.store.transaction():
+                if "initiative" in settings:
+                    settings = {**settings, "initiative": {k: v for k, v in settings["initiative"].items()
+                                                           if v is not None}}
                 companion_id = self.store.create_companion(
                     {**columns_of(card), **settings, "card": _stored_card(card), "avatar": name})
                 self._attach_card_book(companion_id, card, book)
@@ -170,6 +173,9 @@ class CompanionService:
         """Change card fields and settings of a companion; the card is checked whole."""
         companion = self.get(companion_id)
         fields = dict(settings)
+        if "initiative" in fields:    # a change of some settings; null ones go back to [initiative]'s
+            merged = {**companion["initiative"], **fields["initiative"]}
+            fields["initiative"] = {k: v for k, v in merged.items() if v is not None}
         if card_changes:
             merged = {**_card_data(card_of(companion)), **card_changes}
             card = normalize_card({"spec": "chara_card_v3", "data": merged})

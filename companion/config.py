@@ -123,6 +123,15 @@ class ServerSettings:
         "Web page origins (e.g. 'http://192.168.1.20:8000') allowed to call the API from a browser; "
         "other cross-site requests that change data get 403.",
     )
+    max_event_streams: int = setting(
+        4, "Most clients subscribed to GET /api/events at once (each holds one of the server's threads; 503 above).",
+        ge=0, le=256)
+    event_heartbeat_seconds: float = setting(
+        15.0, "Seconds between heartbeats on an idle /api/events stream (keeps proxies from closing it).",
+        ge=0.5, le=300)
+    event_buffer: int = setting(
+        1000, "Events kept for clients that reconnect with Last-Event-ID; one further behind is told to resync.",
+        ge=10, le=100_000)
 
 
 @dataclass
@@ -245,6 +254,60 @@ class LoreSettings:
 
 
 @dataclass
+class InitiativeSettings:
+    """When a companion that may write first does (each companion turns it on for itself)."""
+    silence_hours: float = setting(
+        8.0, "A companion writes first after this many hours without a message in its chat.", ge=0.01, le=24 * 60)
+    hours: str = setting(
+        "9-21", "Local hours in which a companion may write first, 'START-END' from 0 to 24 ('22-2' spans midnight).")
+    max_per_day: int = setting(2, "Most messages a companion writes first in one local day.", ge=0, le=48)
+    check_seconds: float = setting(
+        60.0, "How often the daemon looks whether a companion should write first.", ge=1, le=3600)
+
+
+def parse_hours(text: str) -> tuple[int, int]:
+    """'9-21' as (9, 21): the hours [start, end) of a local day; start > end spans midnight.
+    ValueError says what is wrong."""
+    start, sep, end = str(text).replace(" ", "").partition("-")
+    if not sep or not start.isdigit() or not end.isdigit():
+        raise ValueError(f"hours must be 'START-END', e.g. '9-21', not {text!r}")
+    first, last = int(start), int(end)
+    if not (0 <= first <= 24 and 0 <= last <= 24):
+        raise ValueError(f"hours must be between 0 and 24, not {text!r}")
+    if first == last:
+        raise ValueError(f"hours {text!r} allow no time at all; use '0-24' for all day")
+    return first, last
+
+
+def initiative_problem(values: Mapping[str, Any], where: str = "initiative") -> str | None:
+    """Why initiative settings (all or some of InitiativeSettings' fields, plus 'enabled') cannot be
+    used, or None; the one check for the config file and the APIs."""
+    bounds = limits(InitiativeSettings)
+    for key, value in values.items():
+        if key == "enabled":
+            if not isinstance(value, bool):
+                return f"{where}.enabled must be true or false"
+        elif key == "hours":
+            if not isinstance(value, str):
+                return f"{where}.hours must be a string like '9-21'"
+            try:
+                parse_hours(value)
+            except ValueError as exc:
+                return f"{where}.{exc}"
+        elif key in bounds:
+            limit = bounds[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    limit.kind is int and not float(value).is_integer()):
+                return f"{where}.{key} must be {'an integer' if limit.kind is int else 'a number'}"
+            problem = limit.check(value, f"{where}.{key}")
+            if problem:
+                return problem
+        else:
+            return f"unknown setting {where}.{key}"
+    return None
+
+
+@dataclass
 class Settings:
     data_dir: str = setting(
         "",
@@ -256,10 +319,11 @@ class Settings:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
     lore: LoreSettings = field(default_factory=LoreSettings)
+    initiative: InitiativeSettings = field(default_factory=InitiativeSettings)
 
 
 
-SECTIONS = ("server", "model", "generation", "memory", "lore")
+SECTIONS = ("server", "model", "generation", "memory", "lore", "initiative")
 EMBEDDER_BACKENDS = ("sentence-transformers", "numpy")
 CHAT_TEMPLATES = ("auto", "chatml", "llama-3", "mistral", "alpaca", "transcript")
 
@@ -446,7 +510,12 @@ def _validate(settings: Settings) -> None:
          f"memory.embedder_backend must be one of {', '.join(EMBEDDER_BACKENDS)}"),
         (0 < settings.memory.same_fact_similarity <= 1, "memory.same_fact_similarity must be in (0, 1]"),
         (0 < settings.memory.duplicate_similarity <= 1, "memory.duplicate_similarity must be in (0, 1]"),
+        (settings.server.threads > settings.server.max_event_streams,
+         "server.threads must be above server.max_event_streams (each event stream holds a thread)"),
     ]
+    problem = initiative_problem(dataclasses.asdict(settings.initiative))
+    if problem:
+        checks.append((False, problem))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

@@ -89,3 +89,9 @@ class NotAvailable(CompanionError):
 class ModelUnavailable(CompanionError):
     status = 503
     code = "model_unavailable"
+
+
+class TooManyStreams(CompanionError):
+    """Every slot for a long-lived stream (the live events) is taken."""
+    status = 503
+    code = "too_many_streams"

@@ -27,9 +27,14 @@ class ModelLock:
         self._waiting = 0                                   # turns waiting for the model
         self._waiting_lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, wait: bool = True) -> None:
         """Take the model for a generation: at once, after background work stops, or within
-        queue_timeout; Busy (429) when another generation keeps it."""
+        queue_timeout; Busy (429) when another generation keeps it. Without wait: only when
+        nothing holds or wants it (a companion writing first gives way to everything)."""
+        if not wait:
+            if self._waiting or not self._lock.acquire(False):
+                raise Busy("the model is busy", retry_after=2)
+            return
         acquired = self._lock.acquire(False)
         if not acquired:
             with self._waiting_lock:
@@ -38,8 +43,8 @@ class ModelLock:
                 background = self._background
                 if background is not None:     # a summary: it stops within one step
                     background.set()
-                wait = max(self.queue_timeout, PREEMPT_WAIT if background is not None else 0.0)
-                acquired = wait > 0 and self._lock.acquire(timeout=wait)
+                patience = max(self.queue_timeout, PREEMPT_WAIT if background is not None else 0.0)
+                acquired = patience > 0 and self._lock.acquire(timeout=patience)
             finally:
                 with self._waiting_lock:
                     self._waiting -= 1

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from .backends import make_generator, uses_model_file
-from .config import CHAT_TEMPLATES, GenerationSettings, ModelSettings, Settings
+from .config import CHAT_TEMPLATES, GenerationSettings, InitiativeSettings, ModelSettings, Settings, initiative_problem
 from .errors import BadRequest
 from .gguf import GGUFError, read_metadata
 from .generation import Generator
@@ -107,15 +107,19 @@ class ModelService:
         if self.pending is not None:
             pending = {"path": self.pending.path, "state": self.pending.state, "error": self.pending.error}
         return {"model": model, "generation": dataclasses.asdict(self.settings.generation),
+                "initiative": dataclasses.asdict(self.settings.initiative),
                 "pending_model": pending, "last_error": self.last_error}
 
-    def update(self, model: dict, generation: dict) -> dict:
-        """Apply changes: generation at once, model settings by loading a new model in the
-        background. Each is kept once it applies: model settings when the new model is ready."""
+    def update(self, model: dict, generation: dict, initiative: dict | None = None) -> dict:
+        """Apply changes: generation and initiative at once, model settings by loading a new model
+        in the background. Each is kept once it applies: model settings when the new model is ready."""
         new_model = self._checked_model(model)
         if generation:
             self.settings.generation = dataclasses.replace(self.settings.generation, **generation)
             self._save({}, generation)
+        if initiative:
+            self.settings.initiative = dataclasses.replace(self.settings.initiative, **initiative)
+            self._save({}, {}, initiative)
         if new_model is not None:
             self._load(new_model, model)
         return self.config()
@@ -180,10 +184,11 @@ class ModelService:
 
     # kept in the database -----------------------------------------------------------------
 
-    def _save(self, model: dict, generation: dict) -> None:
+    def _save(self, model: dict, generation: dict, initiative: dict | None = None) -> None:
         saved = self.saved()
         saved.setdefault("model", {}).update(model)
         saved.setdefault("generation", {}).update(generation)
+        saved.setdefault("initiative", {}).update(initiative or {})
         self.store.set_state(STATE_KEY, json.dumps(saved))
 
     def saved(self) -> dict:
@@ -200,3 +205,7 @@ def apply_saved_config(settings: Settings, store: Store) -> None:
                   if k in {f.name for f in dataclasses.fields(GenerationSettings)}}
     settings.model = dataclasses.replace(settings.model, **model)
     settings.generation = dataclasses.replace(settings.generation, **generation)
+    initiative = {k: v for k, v in saved.get("initiative", {}).items()
+                  if k in {f.name for f in dataclasses.fields(InitiativeSettings)}}
+    if initiative_problem(initiative) is None:
+        settings.initiative = dataclasses.replace(settings.initiative, **initiative)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .config import CompanionLimits, GenerationSettings, limits
+from .config import CompanionLimits, GenerationSettings, InitiativeSettings, limits
 
 JSON = "application/json"
 TEXT = {"type": "string"}
@@ -43,8 +43,11 @@ CARD_PROPS = {
     "assets": {"type": ["array", "null"]}, "creation_date": {"type": ["integer", "null"]},
     "modification_date": {"type": ["integer", "null"]}, "source": {"type": ["array", "null"]},
 }
+INITIATIVE = obj(**{name: limit.schema() for name, limit in limits(InitiativeSettings).items()})
+INITIATIVE["properties"]["hours"]["description"] = "'START-END' local hours, 0 to 24 ('22-2' spans midnight)"
+COMPANION_INITIATIVE = obj(enabled=BOOL, **{k: v for k, v in INITIATIVE["properties"].items() if k != "check_seconds"})
 COMPANION_SETTINGS = {**{name: limit.schema() for name, limit in limits(CompanionLimits).items()},
-                      "roleplay": BOOL, "dialogue_tuning": BOOL}
+                      "roleplay": BOOL, "dialogue_tuning": BOOL, "initiative": COMPANION_INITIATIVE}
 ENTRY_PROPS = {"keys": STR_LIST, "secondary_keys": STR_LIST, "content": TEXT, "comment": TEXT,
                "constant": BOOL, "selective": BOOL, "insertion_order": INT, "enabled": BOOL,
                "position": {"type": "string", "enum": ["before_char", "after_char"]}, "case_sensitive": BOOL}
@@ -89,7 +92,8 @@ SCHEMAS = {
     "ChatMessage": obj(["id", "ai", "text"], id=INT, chat_id=INT, ai=BOOL, text=TEXT, swipes=STR_LIST,
                        swipe_id=INT, greeting=BOOL, date=TEXT,
                        companion_id={"type": ["integer", "null"], "description": "who said it (ai)"},
-                       user_id={"type": ["integer", "null"], "description": "which persona said it (not ai)"}),
+                       user_id={"type": ["integer", "null"], "description": "which persona said it (not ai)"},
+                       initiated={"type": "boolean", "description": "the companion wrote it first, not in reply"}),
     "Memory": obj(["id", "text", "source", "created_at"], id=INT, companion_id=INT, text=TEXT, display_text=TEXT,
                   source=TEXT, document_id={"type": ["integer", "null"]}, chat_id={"type": ["integer", "null"]},
                   first_message_id={"type": ["integer", "null"]}, last_message_id={"type": ["integer", "null"]},
@@ -99,7 +103,8 @@ SCHEMAS = {
     "CompanionGeneration": obj(["companion_id", "defaults", "companion", "effective"], companion_id=INT,
                                defaults={"type": "object"}, companion={"type": "object"},
                                effective={"type": "object"}),
-    "Config": obj(["model", "generation"], model={"type": "object"}, generation={"type": "object"},
+    "Config": obj(["model", "generation", "initiative"], model={"type": "object"}, generation={"type": "object"},
+                  initiative=INITIATIVE,
                   pending_model={"type": ["object", "null"]}, last_error={"type": ["string", "null"]}),
     "Status": obj(["version", "data_dir", "model", "embedder", "counts"], version=TEXT, data_dir=TEXT,
                   model={"type": "object"}, embedder={"type": "object"}, counts={"type": "object"}),
@@ -248,7 +253,12 @@ PATHS: dict[str, dict] = {
     "/api/config": {"get": op("Model and generation settings", ok(ref("Config"))),
                     "put": op("Change model and generation settings",
                               {**ok(ref("Config")), **ok(ref("Config"), "202", "a new model is loading")},
-                              body=obj(model={"type": "object"}, generation=GENERATION))},
+                              body=obj(model={"type": "object"}, generation=GENERATION, initiative=INITIATIVE))},
+    "/api/events": {"get": op("Live events (Server-Sent Events): messages, chats, companions, memories, generations, "
+                              "model state; Last-Event-ID replays what was missed, or one 'resync'",
+                              {**ok(media="text/event-stream", description="hello, then id/event/data blocks"),
+                               "503": {"description": "every event stream slot is taken ([server] max_event_streams)"}},
+                              params=[query("last_event_id", INT)])},
     # companions, personas, chats
     "/api/companions": {"get": op("List companions", ok(page_of(ref("Companion"))), params=PAGE),
                         "post": op("Create a companion", ok(ref("Companion"), "201"),

@@ -69,6 +69,7 @@ class PromptInput:
     now: datetime | None = None             # aware, in the person's timezone (default: now, the machine's)
     story: str | None = None                # the chat's "story so far" when it has it on
     last_message_at: str | None = None      # when the last message before this one was said
+    initiative: str = ""                    # the companion writes first (no newest message): why
 
 
 DEFAULT_SYSTEM = ("You are {{char}}. Continue the conversation with {{user}}, "
@@ -167,7 +168,14 @@ def volatile_text(p: PromptInput) -> str:
     parts.append(time_text(now, p.last_message_at))
     if p.post_history_instructions.strip():
         parts.append(ORIGINAL.sub("", p.post_history_instructions).strip())
+    if p.initiative:
+        parts.append(INITIATIVE_NOTE.format(reason=p.initiative))
     return resolve_placeholders("\n\n".join(parts), p.char, p.user)
+
+
+INITIATIVE_NOTE = ("{reason} {{{{char}}}} now writes to {{{{user}}}} first: one short, warm message that picks up "
+                   "something {{{{char}}}} remembers (a plan {{{{user}}}} mentioned, a day that mattered, or the last "
+                   "topic). Write only {{{{char}}}}'s message.")
 
 
 def build_messages(p: PromptInput) -> list[dict]:
@@ -178,7 +186,8 @@ def build_messages(p: PromptInput) -> list[dict]:
     volatile = volatile_text(p)
     if volatile:
         messages.append({"role": "system", "content": volatile})
-    messages.append({"role": "user", "content": resolve_placeholders(p.newest, p.char, p.user)})
+    if not p.initiative:      # writing first, the companion answers nobody
+        messages.append({"role": "user", "content": resolve_placeholders(p.newest, p.char, p.user)})
     return messages
 
 

@@ -12,7 +12,9 @@ from .chats import ChatsService
 from .companions import CompanionService
 from .config import Settings
 from .backends import make_generator
+from .events import EventBus, StateWatch
 from .generation import Generator
+from .initiative import InitiativeScheduler
 from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, make_embedder
 from .messages import MessageService
@@ -38,6 +40,9 @@ class Services:
     lorebooks: LorebookService
     chats: ChatsService
     summaries: SummaryService
+    events: EventBus
+    initiative: InitiativeScheduler
+    state_watch: StateWatch
 
     @property
     def generator(self) -> Generator:
@@ -51,6 +56,13 @@ class Services:
         threading.Thread(target=self._reconcile, name="memory-reconcile", daemon=True).start()
         self.summaries.start()
         self.turns.states.start()
+        self.state_watch.start()
+        self.initiative.start()
+
+    def loading_states(self) -> dict[str, dict]:
+        """The model's and the embedder's state, as the live events tell them."""
+        return {"model": {"path": self.generator.path, "state": self.generator.state, "error": self.generator.error},
+                "embedder": {"path": self.embedder.path, "state": self.embedder.state, "error": self.embedder.error}}
 
     def _reconcile(self) -> None:
         if not self.embedder.wait_ready():
@@ -86,7 +98,10 @@ class Services:
         }
 
     def close(self) -> None:
-        """Stop background summaries, release the memory index and the database."""
+        """Stop background work and the live events, release the memory index and the database."""
+        self.initiative.close()
+        self.state_watch.close()
+        self.events.close()
         self.summaries.close()
         self.turns.states.close()      # the held chat's KV cache, kept for the next start
         self.memory.close()
@@ -99,6 +114,8 @@ def build_services(settings: Settings, generator: Generator | None = None,
     data = Path(settings.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     store = Store(data / "companion.db")
+    events = EventBus(settings.server.event_buffer)
+    store.on_change = events.publish
     apply_saved_config(settings, store)
     if generator is None:
         generator = make_generator(settings.model, data)
@@ -106,10 +123,13 @@ def build_services(settings: Settings, generator: Generator | None = None,
         embedder = make_embedder(settings.memory)
     memory = LongTermMemory(store, embedder, data / "chroma", settings.memory)
     lorebooks = LorebookService(store)
-    turns = TurnService(store, memory, generator, settings, lorebooks)
-    return Services(settings=settings, store=store, embedder=embedder, memory=memory, turns=turns,
+    turns = TurnService(store, memory, generator, settings, lorebooks, events.publish)
+    services = Services(settings=settings, store=store, embedder=embedder, memory=memory, turns=turns,
                     messages=MessageService(store, memory),
                     lorebooks=lorebooks, chats=ChatsService(store, memory),
                     summaries=SummaryService(store, memory, turns, settings.memory),
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
-                    models=ModelService(settings, store, turns))
+                    models=ModelService(settings, store, turns), events=events,
+                    initiative=InitiativeScheduler(store, turns, settings, turns.now),
+                    state_watch=StateWatch(events.publish, lambda: services.loading_states()))
+    return services

@@ -18,6 +18,8 @@ from typing import Any, Iterator, TypedDict
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from .events import Publish, no_events
+
 DEFAULT_COMPANION = {
     "name": "Assistant",
     "persona": (
@@ -39,9 +41,9 @@ DEFAULT_USER = {"name": "User", "persona": "{{user}} is a human who talks with {
 COMPANION_FIELDS = (
     "name", "persona", "personality", "scenario", "example_dialogue", "first_message",
     "long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning", "avatar", "card", "generation",
-    "card_lorebook_id", "active_chat_id",
+    "card_lorebook_id", "active_chat_id", "initiative",
 )
-JSON_FIELDS = ("card", "generation")
+JSON_FIELDS = ("card", "generation", "initiative")
 
 
 def now_iso() -> str:
@@ -287,6 +289,14 @@ def m008_speakers_and_members(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m009_initiative(db: sqlite_utils.Database) -> None:
+    # a companion may write first (its own settings over [initiative], off unless enabled);
+    # a message it wrote so is marked initiated
+    db.execute("alter table companions add column initiative text not null default '{}'")
+    db.execute("alter table messages add column initiated integer not null default 0")
+
+
 # --- rows as the store returns them -------------------------------------------------------
 
 class MessageRow(TypedDict):
@@ -301,6 +311,7 @@ class MessageRow(TypedDict):
     swipe_id: int
     companion_id: int | None   # the companion who said it (ai)
     user_id: int | None        # the user persona who said it (not ai)
+    initiated: bool            # the companion wrote it first, not in reply
 
 
 class ChatRow(TypedDict):
@@ -334,6 +345,7 @@ class CompanionRow(TypedDict):
     generation: dict
     card_lorebook_id: int | None
     active_chat_id: int | None
+    initiative: dict           # writing first: {"enabled": bool, ...[initiative] settings of its own}
     created_at: str
     updated_at: str
 
@@ -351,6 +363,7 @@ def message_row(row: dict) -> MessageRow:
     """A messages row decoded: booleans as bool, swipes as a list."""
     row["ai"] = bool(row["ai"])
     row["greeting"] = bool(row["greeting"])
+    row["initiated"] = bool(row["initiated"])
     row["swipes"] = json.loads(row["swipes"] or "[]")
     return row  # type: ignore[return-value]
 
@@ -376,6 +389,8 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
+        self.on_change: Publish = no_events   # told of each committed change (the live events)
+        self._pending: list[tuple[str, dict]] = []
         self.db.execute("PRAGMA busy_timeout=5000")
         if read_only:
             return
@@ -404,10 +419,22 @@ class Store:
                 self._depth -= 1
                 if outer:
                     self.db.execute("ROLLBACK")
+                    self._pending.clear()
                 raise
             self._depth -= 1
             if outer:
                 self.db.execute("COMMIT")
+                pending, self._pending = self._pending, []
+                for kind, data in pending:
+                    self.on_change(kind, data)
+
+    def _changed(self, kind: str, data: dict) -> None:
+        """Tell on_change of a change once its transaction commits (at once outside one)."""
+        with self._lock:
+            if self._depth:
+                self._pending.append((kind, data))
+                return
+        self.on_change(kind, data)
 
     def _insert(self, table: str, row: dict) -> int:
         """Insert one row with plain SQL (sqlite-utils' helpers commit on their own)."""
@@ -486,6 +513,7 @@ class Store:
                 if key in row:
                     row[key] = json.dumps(row[key], ensure_ascii=False)
             companion_id = self._insert("companions", {**row, "created_at": now, "updated_at": now})
+            self._changed("companion.created", {"id": companion_id, "name": row.get("name", "")})
             self.create_chat(companion_id)
         return int(companion_id)
 
@@ -503,7 +531,9 @@ class Store:
             if key in values:
                 values[key] = json.dumps(values[key], ensure_ascii=False)
         values["updated_at"] = now_iso()
-        self._update("companions", companion_id, values)
+        with self.transaction():
+            self._update("companions", companion_id, values)
+            self._changed("companion.changed", {"id": companion_id, "fields": sorted(fields)})
 
     def list_rows(self, table: str, limit: int, offset: int) -> list[dict]:
         """A page of companions or users, oldest first."""
@@ -515,20 +545,27 @@ class Store:
         """Delete a companion; its chats, messages, memories and examples go with it."""
         with self.transaction() as db:
             db.execute("delete from companions where id = ?", [companion_id])
+            self._changed("companion.deleted", {"id": companion_id})
 
     def create_user(self, name: str, persona: str) -> int:
         now = now_iso()
-        return self._insert("users", {"name": name, "persona": persona, "created_at": now, "updated_at": now})
+        with self.transaction():
+            user_id = self._insert("users", {"name": name, "persona": persona, "created_at": now, "updated_at": now})
+            self._changed("persona.created", {"id": user_id})
+        return user_id
 
     def delete_user(self, user_id: int) -> None:
         with self.transaction() as db:
             db.execute("delete from users where id = ?", [user_id])
+            self._changed("persona.deleted", {"id": user_id})
 
     def get_user(self, user_id: int) -> dict | None:
         return self._one("select * from users where id = ?", [user_id])
 
     def update_user(self, user_id: int, fields: dict) -> None:
-        self._update("users", user_id, {**fields, "updated_at": now_iso()})
+        with self.transaction():
+            self._update("users", user_id, {**fields, "updated_at": now_iso()})
+            self._changed("persona.changed", {"id": user_id, "fields": sorted(fields)})
 
     # chats and messages ------------------------------------------------------------------
 
@@ -538,6 +575,7 @@ class Store:
         with self.transaction():
             chat_id = self._insert(
                 "chats", {"companion_id": companion_id, "title": title, "created_at": now_iso()})
+            self._changed("chat.created", {"id": chat_id, "companion_id": companion_id})
             self._insert("chat_members", {"chat_id": chat_id, "companion_id": companion_id, "position": 0})
             self._update("companions", companion_id, {"active_chat_id": chat_id})
             if greeting is None:
@@ -594,6 +632,20 @@ class Store:
                 "select * from messages where chat_id = ? order by id desc limit ?", [chat_id, limit])[::-1]
         return [message_row(r) for r in rows]
 
+    def has_user_message(self, chat_id: int) -> bool:
+        """Whether the person has written in a chat."""
+        return self._one("select 1 as x from messages where chat_id = ? and ai = 0 limit 1", [chat_id]) is not None
+
+    def count_initiated(self, companion_id: int, since: str) -> int:
+        """Messages a companion wrote first since a UTC ISO time."""
+        return self._one("select count(*) as n from messages where companion_id = ? and initiated = 1 "
+                         "and created_at >= ?", [companion_id, since])["n"]
+
+    def companions_with_initiative(self) -> list[CompanionRow]:
+        """The companions that turned writing first on."""
+        rows = self._query("select * from companions where json_extract(initiative, '$.enabled') = 1 order by id")
+        return [companion_row(row) for row in rows]
+
     def count_messages(self, chat_id: int) -> int:
         return self._one("select count(*) as n from messages where chat_id = ?", [chat_id])["n"]
 
@@ -603,8 +655,10 @@ class Store:
 
     def set_swipes(self, message_id: int, swipes: list[str], swipe_id: int) -> None:
         """A reply's alternatives and the chosen one (which becomes its text)."""
-        self._update("messages", message_id, {"swipes": json.dumps(swipes, ensure_ascii=False),
-                                              "swipe_id": swipe_id, "text": swipes[swipe_id]})
+        with self.transaction():
+            self._update("messages", message_id, {"swipes": json.dumps(swipes, ensure_ascii=False),
+                                                  "swipe_id": swipe_id, "text": swipes[swipe_id]})
+            self._message_changed("message.swiped", message_id)
 
     def list_chats(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[ChatRow], int]:
         """Chats (of one companion, or all), newest first, with message counts."""
@@ -621,7 +675,9 @@ class Store:
         unknown = set(values) - {"title", "story_so_far", "story"}
         if unknown:
             raise KeyError(f"not chat fields: {sorted(unknown)}")
-        self._update("chats", chat_id, values)
+        with self.transaction():
+            self._update("chats", chat_id, values)
+            self._changed("chat.changed", {"id": chat_id, "fields": sorted(values)})
 
     # summaries -------------------------------------------------------------------------
 
@@ -659,6 +715,7 @@ class Store:
     def delete_chat(self, chat_id: int) -> None:
         with self.transaction() as db:
             db.execute("delete from chats where id = ?", [chat_id])
+            self._changed("chat.deleted", {"id": chat_id})
 
     def page_messages(self, chat_id: int, limit: int, offset: int) -> list[MessageRow]:
         return [message_row(r) for r in self._query(
@@ -681,14 +738,18 @@ class Store:
         return rows, total
 
     def add_message(self, chat_id: int, ai: bool, text: str, greeting: bool = False,
-                    created_at: str | None = None, speaker_id: int | None = None) -> MessageRow:
+                    created_at: str | None = None, speaker_id: int | None = None,
+                    initiated: bool = False) -> MessageRow:
         """Append one message to a chat; returns the stored row. The speaker is a companion
-        (ai) or a user persona; by default the chat's first member or the active persona."""
+        (ai) or a user persona; by default the chat's first member or the active persona.
+        initiated: the companion wrote it first."""
         message_id = self._insert("messages", {
-            "chat_id": chat_id, "ai": int(ai), "text": text, "greeting": int(greeting),
+            "chat_id": chat_id, "ai": int(ai), "text": text, "greeting": int(greeting), "initiated": int(initiated),
             "created_at": utc_iso(created_at), **self._speaker(chat_id, ai, speaker_id),
         })
-        return self.get_message(message_id)  # type: ignore[return-value]
+        row = self.get_message(message_id)
+        self._changed("message.created", {"chat_id": chat_id, "message": row})
+        return row  # type: ignore[return-value]
 
     def _speaker(self, chat_id: int, ai: bool, speaker_id: int | None) -> dict:
         if ai:
@@ -708,6 +769,7 @@ class Store:
                     "messages", {"chat_id": chat_id, "ai": int(ai), "text": text, "greeting": 0,
                                  "created_at": utc_iso(when[0]) if when and when[0] else now,
                                  **speakers[bool(ai)]}))
+            self._changed("chat.changed", {"id": chat_id, "fields": ["messages"]})
         return ids
 
     def messages_by_ids(self, ids: list[int]) -> list[MessageRow]:
@@ -716,16 +778,27 @@ class Store:
         return [rows[i] for i in ids if i in rows]
 
     def set_message_text(self, message_id: int, text: str) -> None:
-        self._update("messages", message_id, {"text": text})
+        with self.transaction():
+            self._update("messages", message_id, {"text": text})
+            self._message_changed("message.edited", message_id)
+
+    def _message_changed(self, kind: str, message_id: int) -> None:
+        row = self.get_message(message_id)
+        if row is not None:
+            self._changed(kind, {"chat_id": row["chat_id"], "message": row})
 
     def delete_message(self, message_id: int) -> None:
         with self.transaction() as db:
+            row = self._one("select chat_id from messages where id = ?", [message_id])
             db.execute("delete from messages where id = ?", [message_id])
+            if row:
+                self._changed("message.deleted", {"chat_id": row["chat_id"], "id": message_id})
 
     def clear_chat(self, chat_id: int) -> None:
         """Delete every message of a chat."""
         with self.transaction() as db:
             db.execute("delete from messages where chat_id = ?", [chat_id])
+            self._changed("chat.changed", {"id": chat_id, "fields": ["messages"]})
 
     def count(self, table: str) -> int:
         with self._lock:
@@ -802,6 +875,8 @@ class Store:
             "created_at": utc_iso(created_at), "document_id": document_id,
             "chat_id": chat_id, "first_message_id": first_id, "last_message_id": last_id,
         })
+        self._changed("memory.added", {"id": memory_id, "companion_id": companion_id, "source": source,
+                                       "chat_id": chat_id})
         return self.get_memory(memory_id)
 
     def get_memory(self, memory_id: int) -> dict | None:
@@ -852,7 +927,9 @@ class Store:
         return [r["id"] for r in rows]
 
     def set_memory_text(self, memory_id: int, text: str) -> None:
-        self._update("memories", memory_id, {"text": text})
+        with self.transaction():
+            self._update("memories", memory_id, {"text": text})
+            self._changed("memory.changed", {"id": memory_id})
 
     def delete_memories(self, ids: list[int]) -> None:
         if not ids:
@@ -860,6 +937,7 @@ class Store:
         marks = ",".join("?" * len(ids))
         with self.transaction() as db:
             db.execute(f"delete from memories where id in ({marks})", list(ids))
+            self._changed("memory.deleted", {"ids": list(ids)})
 
     def list_memories(self, companion_id: int, limit: int, offset: int) -> list[dict]:
         """A companion's memories, newest first."""

@@ -57,9 +57,13 @@ class ReplyTrimmer:
 
 
 class ModelHold:
-    """Holds the model (the one-at-a-time lock) from start_* until released; abortable."""
+    """Holds the model (the one-at-a-time lock) from start_* until released; abortable.
 
-    def __init__(self, turns: "TurnService", params: GenerationParams) -> None:
+    The live events hear when it starts and how it ends (finished, or aborted: stopped, failed
+    or let go before generating), with the chat and the speaker; never its tokens."""
+
+    def __init__(self, turns: "TurnService", params: GenerationParams, what: str = "completion",
+                 chat_id: int | None = None, speaker_id: int | None = None) -> None:
         self.turns = turns
         self.params = params
         self.request: GenerationRequest | None = None   # what the model was given
@@ -67,12 +71,20 @@ class ModelHold:
         self.stop = threading.Event()
         self._held = True
         self._started = False
+        self.finished = False               # generated to the end (not stopped, not failed)
+        self.message_id: int | None = None  # the stored reply, once there is one
+        self.about = {"what": what, "chat_id": chat_id, "companion_id": speaker_id}
         turns.lock.running(self.stop)
+        turns.generating = self.about
+        turns.publish("generation.started", self.about)
 
     def _release(self) -> None:
         if self._held:
             self._held = False
+            self.turns.generating = None
             self.turns.lock.release()
+            outcome = "finished" if self.finished and not self.stop.is_set() else "aborted"
+            self.turns.publish(f"generation.{outcome}", {**self.about, "message_id": self.message_id})
 
     def close(self) -> None:
         """Let go of the model if the events were never generated."""
@@ -115,6 +127,7 @@ class RawStream(ModelHold):
             for piece in stream:
                 self.text += piece
                 yield piece
+            self.finished = True
         except GeneratorExit:
             self.stop.set()
             raise
@@ -129,12 +142,15 @@ class TurnStream(ModelHold):
 
     events() yields ("token", text) pieces and finally ("done", Reply). Aborting (abort(), or
     closing the stream mid-way as a disconnected client does) keeps the partial reply.
+    Without a user message, the companion writes first (initiative: why, for the prompt).
     """
 
     def __init__(self, turns: "TurnService", companion: CompanionRow, user: dict, chat_id: int,
-                 history: list[MessageRow], user_message: MessageRow, replaced: MessageRow | None,
-                 params: GenerationParams) -> None:
-        super().__init__(turns, params)
+                 history: list[MessageRow], user_message: MessageRow | None, replaced: MessageRow | None,
+                 params: GenerationParams, initiative: str | None = None) -> None:
+        what = "initiative" if initiative else "swipe" if replaced is not None else "reply"
+        super().__init__(turns, params, what, chat_id, companion["id"])
+        self.initiative = initiative
         self.companion, self.user, self.chat_id = companion, user, chat_id
         self.history, self.user_message, self.replaced = history, user_message, replaced
         self.memories: list[RecalledMemory] = []
@@ -163,6 +179,7 @@ class TurnStream(ModelHold):
             pieces.close()
             self.text = trimmer.text
             reply = self.turns.store_reply(self, trimmer.text)
+            self.finished = True
             self._release()
             yield "done", reply
         finally:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,13 +54,19 @@ def error_message(body: bytes) -> tuple[str, str | None]:
 
 def parse_sse(lines: Iterable[bytes]) -> Iterator[tuple[str, dict]]:
     """(event, data) pairs from the lines of a Server-Sent Events body."""
-    name, data = "message", []
+    for _, name, data in sse_events(lines):
+        yield name, data
+
+
+def sse_events(lines: Iterable[bytes]) -> Iterator[tuple[str | None, str, dict]]:
+    """(id, event, data) from the lines of a Server-Sent Events body (id None when it has none)."""
+    event_id, name, data = None, "message", []
     for raw in lines:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:
             if data:
-                yield name, json.loads("\n".join(data))
-            name, data = "message", []
+                yield event_id, name, json.loads("\n".join(data))
+            event_id, name, data = None, "message", []
         elif line.startswith(":"):
             continue
         else:
@@ -68,8 +76,10 @@ def parse_sse(lines: Iterable[bytes]) -> Iterator[tuple[str, dict]]:
                 name = value
             elif field == "data":
                 data.append(value)
+            elif field == "id":
+                event_id = value
     if data:
-        yield name, json.loads("\n".join(data))
+        yield event_id, name, json.loads("\n".join(data))
 
 
 class DaemonClient:
@@ -135,6 +145,13 @@ class DaemonClient:
                 return
             yield from parse_sse(response)
 
+    def events(self, last_id: str | None = None) -> Iterator[tuple[str | None, str, dict]]:
+        """Subscribe to the daemon's live events: (id, event, data), until the stream ends."""
+        params = {"last_event_id": last_id} if last_id else None
+        with self._open("GET", "/api/events", None, params, self.stream_timeout,
+                        accept="text/event-stream") as response:
+            yield from sse_events(response)
+
     def items(self, path: str, **params: Any) -> list[dict]:
         """Every item of a paged list ({"items", "total"})."""
         items: list[dict] = []
@@ -195,6 +212,52 @@ Ctrl-C while a reply comes stops it (the daemon keeps what it said). //text send
 Commands may be shortened: /r, /s left, /e, /m, /c, /q."""
 
 
+class LiveMessages:
+    """Prints the messages that arrive in the session's chat from elsewhere (a browser tab,
+    another client, the companion writing first), read from GET /api/events in a thread.
+
+    The session's own turn is told too; it is known by the generation it waits for (one runs
+    at a time), and not printed twice."""
+
+    def __init__(self, session: "ChatSession") -> None:
+        self.session = session
+        self.last_id: str | None = None
+        self.own_turn = threading.Event()    # set by the session while its own reply is on its way
+        self.output = threading.Lock()
+
+    def start(self) -> None:
+        threading.Thread(target=self._listen, name="live-events", daemon=True).start()
+
+    def _listen(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                for event_id, name, data in self.session.client.events(self.last_id):
+                    self.last_id = event_id or self.last_id
+                    self.handle(name, data)
+                    delay = 1.0
+            except (DaemonError, OSError, ValueError):
+                pass       # the daemon went away or every stream slot is taken: later
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def handle(self, name: str, data: dict) -> None:
+        """One live event: print a message that came from elsewhere into this chat."""
+        if data.get("chat_id") != self.session.chat_id:
+            return
+        if self.own_turn.is_set():
+            if name in ("generation.finished", "generation.aborted"):
+                self.own_turn.clear()
+            return
+        if name == "message.created":
+            with self.output:
+                prompt = f"{self.session.user_name}> "
+                typed = readline.get_line_buffer() if readline is not None else ""
+                self.session.echo("\r\x1b[K", nl=False)
+                self.session.show(data["message"], note=" (written first)" if data["message"].get("initiated") else "")
+                self.session.echo(prompt + typed, nl=False)
+
+
 class ChatSession:
     """The terminal chat: talks in one chat of one companion, shown as 'Name: text' lines."""
 
@@ -204,6 +267,7 @@ class ChatSession:
         self.companion: dict = {}
         self.chat_id: int | None = None
         self.user_name = "You"
+        self.live = LiveMessages(self)
         self.commands: dict[str, Callable[[str], None]] = {
             "/regenerate": self.regenerate, "/swipe": self.swipe, "/edit": self.edit,
             "/memory": self.memory, "/companion": self.switch_companion, "/help": self.help,
@@ -266,11 +330,11 @@ class ChatSession:
         messages, _ = self.last_messages(1)
         return messages[0] if messages else None
 
-    def show(self, message: dict) -> None:
+    def show(self, message: dict, note: str = "") -> None:
         swipes = message.get("swipes") or []
         counter = f" ({message['swipe_id'] + 1}/{len(swipes)})" if len(swipes) > 1 else ""
         speaker = self.name if message["ai"] else self.user_name
-        self.echo(f"{speaker}: {message['text']}{counter}")
+        self.echo(f"{speaker}: {message['text']}{counter}{note}")
 
     def reply(self, path: str, body: dict) -> dict | None:
         """Stream a reply, printing its tokens after the companion's name as they come.
@@ -279,8 +343,15 @@ class ChatSession:
         waiting. A daemon that cannot start the reply raises DaemonError.
         """
         self.echo(f"{self.name}: ", nl=False)
+        self.live.own_turn.set()     # its events come back on the live stream: not printed again
+        try:
+            return self._streamed(self.client.stream(path, body))
+        except DaemonError:
+            self.live.own_turn.clear()   # it did not start (busy, refused) or the daemon went away
+            raise
+
+    def _streamed(self, events: Iterator[tuple[str, dict]]) -> dict | None:
         message = None
-        events = self.client.stream(path, body)
         with abort_on_interrupt(self.client) as state:
             try:
                 for event, data in events:
@@ -428,7 +499,8 @@ class ChatSession:
         self.send(line[1:] if line.startswith("//") else line)
 
     def run(self) -> None:
-        """Read lines until /quit or end of input."""
+        """Read lines until /quit or end of input; messages from elsewhere are printed meanwhile."""
+        self.live.start()
         while True:
             try:
                 line = input(f"{self.user_name}> ")

@@ -20,6 +20,15 @@ def exchange_text(user_text: str, reply_text: str) -> str:
     return f"{{{{user}}}}: {user_text}\n{{{{char}}}}: {reply_text}"
 
 
+INITIATIVE_QUERY = "plans, appointments and days that matter coming up, and how things went"
+
+
+def initiative_query(history: list[MessageRow]) -> str:
+    """What a companion that writes first recalls by: the person's last words and their plans."""
+    last = next((m["text"] for m in reversed(history) if not m["ai"]), "")
+    return f"{last}\n{INITIATIVE_QUERY}".strip()
+
+
 def remembered(messages: list[MessageRow]) -> list[tuple[str, int, int | None, str]]:
     """How stored messages are remembered when a history is imported, as in a live chat: a user
     message and the reply after it as one exchange, a user message without a reply on its own,

@@ -17,15 +17,16 @@ from typing import Callable
 from .chats import existing_chat
 from .config import Settings
 from .errors import BadRequest, ModelUnavailable, NotAvailable, NotFound
+from .events import Publish, no_events
 from .generation import GenerationParams, GenerationRequest, Generator
 from .kv_cache import ChatStates, StateFiles
 from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .model_lock import ModelLock
 from .prompt import PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
-from .store import CompanionRow, MessageRow, Store
+from .store import CompanionRow, MessageRow, Store, utc_iso
 from .streams import RawStream, Reply, TurnStream
-from .turn_input import char_name, exchange_text, history_turns, prompt_input
+from .turn_input import char_name, exchange_text, history_turns, initiative_query, prompt_input
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class TurnService:
     """Generation in a chat (send, regenerate) and plain completions, one at a time."""
 
     def __init__(self, store: Store, memory: LongTermMemory, generator: Generator,
-                 settings: Settings, lorebooks: LorebookService) -> None:
+                 settings: Settings, lorebooks: LorebookService, publish: Publish = no_events) -> None:
         self.store = store
         self.lorebooks = lorebooks
         self.memory = memory
@@ -44,6 +45,9 @@ class TurnService:
         self.states = ChatStates(StateFiles(Path(settings.data_dir) / "kv_cache", settings.model.kv_cache_mb * 2**20),
                                  self.lock, lambda: self.generator)
         self.after_turn: Callable[[], None] | None = None  # called after each stored reply (summaries wake)
+        self.publish = publish                 # the live events: a generation started, ended
+        self.generating: dict | None = None    # what the model generates now (what, chat_id, companion_id)
+        self.clock: Callable[[], datetime] = self._local_now   # tests set a simulated one
 
     # holding the model -------------------------------------------------------------------------
 
@@ -126,7 +130,8 @@ class TurnService:
             companion, user = self._chat(chat_id)
             params = self._params(companion, overrides)
             self._check_fits(companion, user, text, params)
-            user_message = self.store.add_message(chat_id, ai=False, text=text, speaker_id=user["id"])
+            user_message = self.store.add_message(chat_id, ai=False, text=text, speaker_id=user["id"],
+                                                  created_at=utc_iso(self.now()))
             history = self.store.messages(chat_id)[:-1]
         except BaseException:
             self.lock.release()
@@ -155,6 +160,22 @@ class TurnService:
             self.lock.release()
             raise
         return TurnStream(self, companion, user, chat_id, rows, user_message, replaced, params)
+
+    def start_initiative(self, chat_id: int, reason: str) -> TurnStream:
+        """Hold the model for a message the companion writes first in a chat (reason: why, for the
+        prompt); Busy (429) at once while another generation holds or wants the model."""
+        self._chat(chat_id)
+        if self.generator.state != "ready" or self.memory.embedder.state == "loading":
+            raise ModelUnavailable("the model is not ready", retry_after=60)
+        self.lock.acquire(wait=False)
+        try:
+            companion, user = self._chat(chat_id)
+            params = self._params(companion, None)
+            history = self.store.messages(chat_id)
+        except BaseException:
+            self.lock.release()
+            raise
+        return TurnStream(self, companion, user, chat_id, history, None, None, params, initiative=reason)
 
     def start_raw(self, prompt: str | None = None, overrides: dict | None = None,
                   context_size: int | None = None, messages: list[dict] | None = None,
@@ -190,6 +211,7 @@ class TurnService:
         the exchange's memory; the memory is embedded after the reply is answered."""
         companion, user = turn.companion, turn.user
         old_memories: list[int] = []
+        row = None
         with self.store.transaction():
             if turn.replaced is not None:   # a new swipe of the same reply, chosen
                 old_memories = [m["id"] for m in self.store.memories_of_messages([turn.replaced["id"]])]
@@ -199,13 +221,17 @@ class TurnService:
                 reply = self.store.get_message(turn.replaced["id"])
                 assert reply is not None    # it is in this transaction
             else:
-                reply = self.store.add_message(turn.chat_id, ai=True, text=text, speaker_id=companion["id"])
-            row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
-                                        "exchange", turn.user_message["id"], reply["id"])
+                reply = self.store.add_message(turn.chat_id, ai=True, text=text, speaker_id=companion["id"],
+                                               created_at=utc_iso(self.now()), initiated=turn.initiative is not None)
+            if turn.user_message is not None:   # a message written first answers nobody: not an exchange
+                row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
+                                            "exchange", turn.user_message["id"], reply["id"])
             self.store.set_context(reply["id"], [{"id": m.id, "score": m.score, "relevance": m.relevance}
                                                  for m in turn.memories], turn.lore)
+        turn.message_id = reply["id"]
         self.memory.unindex(old_memories)
-        self.memory.index_later([row])   # the reply is answered now; the embedding follows
+        if row is not None:
+            self.memory.index_later([row])   # the reply is answered now; the embedding follows
         reply["text"] = resolve_placeholders(text, char_name(companion), user["name"])
         self.states.after_turn(turn.chat_id)
         if self.after_turn is not None:
@@ -276,9 +302,13 @@ class TurnService:
         the window's start later, recall runs again for the window that is left."""
         self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
         companion, user, history = turn.companion, turn.user, turn.history
-        p = self._prompt_input(companion, user, turn.user_message["text"])
-        p.now = self._now()
+        newest = turn.user_message["text"] if turn.user_message else ""
+        p = self._prompt_input(companion, user, newest)
+        p.now = self.now()
         p.last_message_at = history[-1]["created_at"] if history else None
+        p.initiative = turn.initiative or ""
+        query = newest or initiative_query(history)
+        recall_count = max(1, companion["long_term_mem"]) if turn.initiative else companion["long_term_mem"]
         chat = self.store.get_chat(turn.chat_id)
         p.story = chat["story"] if chat and chat["story_so_far"] else None
         turns = history_turns(history, *self._speaker_names(history, companion, user))
@@ -302,17 +332,17 @@ class TurnService:
         memories: list[RecalledMemory] = []
         for _ in range(3):
             if recall_ready:
-                in_window = {m["id"] for m in history[start:]} | {turn.user_message["id"]}
-                memories = self.memory.recall(companion["id"], turn.user_message["text"],
-                                              companion["long_term_mem"], exclude_message_ids=in_window)
+                in_window = {m["id"] for m in history[start:]} | ({turn.user_message["id"]} if turn.user_message else set())
+                memories = self.memory.recall(companion["id"], query, recall_count, exclude_message_ids=in_window)
                 turn.memory_window = memories.window.as_json() if memories.window else None
             p.memories = [Recalled(m.text, m.created_at) for m in memories]
             messages, kept_from = fit()
             if kept_from <= start or not p.memories:
                 break
             start = kept_from
-        first_kept = history[kept_from]["id"] if kept_from < len(history) else turn.user_message["id"]
-        if self.store.set_window_start(turn.chat_id, first_kept) and p.story is not None:
+        first_kept = history[kept_from]["id"] if kept_from < len(history) else (
+            turn.user_message["id"] if turn.user_message else None)
+        if first_kept is not None and self.store.set_window_start(turn.chat_id, first_kept) and p.story is not None:
             # the window dropped a block: the story so far is refreshed now, and only now
             p.story = self._refresh_story(turn.chat_id)
             messages, _ = fit()
@@ -325,7 +355,11 @@ class TurnService:
         self.states.before_turn(turn.chat_id, request)    # this chat's kept KV cache, if it helps
         return request
 
-    def _now(self) -> datetime:
+    def now(self) -> datetime:
+        """Now, by this service's clock, in the person's timezone."""
+        return self.clock()
+
+    def _local_now(self) -> datetime:
         """Now, in the person's timezone ([server] timezone, else the machine's)."""
         name = self.settings.server.timezone
         return datetime.now(ZoneInfo(name)) if name else datetime.now(timezone.utc).astimezone()

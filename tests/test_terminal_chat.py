@@ -6,6 +6,7 @@ embedder, so nothing is loaded twice; the chat is the real `companion` command u
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pexpect
@@ -192,3 +193,20 @@ def test_client_errors_and_stream(daemon):
     with pytest.raises(DaemonError) as unreachable:
         DaemonClient(f"http://127.0.0.1:{free_port()}").get("/api/status")
     assert unreachable.value.status is None and "cannot reach" in unreachable.value.message
+
+
+def test_messages_from_elsewhere_are_printed_and_its_own_are_not_printed_twice(daemon, tmp_path):
+    child = spawn(daemon.url, tmp_path / "history")
+    child.logfile_read = everything = io.StringIO()
+    child.expect_exact("User> ")
+    own = said(child, "Hello from the terminal")
+    assert own.startswith("Assistant: ")
+    chat_id = daemon.active_chat()["id"]
+    reply = daemon.api("POST", "/api/prompt", json={"prompt": "And hello from my phone", "chat_id": chat_id})
+    child.expect_exact("User: And hello from my phone")
+    child.expect_exact(f"Assistant: {reply['text']}")
+    child.expect_exact("User> ")                    # the prompt comes back under what was printed
+    child.sendline("/quit")
+    assert finish(child) == 0
+    transcript = everything.getvalue()     # its own turn came back on the live stream, printed once
+    assert "User: Hello from the terminal" not in transcript and transcript.count(own) == 1

@@ -80,6 +80,7 @@ def serve(settings, generator, embedder) -> tuple[LiveDaemon, callable]:
     thread.start()
 
     def stop() -> None:
+        services.events.close()     # the live event streams end first: each holds a thread
         server.task_dispatcher.shutdown(timeout=5)
         server.close()
         thread.join(timeout=5)

@@ -20,7 +20,8 @@ bp = Blueprint("chats", __name__)
 def message_rest(row: MessageRow) -> dict:
     return {"id": row["id"], "chat_id": row["chat_id"], "ai": row["ai"], "text": row["text"],
             "swipes": row["swipes"] or [row["text"]], "swipe_id": row["swipe_id"], "greeting": row["greeting"],
-            "date": row["created_at"], "companion_id": row["companion_id"], "user_id": row["user_id"]}
+            "date": row["created_at"], "companion_id": row["companion_id"], "user_id": row["user_id"],
+            "initiated": row["initiated"]}
 
 
 def optional_id(source: dict, key: str) -> int | None:

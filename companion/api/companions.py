@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..cards import CARD_FIELDS, normalize_card
 from ..companions import card_of
+from ..config import initiative_problem
 from ..errors import BadRequest
 from . import services
 from .validate import bool_field, int_field, json_object, memory_limit, name_field, text_field, uploaded_file
@@ -33,6 +34,7 @@ def companion_json(row: dict) -> dict:
         "long_term_mem": row["long_term_mem"], "short_term_mem": row["short_term_mem"],
         "roleplay": row["roleplay"], "dialogue_tuning": row["dialogue_tuning"],
         "generation": row["generation"], "active": row["id"] == active,
+        "initiative": services().initiative.settings_of(row),
         "lorebook_ids": services().lorebooks.of_companion(row["id"]),
         "avatar_url": f"/api/companions/{row['id']}/avatar",
         "created_at": row["created_at"], "updated_at": row["updated_at"],
@@ -41,7 +43,8 @@ def companion_json(row: dict) -> dict:
 
 def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
     """Card fields and settings from a request body, each checked; unknown keys are a 400."""
-    allowed = set(EDITABLE_CARD_FIELDS) | {"long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning"}
+    allowed = set(EDITABLE_CARD_FIELDS) | {"long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning",
+                                           "initiative"}
     unknown = set(body) - allowed - {"id"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -58,7 +61,19 @@ def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
     for key in ("roleplay", "dialogue_tuning"):
         if key in body:
             settings[key] = int(bool_field(body, key))
+    if "initiative" in body:
+        settings["initiative"] = initiative_field(body["initiative"])
     return card, settings
+
+
+def initiative_field(value: object) -> dict:
+    """A companion's writing-first settings (null for a setting: back to [initiative]'s)."""
+    if not isinstance(value, dict):
+        raise BadRequest("'initiative' must be an object, e.g. {\"enabled\": true, \"hours\": \"9-21\"}")
+    problem = initiative_problem({k: v for k, v in value.items() if v is not None})
+    if problem:
+        raise BadRequest(problem)
+    return value
 
 
 def created(body: dict) -> Response:

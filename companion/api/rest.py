@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from ..config import GenerationSettings
+from ..config import GenerationSettings, initiative_problem
 from ..errors import BadRequest
 from . import services
 from .validate import generation_settings, json_object, model_settings
@@ -41,9 +41,15 @@ def get_config():
 def put_config():
     """Change model settings (a new model loads in the background, then takes over) and defaults."""
     body = json_object()
-    unknown = set(body) - {"model", "generation"}
+    unknown = set(body) - {"model", "generation", "initiative"}
     if unknown:
-        raise BadRequest(f"unknown key(s): {', '.join(sorted(unknown))}; use 'model' and 'generation'")
+        raise BadRequest(f"unknown key(s): {', '.join(sorted(unknown))}; use 'model', 'generation' and 'initiative'")
+    initiative = body.get("initiative", {})
+    if not isinstance(initiative, dict):
+        raise BadRequest("'initiative' must be an object")
+    problem = initiative_problem({k: v for k, v in initiative.items() if k != "enabled"})
+    if problem or "enabled" in initiative:
+        raise BadRequest(problem or "initiative.enabled is each companion's own setting (PATCH /api/companions/{id})")
     model = model_settings(body.get("model", {}))
     generation_body = body.get("generation", {})
     if not isinstance(generation_body, dict):
@@ -55,7 +61,7 @@ def put_config():
     built_in = GenerationSettings()
     for key in [k for k, v in generation_body.items() if v is None]:   # null: back to the built-in default
         generation[key] = getattr(built_in, key)
-    config = services().models.update(model, generation)
+    config = services().models.update(model, generation, initiative)
     response = jsonify(config)
     response.status_code = 202 if config["pending_model"] else 200
     return response
