@@ -7,6 +7,8 @@ import base64
 import json
 import re
 import shutil
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -500,3 +502,69 @@ def test_the_model_status_shows_loading_ready_and_failed(page, daemon):
     page.click("#nav a[data-view=settings]")
     expect(page.locator("#model-state")).to_contain_text("the file is not a GGUF model")
     del daemon.generator.state, daemon.generator.error
+
+
+# --- live on every screen (#19) -------------------------------------------------------------------
+
+
+def wait_for_subscribers(daemon, count: int) -> None:
+    """Until that many pages have their live event stream open."""
+    for _ in range(600):
+        if daemon.services.events.subscribers >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{daemon.services.events.subscribers} event streams, not {count}")
+
+
+def test_two_tabs_see_each_others_replies_and_send_waits_for_the_other(page, daemon):
+    other = page.context.new_page()
+    other.goto(daemon.url + "/")
+    expect(other.locator(".message.ai")).to_have_count(1)
+    wait_for_subscribers(daemon, 2)
+    daemon.generator.pace = 0.1    # the first reply takes a few seconds
+    daemon.api("PUT", "/api/config", json={"generation": {"max_tokens": 40}})
+    send(page, "Tell me a long story about a lighthouse.")
+    expect(other.locator("#live-status")).to_contain_text("is writing")
+    send(other, "And what about the sea?")                  # while the first tab's reply generates
+    expect(other.locator("#send")).to_have_text("Waiting…")
+    wait_idle(page)
+    first_reply = daemon.messages()[2]
+    assert first_reply["ai"] and first_reply["text"].strip()
+    # the reply generated in the first tab shows in the other within a second
+    expect(other.locator(f'.message[data-id="{first_reply["id"]}"]')).to_be_visible(timeout=1000)
+    # then the waiting message goes out (no 429) and its reply shows in both tabs
+    daemon.generator.pace = 0
+    expect(other.locator("#send")).to_have_text("Send")
+    wait_idle(other)
+    stored = daemon.messages()
+    assert [m["ai"] for m in stored] == [True, False, True, False, True]
+    assert stored[3]["text"] == "And what about the sea?"
+    expect(page.locator(f'.message[data-id="{stored[4]["id"]}"]')).to_be_visible(timeout=1000)
+    expect(other.locator(".toast.error")).to_have_count(0)
+    # an edit and a delete in one tab show in the other
+    daemon.api("PATCH", f"/api/messages/{stored[4]['id']}", json={"text": "Edited elsewhere."})
+    expect(other.locator(f'.message[data-id="{stored[4]["id"]}"] .text')).to_have_text("Edited elsewhere.")
+    daemon.api("DELETE", f"/api/messages/{stored[4]['id']}")
+    expect(page.locator(f'.message[data-id="{stored[4]["id"]}"]')).to_have_count(0)
+
+
+def test_a_message_written_first_shows_an_unread_badge(page, daemon):
+    services = daemon.services
+    companion_id = services.store.active_companion_id()
+    chat_id = services.store.active_chat_id(companion_id)
+    services.turns.send(chat_id, "I have my driving test on Thursday.")
+    services.store.update_companion(companion_id, {"initiative": {"enabled": True, "silence_hours": 1,
+                                                                  "hours": "0-24"}})
+    page.goto(daemon.url + "/#settings")
+    expect(page.locator("#notifications")).to_be_visible()
+    wait_for_subscribers(daemon, 1)
+    later = services.turns.now() + timedelta(hours=3)
+    services.turns.clock = lambda: later
+    outcome = services.initiative.check()[companion_id]
+    assert outcome.startswith("wrote "), outcome
+    expect(page.locator("#unread")).to_have_text("1")
+    assert page.title() == "(1) companion"
+    page.click("#nav a[data-view=chat]")
+    expect(page.locator("#unread")).to_be_hidden()
+    message_id = int(outcome.split()[1])
+    expect(page.locator(f'.message[data-id="{message_id}"]')).to_be_visible()

@@ -109,32 +109,39 @@ export function qs(params) {
  */
 export async function streamTurn(path, json, onToken, signal) {
   const response = await send("POST", path, { json: { ...json, stream: true }, signal, accept: "text/event-stream" });
+  let done = null;
+  await readEvents(response, (name, payload) => {
+    if (name === "token") onToken(payload.text);
+    else if (name === "done") done = payload;
+    else if (name === "error") throw new ApiError(500, payload.message, payload.code);
+  });
+  return done;
+}
+
+/** Read a Server-Sent Events body to its end: onEvent(name, data, id) for each event with data. */
+export async function readEvents(response, onEvent) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
-  let done = null;
   for (;;) {
-    const { value, done: finished } = await reader.read();
-    if (finished) break;
+    const { value, done } = await reader.read();
+    if (done) return;
     buffer += decoder.decode(value, { stream: true });
     let cut;
     while ((cut = buffer.indexOf("\n\n")) >= 0) {
       const block = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
       let name = "message";
+      let id = null;
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith("event:")) name = line.slice(6).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
       }
-      if (!data.length) continue;
-      const payload = JSON.parse(data.join("\n"));
-      if (name === "token") onToken(payload.text);
-      else if (name === "done") done = payload;
-      else if (name === "error") throw new ApiError(500, payload.message, payload.code);
+      if (data.length) onEvent(name, JSON.parse(data.join("\n")), id);   // comments and retry: lines have none
     }
   }
-  return done;
 }
 
 /** Object URLs for images the API serves (they need the key, so <img src> cannot fetch them). */

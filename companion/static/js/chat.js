@@ -2,6 +2,7 @@
 // regenerate, swipes, copy, and what a reply used (memories and lore).
 
 import { api, imageUrl, qs, streamTurn } from "./api.js";
+import { generatingNow, onLive, whenIdle } from "./live.js";
 import { renderMarkdown } from "./markdown.js";
 import { activeCompanion, avatarPath, loadCompanions, state } from "./state.js";
 import { attempt, clear, confirmAction, copyText, el, formatDate, modal, toast } from "./ui.js";
@@ -9,7 +10,10 @@ import { attempt, clear, confirmAction, copyText, el, formatDate, modal, toast }
 const PAGE = 200;
 
 let view = null;    // { root, list, chat, messages, persona, companion }
-let busy = false;   // a reply is generating
+let busy = false;   // a reply is generating in this tab
+let waiting = false; // a message waits for another client's reply to end
+let stopLive = null;
+let reloadTimer = 0;
 
 export async function showChat(root) {
   await loadCompanions();
@@ -29,11 +33,15 @@ export async function showChat(root) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendMessage(); }
   });
 
+  const liveStatus = el("p", { id: "live-status", class: "live-status muted", hidden: true, "aria-live": "polite" });
   const header = el("div", { class: "chat-header" },
     el("h1", { id: "chat-title" }, chat.title || `Chat with ${companion.name}`),
     el("button", { type: "button", id: "new-chat", onclick: () => newChat(companion) }, "New chat"));
-  clear(root, el("section", { class: "chat" }, header, list, composer));
-  view = { root, list, chat, companion, persona, prompt, send, stop, messages: [], used: new Map() };
+  clear(root, el("section", { class: "chat" }, header, list, liveStatus, composer));
+  view = { root, list, chat, companion, persona, prompt, send, stop, liveStatus, messages: [], used: new Map() };
+  if (stopLive) stopLive();
+  stopLive = onLive(liveEvent);
+  showOthers();
   await reload();
   prompt.focus();
 }
@@ -92,11 +100,53 @@ function messageElement(m, isLast, avatar) {
   return article;
 }
 
+/** What happens elsewhere (another tab, a client, the companion writing first) shows here. */
+function liveEvent(name, data) {
+  if (!view || !view.root.isConnected) return;
+  if (name === "hello" || name.startsWith("generation.")) showOthers();
+  if (busy) return;                 // this tab's own reply: reloaded when it ends
+  const here = (name.startsWith("message.") && data.chat_id === view.chat.id)
+    || (name === "chat.changed" && data.id === view.chat.id) || name === "resync"
+    || (name.startsWith("generation.") && name !== "generation.started" && data.chat_id === view.chat.id);
+  if (here) {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => view.root.isConnected && !busy && !waiting && reload(), 100);
+  }
+}
+
+/** "Sarah is writing…" while a generation runs elsewhere; Send says it waits. */
+function showOthers() {
+  const other = busy ? null : generatingNow();
+  view.liveStatus.hidden = !other;
+  if (other) {
+    const speaker = other.companion_id === view.companion.id ? view.companion.name : "The model";
+    view.liveStatus.textContent = other.chat_id === view.chat.id
+      ? `${speaker} is writing${other.what === "initiative" ? " to you" : ""}…`
+      : "Another reply is being generated…";
+  }
+  view.send.textContent = waiting ? "Waiting…" : "Send";
+  view.send.disabled = busy || waiting;
+}
+
 function setBusy(on) {
   busy = on;
   view.send.disabled = on;
   view.stop.hidden = !on;
   view.root.querySelector(".chat").classList.toggle("busy", on);
+  showOthers();
+}
+
+/** Wait while another client's reply is generated (instead of meeting a 429). */
+async function waitForOthers() {
+  if (!generatingNow()) return;
+  waiting = true;
+  showOthers();
+  try {
+    await whenIdle();
+  } finally {
+    waiting = false;
+    showOthers();
+  }
 }
 
 /** Stream a turn into a message's text element; the chat is reloaded after. */
@@ -107,10 +157,25 @@ async function stream(path, body, target) {
   const paint = () => { frame = 0; target.innerHTML = renderMarkdown(acc); view.list.scrollTop = view.list.scrollHeight; };
   target.closest(".message")?.classList.add("streaming");
   try {
-    const done = await streamTurn(path, { ...body, chat_id: view.chat.id }, (piece) => {
-      acc += piece;
-      if (!frame) frame = requestAnimationFrame(paint);
-    });
+    let done = null;
+    for (let attemptNo = 0; ; attemptNo += 1) {
+      try {
+        done = await streamTurn(path, { ...body, chat_id: view.chat.id }, (piece) => {
+          acc += piece;
+          if (!frame) frame = requestAnimationFrame(paint);
+        });
+        break;
+      } catch (err) {
+        if (err.status !== 429 || attemptNo >= 5) throw err;
+        setBusy(false);     // another client took the model first: wait for it, then try again
+        waiting = true;
+        showOthers();
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await whenIdle();
+        waiting = false;
+        setBusy(true);
+      }
+    }
     if (done?.message) view.used.set(done.message.id, { memories: done.memories.length, lore: done.lore.length });
   } catch (err) {
     toast(err.status === 429 ? "Another reply is being generated; try again in a moment." : err.message, "error");
@@ -123,7 +188,13 @@ async function stream(path, body, target) {
 
 async function sendMessage() {
   const text = view.prompt.value.trim();
-  if (!text || busy) return;
+  if (!text || busy || waiting) return;
+  if (generatingNow()) {
+    await waitForOthers();
+    if (!view.root.isConnected) return;
+    clearTimeout(reloadTimer);
+    await reload();          // what the other reply said, before this message goes under it
+  }
   view.prompt.value = "";
   const avatar = await imageUrl(avatarPath(view.companion));
   const now = new Date().toISOString();
@@ -136,7 +207,8 @@ async function sendMessage() {
 }
 
 async function regenerate(m) {
-  if (busy) return;
+  if (busy || waiting) return;
+  if (generatingNow()) return toast("Another reply is being generated; try again when it is done.");
   const article = view.list.querySelector(`[data-id="${m.id}"]`);
   const target = article.querySelector(".text");
   target.textContent = "";

@@ -101,6 +101,12 @@ async function edit(c, root) {
       field("Recent messages in the prompt", "short_term_mem", fresh.short_term_mem, "number", { min: 0, max: 1000 }),
       field("Roleplay (*actions*)", "roleplay", fresh.roleplay, "checkbox"),
       field("Dialogue tuning (use saved examples)", "dialogue_tuning", fresh.dialogue_tuning, "checkbox")),
+    el("fieldset", { id: "initiative", dataset: { before: JSON.stringify(fresh.initiative) } }, el("legend", {}, "Writing first"),
+      field("Writes to you first after a silence", "initiative_enabled", fresh.initiative.enabled, "checkbox"),
+      el("div", { class: "grid" },
+        field("Hours of silence", "initiative_silence_hours", fresh.initiative.silence_hours, "number", { min: 0.01, step: "any" }),
+        field("Allowed local hours (e.g. 9-21)", "initiative_hours", fresh.initiative.hours),
+        field("At most per day", "initiative_max_per_day", fresh.initiative.max_per_day, "number", { min: 0, max: 48, step: 1 }))),
     el("details", {}, el("summary", {}, "Advanced card fields"),
       JSON_FIELDS.map(([name, label]) => field(label, name, JSON.stringify(fresh[name] ?? null, null, 2), "textarea", { rows: 3, class: "mono", dataset: { json: "1" } }))),
     el("div", { class: "row end" },
@@ -143,6 +149,14 @@ function collect(form) {
   body.short_term_mem = Number(form.elements.short_term_mem.value);
   body.roleplay = form.elements.roleplay.checked;
   body.dialogue_tuning = form.elements.dialogue_tuning.checked;
+  const before = JSON.parse(form.querySelector("#initiative").dataset.before);
+  const initiative = {
+    silence_hours: Number(form.elements.initiative_silence_hours.value),
+    hours: form.elements.initiative_hours.value.trim(),
+    max_per_day: Number(form.elements.initiative_max_per_day.value),
+  };
+  body.initiative = { enabled: form.elements.initiative_enabled.checked };
+  for (const [key, value] of Object.entries(initiative)) if (value !== before[key]) body.initiative[key] = value;  // the rest follow [initiative]
   for (const [name, , empty] of JSON_FIELDS) {
     const text = form.elements[name].value.trim();
     try {

@@ -2,11 +2,13 @@
 
 import { api, onKeyNeeded, setApiKey } from "./api.js";
 import { showChat } from "./chat.js";
+import { onLive, startLive } from "./live.js";
 import { showChats } from "./chats.js";
 import { showCompanions } from "./companions.js";
 import { showLorebooks } from "./lorebooks.js";
 import { showMemory } from "./memory.js";
 import { showSettings } from "./settings.js";
+import { companionById } from "./state.js";
 import { clear, el } from "./ui.js";
 
 const VIEWS = {
@@ -31,6 +33,7 @@ async function route() {
   }
   document.getElementById("nav").classList.remove("open");
   document.body.dataset.view = name;
+  if (name === "chat") markRead();
   rendering = rendering.then(async () => {
     try {
       await show(root);
@@ -77,21 +80,63 @@ onKeyNeeded(askForKey);
 
 const STATUS_TEXT = { ready: "ready", loading: "loading…", failed: "failed" };
 
+function showModel(model) {
+  const pill = document.getElementById("model-status");
+  const name = model.name || (model.path || "").split(/[\\/]/).pop() || "model";
+  pill.textContent = `${name}: ${STATUS_TEXT[model.state] || model.state}`;
+  pill.dataset.state = model.state;
+  pill.title = model.error || `${name} (${model.state})`;
+}
+
 async function pollStatus() {
   let delay = 30000;
   try {
     const status = await api.get("/api/status");
-    const pill = document.getElementById("model-status");
     const model = status.model;
-    pill.textContent = `${model.name || "model"}: ${STATUS_TEXT[model.state] || model.state}`;
-    pill.dataset.state = model.state;
-    pill.title = model.error || `${model.name} (${model.state})`;
+    showModel(model);
     if (model.state !== "ready" && model.state !== "failed") delay = 2000;
   } catch {
     delay = 10000;
   }
   setTimeout(pollStatus, delay);
 }
+
+// --- messages the companion wrote first: an unread badge, a notification when allowed -----------
+
+let unread = 0;
+
+function showUnread() {
+  const badge = document.getElementById("unread");
+  badge.textContent = String(unread);
+  badge.hidden = unread === 0;
+  document.title = unread ? `(${unread}) companion` : "companion";
+}
+
+function markRead() {
+  if (document.visibilityState === "visible" && document.body.dataset.view === "chat" && unread) {
+    unread = 0;
+    showUnread();
+  }
+}
+
+function notify(message) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const companion = companionById(message.companion_id);
+  const note = new Notification(companion ? companion.name : "companion", { body: message.text.slice(0, 200), tag: `message-${message.id}` });
+  note.onclick = () => { window.focus(); location.hash = "#chat"; note.close(); };
+}
+
+onLive((name, data) => {
+  if (name === "model.state") showModel(data);
+  if (name === "message.created" && data.message.initiated) {
+    if (document.visibilityState !== "visible" || document.body.dataset.view !== "chat") {
+      unread += 1;
+      showUnread();
+    }
+    if (document.visibilityState !== "visible") notify(data.message);
+  }
+});
+document.addEventListener("visibilitychange", markRead);
 
 // --- start -----------------------------------------------------------------------------------
 
@@ -102,3 +147,4 @@ document.getElementById("menu-toggle").addEventListener("click", () => {
 });
 window.addEventListener("hashchange", route);
 route().then(pollStatus);
+startLive();

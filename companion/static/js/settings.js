@@ -17,7 +17,7 @@ export async function showSettings(root) {
   const [personas, config, models, status] = await Promise.all([
     api.get("/api/personas?limit=200"), api.get("/api/config"), api.get("/api/models"), api.get("/api/status")]);
   clear(root, personaPanel(root, personas.items), generationPanel(config.generation),
-    modelPanel(root, config, models.items, status), keyPanel(root));
+    modelPanel(root, config, models.items, status), notificationPanel(root), keyPanel(root));
 }
 
 function personaPanel(root, personas) {
@@ -85,6 +85,19 @@ function modelPanel(root, config, models, status) {
         if (await attempt(() => api.put("/api/config", { model: { path: select.value, n_ctx } }),
           "Loading the model; the current one answers until it is ready")) await showSettings(root);
       } }, "Use this model"))) : el("p", {}, `Generation runs on ${config.model.base_url} (${config.model.model || "its default model"}).`));
+}
+
+function notificationPanel(root) {
+  const supported = "Notification" in window;
+  const permission = supported ? Notification.permission : "unsupported";
+  return el("section", { class: "panel", id: "notifications" }, el("h1", {}, "Notifications"),
+    el("p", { class: "muted" }, "A companion that writes first (turn it on in its settings) can show a system notification while this page is in the background."),
+    el("p", { id: "notification-state" }, { granted: "Notifications are allowed.", denied: "Notifications are blocked in this browser's site settings.",
+      default: "Notifications are not allowed yet.", unsupported: "This browser has no notifications (a page served over plain http from another machine may not get them)." }[permission]),
+    permission === "default" ? el("button", { type: "button", id: "allow-notifications", onclick: async () => {
+      await Notification.requestPermission();
+      await showSettings(root);
+    } }, "Allow notifications") : null);
 }
 
 function keyPanel(root) {
