@@ -55,7 +55,7 @@ class FakeGenerator:
 
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory, embedder):
-    settings_ = test_settings(tmp_path_factory.mktemp("fuzz"))
+    settings_ = test_settings(tmp_path_factory.mktemp("fuzz"), model={"allow_pull": False})   # no 502s from pulls
     services = build_services(settings_, generator=FakeGenerator(), embedder=embedder)
     app = create_app(settings_, services)
     yield app
