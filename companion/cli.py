@@ -360,10 +360,10 @@ def pull(reference, file, config, data_dir, endpoint) -> None:
         nonlocal bar
         if "total" in step:
             if bar is None:
-                bar = click.progressbar(length=step["total"], label=step["status"], show_pos=False,
-                                        show_percent=True, file=sys.stderr)
+                bar = click.progressbar(length=step["total"], label=step["status"], show_percent=True,
+                                        item_show_func=lambda shown: shown, file=sys.stderr)
                 bar.__enter__()
-            bar.update(step["completed"] - bar.pos)
+            bar.update(step["completed"] - bar.pos, f"{step['completed'] / 1e9:.2f} of {step['total'] / 1e9:.2f} GB")
             return
         if bar is not None:
             bar.__exit__(None, None, None)
