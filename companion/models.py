@@ -192,11 +192,9 @@ class ModelService:
 
     def delete(self, name: str) -> Path:
         """Delete a model file from <data_dir>/models; not the bundled one, the one serving or one loading."""
-        pending = self.pending
-        if pending is not None and pending.path and Path(pending.path).name.lower() in (
-                name.lower(), f"{Path(pending.path).stem.lower()}:latest", Path(pending.path).stem.lower()):
-            raise BadRequest(f"{Path(pending.path).name} is loading to serve; wait until it does, then switch away")
-        return delete_model(Path(self.settings.data_dir) / "models", name, self.turns.generator.path, bundled_model())
+        loading = [self.pending.path] if self.pending is not None and self.pending.path else []
+        return delete_model(Path(self.settings.data_dir) / "models", name, self.turns.generator.path, bundled_model(),
+                            loading=loading)
 
     # kept in the database -----------------------------------------------------------------
 

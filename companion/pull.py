@@ -25,8 +25,8 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Generator, Iterator
-from urllib.parse import unquote, urlsplit
+from typing import IO, Callable, Generator, Iterator, Sequence
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
@@ -173,7 +173,7 @@ def resolve(ref: Reference, endpoint: str, session: requests.Session | None = No
     assert ref.repo is not None
     session = session or requests.Session()
     endpoint = endpoint.rstrip("/")
-    listing = f"{endpoint}/api/models/{ref.repo}/revision/{ref.revision}"
+    listing = f"{endpoint}/api/models/{ref.repo}/revision/{quote(ref.revision, safe='')}"
     response = _request(session, "GET", listing, params={"blobs": "true"})
     if response.status_code in (401, 404):   # the hub answers 401 for a repo that does not exist
         raise NotFound(f"no model repo {ref.repo} (revision {ref.revision}) on {endpoint}, or it is private")
@@ -409,9 +409,10 @@ def _problem(fh: IO[bytes], source: Source, size: int, sha256: str) -> str | Non
     return None
 
 
-def delete_model(models_dir: Path, name: str, active_path: str | None, bundled: Path | None) -> Path:
+def delete_model(models_dir: Path, name: str, active_path: str | None, bundled: Path | None,
+                 loading: Sequence[str] = ()) -> Path:
     """Delete a pulled model file from models_dir, named by file name, stem or Ollama tag (stem:latest).
-    The bundled model and the one serving are refused. Returns the deleted path."""
+    The bundled model, the one serving and those loading are refused. Returns the deleted path."""
     wanted = name.strip()
     key = wanted.lower().removesuffix(":latest")
     if bundled is not None and key in (bundled.name.lower(), bundled.stem.lower()):
@@ -422,8 +423,9 @@ def delete_model(models_dir: Path, name: str, active_path: str | None, bundled: 
         names = ", ".join(p.name for p in files) or "none"
         raise NotFound(f"no model {wanted!r} in {models_dir}; the models there: {names}")
     path = found[0]
-    active = Path(active_path).resolve() if active_path else None
-    if active is not None and path.resolve() == active:
+    if active_path and path.resolve() == Path(active_path).resolve():
         raise BadRequest(f"{path.name} is the model serving now; switch to another one first")
+    if any(path.resolve() == Path(other).resolve() for other in loading):
+        raise BadRequest(f"{path.name} is loading to serve; wait until it does, then switch to another one")
     path.unlink()
     return path

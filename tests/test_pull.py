@@ -314,6 +314,8 @@ def test_delete_model(tmp_path):
         delete_model(folder, bundled.name, None, bundled)
     with pytest.raises(BadRequest, match="serving"):
         delete_model(folder, "b.gguf", str(folder / "b.gguf"), bundled)
+    with pytest.raises(BadRequest, match="loading"):
+        delete_model(folder, "b", None, bundled, loading=[str(folder / "b.gguf")])
     with pytest.raises(NotFound, match="a-Q4_K_M.gguf"):
         delete_model(folder, "nothing", None, bundled)
     assert delete_model(folder, "a-q4_k_m:latest", None, bundled) == folder / "a-Q4_K_M.gguf"
