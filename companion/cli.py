@@ -1,4 +1,4 @@
-"""The command line: serve, chat, doctor, reindex, backup, restore, export, import."""
+"""The command line: serve, chat, doctor, reindex, backup, restore, export, import, pull."""
 
 from __future__ import annotations
 
@@ -335,6 +335,51 @@ def chat(url, api_key, history_file) -> None:
     from .terminal import run_chat
 
     sys.exit(run_chat(url, api_key, history_file))
+
+
+@cli.command()
+@click.argument("reference")
+@click.argument("file", required=False)
+@config_option
+@data_dir_option
+@click.option("--endpoint", help="The Hugging Face hub to ask (default: [model] hf_endpoint, $HF_ENDPOINT).")
+def pull(reference, file, config, data_dir, endpoint) -> None:
+    """Download a GGUF model into <data dir>/models (safe while the daemon runs).
+
+    REFERENCE is hf.co/OWNER/REPO[:QUANT] (QUANT such as Q4_K_M picks the file; without it Q4_K_M,
+    else the smallest), OWNER/REPO FILE.gguf, OWNER/REPO/FILE.gguf, or an https:// URL of a .gguf.
+    The file is checked against the hub's size and sha256; an interrupted pull resumes.
+    """
+    from .errors import CompanionError
+    from .pull import pull as pull_model
+
+    settings = settings_from(config, data_dir=data_dir)
+    bar = None
+
+    def progress(step: dict) -> None:
+        nonlocal bar
+        if "total" in step:
+            if bar is None:
+                bar = click.progressbar(length=step["total"], label=step["status"], show_percent=True,
+                                        item_show_func=lambda shown: shown, file=sys.stderr)
+                bar.__enter__()
+            bar.update(step["completed"] - bar.pos, f"{step['completed'] / 1e9:.2f} of {step['total'] / 1e9:.2f} GB")
+            return
+        if bar is not None:
+            bar.__exit__(None, None, None)
+            bar = None
+        click.echo(step["status"], err=True)
+
+    try:
+        path = pull_model(reference, Path(settings.data_dir) / "models", file=file,
+                          endpoint=endpoint or settings.model.hf_endpoint, progress=progress)
+    except CompanionError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(f"pulled {path} ({path.stat().st_size / 1e9:.2f} GB); use it with `companion serve --model {path}`, "
+               "PUT /api/config {\"model\": {\"path\": ...}} or the page's Settings")
 
 
 @cli.command("config-example")

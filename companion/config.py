@@ -168,6 +168,15 @@ class ModelSettings:
         "Prompt format: 'auto' (the GGUF's own chat template, else a transcript), 'chatml', "
         "'llama-3', 'mistral', 'alpaca' or 'transcript' (plain 'Name: text' lines).",
     )
+    allow_pull: bool = setting(
+        True,
+        "Allow pulling models into <data_dir>/models (POST /api/pull, the page's \"Get a model\") and deleting "
+        "pulled ones (DELETE /api/delete) through the API. On a non-loopback bind this also needs the API key; "
+        "nothing is ever fetched unless asked. `companion pull` works either way.")
+    hf_endpoint: str = setting(
+        "https://huggingface.co",
+        "The Hugging Face hub models are pulled from (hf.co/OWNER/REPO references); $HF_ENDPOINT at start-up "
+        "sets it too (COMPANION_MODEL_HF_ENDPOINT wins).")
 
 
 @dataclass
@@ -446,6 +455,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         name = f"COMPANION_{section}_{key}".upper()
         if name in env:
             values.setdefault(section, {})[key] = env[name]
+    if env.get("HF_ENDPOINT"):   # the hub's own variable, read here once like ours
+        values.setdefault("model", {}).setdefault("hf_endpoint", env["HF_ENDPOINT"])
     return values
 
 
@@ -498,6 +509,7 @@ def _validate(settings: Settings) -> None:
         (settings.model.remote_timeout > 0, "model.remote_timeout must be above 0"),
         (settings.model.backend != "openai" or settings.model.base_url.startswith(("http://", "https://")),
          "model.base_url must be an http(s) URL when model.backend is 'openai'"),
+        (settings.model.hf_endpoint.startswith(("http://", "https://")), "model.hf_endpoint must be an http(s) URL"),
         (not settings.memory.chroma_url or settings.memory.chroma_url.startswith(("http://", "https://")),
          "memory.chroma_url must be an http(s) URL"),
         (settings.model.chat_template in CHAT_TEMPLATES,

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Generator as Steps
 
 from .backends import make_generator, uses_model_file
 from .config import CHAT_TEMPLATES, GenerationSettings, InitiativeSettings, ModelSettings, Settings, initiative_problem
@@ -19,6 +20,7 @@ from .errors import BadRequest
 from .gguf import GGUFError, read_metadata
 from .generation import Generator
 from .llm import CHECKOUT_MODELS, bundled_model
+from .pull import Source, delete_model, download, parse_reference, resolve
 from .store import Store
 from .turns import TurnService
 
@@ -181,6 +183,22 @@ class ModelService:
             if self.pending is generator:       # pending until it serves, its settings shown and kept
                 self.pending = None
         log.info("now serving %s", generator.path)
+
+    # pulling and deleting model files ---------------------------------------------------------
+
+    def pull_source(self, reference: str) -> Source:
+        """The file a model reference names (asks the hub; nothing is downloaded yet)."""
+        return resolve(parse_reference(reference), self.settings.model.hf_endpoint)
+
+    def pull(self, source: Source) -> Steps[dict, None, Path]:
+        """Download a resolved file into <data_dir>/models, yielding Ollama's progress objects."""
+        return download(source, Path(self.settings.data_dir) / "models")
+
+    def delete(self, name: str) -> Path:
+        """Delete a model file from <data_dir>/models; not the bundled one, the one serving or one loading."""
+        loading = [self.pending.path] if self.pending is not None and self.pending.path else []
+        return delete_model(Path(self.settings.data_dir) / "models", name, self.turns.generator.path, bundled_model(),
+                            loading=loading)
 
     # kept in the database -----------------------------------------------------------------
 

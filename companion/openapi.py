@@ -256,7 +256,9 @@ PATHS: dict[str, dict] = {
                               body=obj(model={"type": "object"}, generation=GENERATION, initiative=INITIATIVE))},
     "/api/events": {"get": op("Live events (Server-Sent Events): messages, chats, companions, memories, generations, "
                               "model state; Last-Event-ID replays what was missed, or one 'resync'",
-                              {**ok(media="text/event-stream", description="hello, then id/event/data blocks"),
+                              {"200": {"description": "hello, then id/event/data blocks; comment lines as heartbeats",
+                                       "content": {"text/event-stream": {"schema": obj(
+                                           ["event", "data"], event=TEXT, data=TEXT, id=TEXT)}}},
                                "503": {"description": "every event stream slot is taken ([server] max_event_streams)"}},
                               params=[query("last_event_id", INT)])},
     # companions, personas, chats
@@ -401,7 +403,7 @@ PATHS: dict[str, dict] = {
                                body=obj(["tokens"], tokens={"type": "array", "items": {"type": "integer", "minimum": 0}}))},
     # Ollama
     "/api/version": {"get": op("Ollama: the API version these routes follow", ok(obj(["version"], version=TEXT)))},
-    "/api/tags": {"get": op("Ollama: the serving model and one companion/<id> per companion",
+    "/api/tags": {"get": op("Ollama: the serving model, the other model files and one companion/<id> per companion",
                             ok(obj(["models"], models={"type": "array"})))},
     "/api/show": {"post": op("Ollama: a model's template, parameters and header facts",
                              ok(obj(["template"], modelfile=TEXT, parameters=TEXT, template=TEXT,
@@ -428,6 +430,16 @@ PATHS: dict[str, dict] = {
                               body=obj(["input"], model=TEXT, input={"anyOf": [TEXT, STR_LIST]}))},
     "/api/embeddings": {"post": op("Ollama (older): one embedding", ok(obj(["embedding"], embedding={"type": "array"})),
                                    body=obj(["prompt"], model=TEXT, prompt={"type": "string", "minLength": 1}))},
+    "/api/pull": {"post": op(
+        "Ollama: download a GGUF into the data dir's models/ (hf.co/OWNER/REPO[:QUANT], OWNER/REPO/FILE.gguf or an "
+        "https:// URL); NDJSON progress unless stream is false; 403 when [model] allow_pull is false",
+        {"200": {"description": "{status: success}, or newline-delimited progress objects ending with "
+                                "{status: success} (or {error})",
+                 "content": {JSON: {"schema": obj(["status"], status=TEXT)}, "application/x-ndjson": {"schema": TEXT}}}},
+        body=obj([], model=TEXT, name=TEXT, stream=BOOL, insecure=BOOL))},
+    "/api/delete": {"delete": op(
+        "Ollama: delete a model file from the data dir's models/ (not the bundled one, not the one serving)",
+        ok(None), body=obj([], model=TEXT, name=TEXT))},
     # KoboldCpp-compatible
     "/api/v1/model": {"get": op("KoboldCpp: the model", ok(obj(["result"], result=TEXT)))},
     "/api/v1/info/version": {"get": op("KoboldCpp: API version", ok(obj(["result"], result=TEXT)))},

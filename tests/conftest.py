@@ -24,7 +24,8 @@ TEST_GENERATION = {"temperature": 0.0, "max_tokens": 24, "seed": 1, "top_k": 1}
 def test_settings(data_dir: Path, **sections: dict) -> Settings:
     """Settings for a test: a tmp data dir, deterministic short generation, no environment."""
     overrides: dict = {"data_dir": str(data_dir), "generation": dict(TEST_GENERATION),
-                       "model": {"n_ctx": 2048}}   # not chosen from this machine's free memory
+                       "model": {"n_ctx": 2048,    # not chosen from this machine's free memory
+                                 "hf_endpoint": "http://127.0.0.1:9"}}   # a pull never reaches the internet
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     return load_settings(env={}, overrides=overrides)

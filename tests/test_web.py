@@ -16,6 +16,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from conftest import CARDS, test_settings
+from test_pull import FILES, REPO, Hub
 from web import SCREENSHOTS, launch_browser, screenshot_name, serve
 
 STATIC = Path(__file__).resolve().parents[1] / "companion" / "static"
@@ -420,6 +421,24 @@ def test_settings_persona_and_generation(page, daemon):
     send(page, "Hi")
     expect(page.locator(".message.user .name").last).to_have_text("Robin")
     wait_idle(page)
+
+
+def test_settings_get_a_model(page, daemon):
+    hub = Hub(FILES)
+    daemon.services.settings.model.hf_endpoint = hub.url
+    try:
+        page.click("#nav a[data-view=settings]")
+        page.fill("#pull-ref", f"hf.co/{REPO}:Q9_X")
+        page.click("#pull-button")
+        expect(page.locator("#pull-status")).to_contain_text("Tiny-Q8_0.gguf")       # the files it has
+        page.fill("#pull-ref", f"hf.co/{REPO}:Q8_0")
+        page.click("#pull-button")
+        expect(page.locator(".toast").last).to_contain_text("Model downloaded")
+        pulled = Path(daemon.services.settings.data_dir) / "models" / "Tiny-Q8_0.gguf"
+        expect(page.locator("#model-select")).to_have_value(str(pulled))            # listed and chosen
+        assert pulled.read_bytes() == FILES["Tiny-Q8_0.gguf"]
+    finally:
+        hub.close()
 
 
 @pytest.mark.daemon(server={"api_key": "letmein"})

@@ -1,24 +1,29 @@
 """The Ollama API, the part chat frontends and home tools use: version, tags, show, ps,
-generate, chat, embed and embeddings. Streams are newline-delimited JSON, on by default as in
-Ollama; errors are {"error": "..."}. A model named companion/<id> talks with that companion
-(its memory, its chat), as the /v1 companion mode does; any other name is the serving model."""
+generate, chat, embed and embeddings, pull and delete. Streams are newline-delimited JSON, on by
+default as in Ollama; errors are {"error": "..."}. A model named companion/<id> talks with that
+companion (its memory, its chat), as the /v1 companion mode does; any other name is the serving
+model (another is chosen with PUT /api/config)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
-from ..errors import BadRequest, ModelUnavailable
+from ..errors import BadRequest, CompanionError, Forbidden, ModelUnavailable
+from ..models import model_files
+from ..security import is_loopback
 from . import services
 from .openai import chat_messages
 from .validate import generation_settings, json_object
 
 bp = Blueprint("ollama", __name__)
+log = logging.getLogger(__name__)
 
 OLLAMA_VERSION = "0.9.0"          # the API version these routes follow
 COMPANION_PREFIX = "companion/"
@@ -137,10 +142,13 @@ def model_entry(name: str, size: int, details: dict) -> dict:
 
 @bp.get("/api/tags")
 def tags():
-    """The serving model (by its file name) and one entry per companion."""
+    """The serving model (by its file name), the other model files, and one entry per companion."""
     generator = services().turns.generator
     size = Path(generator.path).stat().st_size if generator.path and Path(generator.path).is_file() else 0
     models = [model_entry(model_tag(), size, {})]
+    serving = Path(generator.path).resolve() if generator.path else None
+    models += [model_entry(f"{path.stem.lower()}:latest", path.stat().st_size, {})
+               for path in model_files(Path(services().settings.data_dir)) if path != serving]
     rows, _ = services().companions.list(200, 0)
     models += [model_entry(f"{COMPANION_PREFIX}{row['id']}:latest", 0,
                            {"description": f"{row['name']}, with its memory"}) for row in rows]
@@ -254,3 +262,50 @@ def embeddings():
     if not isinstance(prompt, str) or not prompt:
         raise BadRequest("'prompt' must be a non-empty string")
     return jsonify({"embedding": embedder_ready().embed([prompt])[0]})
+
+
+def pulling_allowed() -> None:
+    """[model] allow_pull, and from another machine only with the API key (checked before this)."""
+    settings = services().settings
+    if not settings.model.allow_pull:
+        raise Forbidden("pulling and deleting models through the API is off ([model] allow_pull = false); "
+                        "use `companion pull` on the daemon's machine")
+    if not settings.server.api_key and not is_loopback(request.remote_addr or ""):
+        raise Forbidden("pulling or deleting models from another machine needs [server] api_key")
+
+
+def model_name(body: dict) -> str:
+    name = body.get("model") or body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("'model' must name a model, e.g. hf.co/OWNER/REPO:Q4_K_M")
+    return name
+
+
+@bp.post("/api/pull")
+def pull():
+    """Download a GGUF into <data_dir>/models: NDJSON progress unless stream is false ('insecure' is ignored)."""
+    pulling_allowed()
+    body = json_object()
+    models = services().models
+    source = models.pull_source(model_name(body))        # an unknown repo or quant: an error status
+    steps = models.pull(source)
+    if body.get("stream", True) is not False:
+        def lines() -> Iterator[dict]:
+            yield {"status": "pulling manifest"}
+            try:
+                yield from steps            # a client that goes away closes it: the .partial file stays
+            except CompanionError as exc:
+                log.warning("pulling %s failed: %s", source.label, exc.message)
+                yield {"error": exc.message}
+        return ndjson(lines(), steps.close)
+    for _ in steps:
+        pass
+    return jsonify({"status": "success"})
+
+
+@bp.delete("/api/delete")
+def delete():
+    """Delete a model file from <data_dir>/models (not the bundled one, not the one serving)."""
+    pulling_allowed()
+    services().models.delete(model_name(json_object()))
+    return Response(status=200)

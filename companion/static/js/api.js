@@ -144,6 +144,34 @@ export async function readEvents(response, onEvent) {
   }
 }
 
+/**
+ * POST a request answered with newline-delimited JSON (Ollama's streams, such as /api/pull) and
+ * call onLine(object) for each line; rejects with ApiError on an HTTP error or an {error} line.
+ */
+export async function streamLines(path, json, onLine, signal) {
+  const response = await send("POST", path, { json, signal, accept: "application/x-ndjson" });
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  const take = (line) => {
+    if (!line.trim()) return;
+    const payload = JSON.parse(line);
+    if (payload.error) throw new ApiError(502, payload.error);
+    onLine(payload);
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n")) >= 0) {
+      take(buffer.slice(0, cut));
+      buffer = buffer.slice(cut + 1);
+    }
+  }
+  take(buffer + decoder.decode());
+}
+
 /** Object URLs for images the API serves (they need the key, so <img src> cannot fetch them). */
 const imageCache = new Map();
 

@@ -1,6 +1,6 @@
 // The settings view: user personas, generation settings, the model and its status, the key.
 
-import { api, apiKey, forgetApiKey } from "./api.js";
+import { api, apiKey, forgetApiKey, streamLines } from "./api.js";
 import { attempt, clear, confirmAction, el, field, formValues, toast } from "./ui.js";
 
 const GENERATION = [
@@ -84,7 +84,52 @@ function modelPanel(root, config, models, status) {
         const n_ctx = Number(nCtx.querySelector("input").value);
         if (await attempt(() => api.put("/api/config", { model: { path: select.value, n_ctx } }),
           "Loading the model; the current one answers until it is ready")) await showSettings(root);
-      } }, "Use this model"))) : el("p", {}, `Generation runs on ${config.model.base_url} (${config.model.model || "its default model"}).`));
+      } }, "Use this model")), config.model.allow_pull ? pullPanel(root, models) : null)
+      : el("p", {}, `Generation runs on ${config.model.base_url} (${config.model.model || "its default model"}).`));
+}
+
+const gigabytes = (bytes) => (bytes / 1e9).toFixed(2);
+
+/** "Get a model": pull a GGUF by reference (POST /api/pull, NDJSON progress), then list it, selected. */
+function pullPanel(root, models) {
+  const input = el("input", { type: "text", id: "pull-ref", class: "wide", required: true, spellcheck: "false",
+    placeholder: "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", "aria-label": "Model to get" });
+  const bar = el("progress", { id: "pull-progress", max: 1, value: 0, hidden: true });
+  const line = el("p", { id: "pull-status", class: "muted", role: "status" },
+    "A GGUF from Hugging Face (hf.co/OWNER/REPO:QUANT, OWNER/REPO/FILE.gguf) or an https:// link to a .gguf.");
+  const button = el("button", { type: "submit", id: "pull-button" }, "Get");
+  const form = el("form", { class: "stack", id: "pull-form" }, el("h3", {}, "Get a model"),
+    el("div", { class: "row" }, input, button), bar, line);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    button.disabled = input.disabled = true;
+    bar.hidden = false;
+    bar.removeAttribute("value");   // indeterminate until the size is known
+    line.className = "muted";
+    const known = new Set(models.map((m) => m.path));
+    try {
+      await streamLines("/api/pull", { model: input.value.trim() }, (step) => {
+        if (step.total) {
+          bar.max = step.total;
+          bar.value = step.completed;
+          line.textContent = `Downloading: ${gigabytes(step.completed)} of ${gigabytes(step.total)} GB`;
+        } else {
+          line.textContent = step.status === "verifying sha256 digest" ? "Checking the file…" : step.status;
+        }
+      });
+      toast("Model downloaded: choose it above and press Use this model");
+      await showSettings(root);
+      const fresh = (await api.get("/api/models")).items.find((m) => !known.has(m.path));
+      const select = root.querySelector("#model-select");
+      if (fresh && select) select.value = fresh.path;
+    } catch (err) {
+      line.className = "error";
+      line.textContent = err.message || String(err);
+      bar.hidden = true;
+      button.disabled = input.disabled = false;
+    }
+  });
+  return form;
 }
 
 function notificationPanel(root) {
