@@ -4,6 +4,7 @@ NDJSON by default, or whole), a companion by name, embeddings, errors in Ollama'
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 
 def lines_of(response) -> list[dict]:
@@ -18,7 +19,10 @@ def test_version_tags_show_ps(client, services):
     assert names[0].startswith("smollm2-135m-instruct") and f"companion/{companion}:latest" in names
     shown = client.post("/api/show", json={"model": names[0]}).get_json()
     assert "<|im_start|>" in shown["template"] and shown["model_info"]["general.architecture"] == "llama"
-    assert client.get("/api/ps").get_json()["models"][0]["name"] == names[0]
+    running = client.get("/api/ps").get_json()["models"][0]
+    assert running["name"] == names[0]
+    expires = datetime.fromisoformat(running["expires_at"].replace("Z", "+00:00"))   # a time: clients parse it
+    assert expires.year > 2200                                       # Ollama's "never": the model stays loaded
 
 
 def test_generate_streams_ndjson_by_default_and_answers_whole_when_asked(client):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,14 +26,15 @@ bp = Blueprint("ollama", __name__)
 log = logging.getLogger(__name__)
 
 OLLAMA_VERSION = "0.9.0"          # the API version these routes follow
+NEVER = timedelta(microseconds=(2**63 - 1) // 1000)
 COMPANION_PREFIX = "companion/"
 # Ollama option -> our generation setting
 OPTIONS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
            "num_predict": "max_tokens", "stop": "stop", "seed": "seed", "repeat_penalty": "repeat_penalty"}
 
 
-def now_text() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+def now_text(later: timedelta = timedelta()) -> str:
+    return (datetime.now(timezone.utc) + later).isoformat().replace("+00:00", "Z")
 
 
 def model_tag() -> str:
@@ -179,7 +180,8 @@ def ps():
     if generator.state != "ready":
         return jsonify({"models": []})
     size = Path(generator.path).stat().st_size if Path(generator.path).is_file() else 0
-    return jsonify({"models": [{**model_entry(model_tag(), size, {}), "expires_at": "", "size_vram": 0}]})
+    # the model stays loaded: Ollama's "never" (keep_alive < 0) is now plus the longest duration, 2**63-1 ns
+    return jsonify({"models": [{**model_entry(model_tag(), size, {}), "expires_at": now_text(NEVER), "size_vram": 0}]})
 
 
 @bp.post("/api/generate")
