@@ -10,7 +10,7 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import chats, companions, compat, events, kobold, llamacpp, lorebooks, memories, ollama, openai, rest
+from .api import chats, companions, compat, events, groups, kobold, llamacpp, lorebooks, memories, ollama, openai, rest
 from .config import Settings
 from .errors import CompanionError
 from .security import add_cors_headers, check_request
@@ -93,6 +93,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(llamacpp.bp)
     app.register_blueprint(ollama.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(groups.bp)
 
     @app.before_request
     def access_rules() -> None:

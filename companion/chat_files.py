@@ -26,20 +26,25 @@ class ChatLine:
     swipes: list[str] = field(default_factory=list)
     swipe_id: int = 0
     date: str = ""
+    name: str = ""     # who said it, when the file names each speaker (a group chat); else char or user
 
 
 def export_chat(fmt: str, chat: dict, char: str, user: str, lines: list[ChatLine]) -> str:
-    """A chat in one of FORMATS; texts as shown (placeholders resolved by the caller)."""
+    """A chat in one of FORMATS; texts as shown (placeholders resolved by the caller); each
+    message named after its speaker (line.name) or else the chat's char or user."""
+    for line in lines:
+        line.name = line.name or (char if line.ai else user)
     if fmt == "json":
         return json.dumps({"chat": {"id": chat["id"], "title": chat["title"], "created_at": chat["created_at"]},
                            "character_name": char, "user_name": user,
-                           "messages": [{"ai": m.ai, "text": m.text, "swipes": m.swipes, "swipe_id": m.swipe_id,
-                                         "date": m.date} for m in lines]}, ensure_ascii=False, indent=1)
+                           "messages": [{"ai": m.ai, "name": m.name, "text": m.text, "swipes": m.swipes,
+                                         "swipe_id": m.swipe_id, "date": m.date} for m in lines]},
+                          ensure_ascii=False, indent=1)
     if fmt == "jsonl":
         out = [json.dumps({"user_name": user, "character_name": char, "create_date": chat["created_at"],
                            "chat_metadata": {}}, ensure_ascii=False)]
         for m in lines:
-            entry = {"name": char if m.ai else user, "is_user": not m.ai, "is_system": False,
+            entry = {"name": m.name, "is_user": not m.ai, "is_system": False,
                      "send_date": m.date, "mes": m.text, "extra": {}}
             if m.ai:
                 entry["swipes"] = m.swipes or [m.text]
@@ -48,13 +53,13 @@ def export_chat(fmt: str, chat: dict, char: str, user: str, lines: list[ChatLine
         return "\n".join(out) + "\n"
     if fmt == "txt":
         head = f"Chat with {char}" + (f": {chat['title']}" if chat["title"] else "") + f" ({chat['created_at']})"
-        return head + "\n\n" + "\n\n".join(f"{char if m.ai else user}: {m.text}" for m in lines) + "\n"
+        return head + "\n\n" + "\n\n".join(f"{m.name}: {m.text}" for m in lines) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["date", "speaker", "ai", "text"])
         for m in lines:
-            writer.writerow([m.date, char if m.ai else user, "true" if m.ai else "false", m.text])
+            writer.writerow([m.date, m.name, "true" if m.ai else "false", m.text])
         return buffer.getvalue()
     raise ValueError(f"unknown format {fmt!r}")
 
@@ -86,7 +91,8 @@ def parse_chat(data: bytes) -> tuple[str, list[ChatLine]]:
             if not isinstance(swipes, list) or not all(isinstance(x, str) for x in swipes):
                 raise ChatFileError(f"messages[{n}].swipes must be a list of texts")
             lines.append(ChatLine(m["ai"], _str(m.get("text"), f"messages[{n}].text"), swipes,
-                                  _swipe_id(m.get("swipe_id"), swipes), str(m.get("date") or "")))
+                                  _swipe_id(m.get("swipe_id"), swipes), str(m.get("date") or ""),
+                                  str(m.get("name") or "")))
         title = (whole.get("chat") or {}).get("title") or "" if isinstance(whole.get("chat"), dict) else ""
         return title, lines
     rows = []
@@ -110,7 +116,8 @@ def parse_chat(data: bytes) -> tuple[str, list[ChatLine]]:
         if not isinstance(swipes, list) or not all(isinstance(x, str) for x in swipes):
             raise ChatFileError(f"line {n}: swipes must be a list of texts")
         lines.append(ChatLine(not entry.get("is_user"), _str(entry["mes"], f"line {n}: mes"), swipes,
-                              _swipe_id(entry.get("swipe_id"), swipes), str(entry.get("send_date") or "")))
+                              _swipe_id(entry.get("swipe_id"), swipes), str(entry.get("send_date") or ""),
+                              str(entry.get("name") or "")))
     return "", lines
 
 

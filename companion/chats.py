@@ -11,7 +11,7 @@ from .errors import BadRequest, Conflict, NotFound
 from .memory import LongTermMemory
 from .prompt import resolve_placeholders
 from .store import ChatRow, Store
-from .turn_input import remembered
+from .turn_input import exchange_text, remembered
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,14 @@ class ChatsService:
         return self.get(self.store.create_chat(companion_id, title, greetings[greeting_index]))
 
     def describe(self, chat: dict) -> dict:
+        if chat.get("group_id"):
+            group = self.store.get_group(chat["group_id"])
+            return {**chat, "active": bool(group) and group["active_chat_id"] == chat["id"]  # type: ignore[index]
+                    and self.store.get_state("active_group_id") == str(chat["group_id"])}
         companion = self.store.get_companion(chat["companion_id"])
         return {**chat, "active": companion["active_chat_id"] == chat["id"]
-                and self.store.active_companion_id() == companion["id"]}
+                and self.store.active_companion_id() == companion["id"]
+                and not self.store.get_state("active_group_id")}
 
     def list(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[dict], int]:
         if companion_id is not None and self.store.get_companion(companion_id) is None:
@@ -71,8 +76,8 @@ class ChatsService:
     def delete(self, chat_id: int) -> None:
         """Delete a chat, its messages and the memories made from them (not the last chat)."""
         chat = self.get(chat_id)
-        if self.store.list_chats(chat["companion_id"], 1, 0)[1] <= 1:
-            raise Conflict("a companion's last chat cannot be deleted; clear it instead")
+        if self.store.list_chats(chat["companion_id"], 1, 0, group_id=chat["group_id"])[1] <= 1:
+            raise Conflict("the last chat of a companion or group cannot be deleted; clear it instead")
         message_ids = [m["id"] for m in self.store.messages(chat_id)]
         memory_ids = [m["id"] for m in self.store.memories_of_messages(message_ids)]
         memory_ids += [m["id"] for m in self.store.chat_summaries(chat_id)]
@@ -80,7 +85,10 @@ class ChatsService:
             self.store.delete_memories(memory_ids)
             self.store.delete_chat(chat_id)
             companion = self.store.get_companion(chat["companion_id"])
-            if companion["active_chat_id"] == chat_id:
+            if chat["group_id"]:
+                newest = self.store.list_chats(None, 1, 0, group_id=chat["group_id"])[0][0]
+                self.store.set_group_chat(chat["group_id"], newest["id"], replacing=chat_id)
+            elif companion["active_chat_id"] == chat_id:
                 newest = self.store.list_chats(chat["companion_id"], 1, 0)[0][0]
                 self.store.update_companion(chat["companion_id"], {"active_chat_id": newest["id"]})
         self.memory.unindex(memory_ids)
@@ -89,8 +97,13 @@ class ChatsService:
         """Make a chat its companion's active chat, and its companion the active companion."""
         chat = self.get(chat_id)
         with self.store.transaction():
-            self.store.update_companion(chat["companion_id"], {"active_chat_id": chat_id})
-            self.store.set_state("active_companion_id", chat["companion_id"])
+            if chat["group_id"]:
+                self.store.set_group_chat(chat["group_id"], chat_id)
+                self.store.set_state("active_group_id", chat["group_id"])
+            else:
+                self.store.update_companion(chat["companion_id"], {"active_chat_id": chat_id})
+                self.store.set_state("active_companion_id", chat["companion_id"])
+                self.store.set_state("active_group_id", "")
         return self.describe(self.get(chat_id))
 
     def messages(self, chat_id: int, limit: int, offset: int) -> tuple[list[dict], int]:
@@ -103,6 +116,14 @@ class ChatsService:
             row["swipes"] = [resolve_placeholders(t, *names) for t in row["swipes"]] or [row["text"]]
         return rows, self.store.count_messages(chat_id)
 
+    def _speaker_name(self, companion_id: int | None, user_id: int | None) -> str:
+        """Who said a message: its companion's or persona's name ("" when unknown)."""
+        if companion_id is not None:
+            companion = self.store.get_companion(companion_id)
+            return companion["name"] if companion else ""
+        persona = self.store.get_user(user_id) if user_id is not None else None
+        return persona["name"] if persona else ""
+
     def _names(self, chat: dict) -> tuple[str, str]:
         return placeholder_names(self.store, chat["companion_id"])
 
@@ -111,7 +132,9 @@ class ChatsService:
         char, user = self._names(chat)
         lines = [ChatLine(m["ai"], resolve_placeholders(m["text"], char, user),
                           [resolve_placeholders(t, char, user) for t in m["swipes"]],
-                          m["swipe_id"], m["created_at"]) for m in self.store.messages(chat_id)]
+                          m["swipe_id"], m["created_at"],
+                          self._speaker_name(m["companion_id"], None) if chat["group_id"] and m["ai"] else "")
+                 for m in self.store.messages(chat_id)]
         return export_chat(fmt, chat, char, user, lines)
 
     def import_file(self, data: bytes, companion_id: int) -> dict:
@@ -138,6 +161,42 @@ class ChatsService:
         self.memory.index_in_batches(rows, f"imported chat {chat_id}")
         return self.describe(self.get(chat_id))
 
+    def import_group_file(self, data: bytes, group: dict) -> dict:
+        """A new chat of a group from a SillyTavern group chat (.jsonl: each message names its
+        speaker); every member remembers the exchanges it took part in. All or nothing."""
+        title, lines = parse_chat(data)
+        if not lines:
+            raise BadRequest("the chat file has no messages")
+        members = {}
+        for member in group["members"]:
+            row = self.store.get_companion(member["companion_id"])
+            if row:
+                for alias in {row["name"], (row.get("card") or {}).get("nickname") or row["name"]}:
+                    members[alias.casefold()] = row["id"]
+        strangers = sorted({line.name for line in lines if line.ai and line.name.casefold() not in members})
+        if strangers:
+            raise BadRequest(f"the chat names speakers that are not members of the group: {', '.join(strangers)}")
+        with self.store.transaction():
+            chat_id = self.store.create_group_chat(group["id"], title or "imported")
+            rows, answered = [], None
+            for line in lines:
+                speaker = members[line.name.casefold()] if line.ai else None
+                message = self.store.add_message(chat_id, line.ai, line.text, created_at=parse_date(line.date),
+                                                 speaker_id=speaker)
+                if line.swipes:
+                    self.store.set_swipes(message["id"], line.swipes, line.swipe_id)
+                    if line.swipes[line.swipe_id] != line.text:
+                        self.store.set_message_text(message["id"], line.text)
+                if not line.ai:
+                    answered = message
+                elif answered is not None:
+                    rows.append(self.store.add_memory(
+                        speaker, exchange_text(answered["text"], line.text), "import", answered["id"],  # type: ignore[arg-type]
+                        message["id"], created_at=message["created_at"], covers=(chat_id, answered["id"], message["id"])))
+            self.store.set_summarized_through(chat_id, message["id"])
+        self.memory.index_in_batches(rows, f"imported group chat {chat_id}")
+        return self.describe(self.get(chat_id))
+
     def search(self, query: str, companion_id: int | None, chat_id: int | None,
                limit: int, offset: int) -> tuple[list[dict], int]:
         """Full-text search over every message, ranked, with a highlighted snippet."""
@@ -153,4 +212,5 @@ class ChatsService:
             for key in ("text", "snippet"):   # as the chat shows them
                 row[key] = resolve_placeholders(row[key], *names[row["companion_id"]])
             row["rank"] = round(row["rank"], 4)
+            row["speaker"] = self._speaker_name(row.pop("speaker_companion_id"), row.pop("speaker_user_id"))
         return rows, total

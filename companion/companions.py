@@ -190,6 +190,10 @@ class CompanionService:
         companion = self.get(companion_id)
         if self.store.count("companions") <= 1:
             raise Conflict("the last companion cannot be deleted")
+        groups = self.store.groups_of(companion_id)
+        if groups:
+            raise Conflict(f"{companion['name']} is a member of the group(s) {', '.join(g['name'] for g in groups)}; "
+                           "take it out of them first")
         self.memory.erase(companion_id)
         with self.store.transaction():
             was_active = self.store.active_companion_id() == companion_id
@@ -201,7 +205,9 @@ class CompanionService:
     def activate(self, companion_id: int) -> dict:
         """Make a companion the one the AI Companion API talks to."""
         self.get(companion_id)
-        self.store.set_state("active_companion_id", companion_id)
+        with self.store.transaction():
+            self.store.set_state("active_companion_id", companion_id)
+            self.store.set_state("active_group_id", "")     # the page talks to one companion again
         return self.get(companion_id)
 
     # personas ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .groups import MAX_MEMBERS, STRATEGIES
 from .config import CompanionLimits, GenerationSettings, InitiativeSettings, limits
 
 JSON = "application/json"
@@ -88,6 +89,7 @@ SCHEMAS = {
     "Chat": obj(["id", "companion_id"], id=INT, companion_id=INT, title=TEXT, created_at=TEXT, active=BOOL,
                 message_count=INT, last_message_at={"type": ["string", "null"]}, story_so_far=BOOL, story=TEXT,
                 members={"type": "array", "items": INT, "description": "the chat's companions, in order"},
+                group_id={"type": ["integer", "null"], "description": "a group chat's group"},
                 messages={"type": "array"}),
     "ChatMessage": obj(["id", "ai", "text"], id=INT, chat_id=INT, ai=BOOL, text=TEXT, swipes=STR_LIST,
                        swipe_id=INT, greeting=BOOL, date=TEXT,
@@ -106,6 +108,16 @@ SCHEMAS = {
     "Config": obj(["model", "generation", "initiative"], model={"type": "object"}, generation={"type": "object"},
                   initiative=INITIATIVE,
                   pending_model={"type": ["object", "null"]}, last_error={"type": ["string", "null"]}),
+    "Group": obj(["id", "name", "strategy", "members"], id=INT, name=TEXT,
+                 strategy={"type": "string", "enum": list(STRATEGIES)},
+                 members={"type": "array", "items": obj(["companion_id"], companion_id=INT, name=TEXT, muted=BOOL,
+                                                        talkativeness={"type": ["number", "null"]}, avatar_url=TEXT)},
+                 avatar_url=TEXT, active_chat_id={"type": ["integer", "null"]}, active=BOOL,
+                 created_at=TEXT, updated_at=TEXT),
+    "GroupTurn": obj(["chat_id", "replies"], chat_id=INT, message={"oneOf": [{"type": "null"}, ref("ChatMessage")]},
+                     replies={"type": "array", "items": obj(["message"], message=ref("ChatMessage"),
+                                                            memories={"type": "array"}, lore={"type": "array"},
+                                                            memory_window={"type": ["object", "null"]})}),
     "Status": obj(["version", "data_dir", "model", "embedder", "counts"], version=TEXT, data_dir=TEXT,
                   model={"type": "object"}, embedder={"type": "object"}, counts={"type": "object"}),
 }
@@ -177,6 +189,14 @@ PAGE = [query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
 CHAT = path_param("chat_id")
 CID, LID, UID, IDX = (path_param("companion_id"), path_param("lorebook_id"), path_param("user_id"),
                       path_param("index"))
+GID = path_param("group_id")
+GROUP_BODY = obj(["name", "members"], name={"type": "string", "minLength": 1, "maxLength": 200},
+                 strategy={"type": "string", "enum": list(STRATEGIES)},
+                 members={"type": "array", "minItems": 2, "maxItems": MAX_MEMBERS, "items": {"oneOf": [
+                     INT, obj(["companion_id"], companion_id=INT, muted=BOOL,
+                              talkativeness={"type": ["number", "null"], "minimum": 0, "maximum": 1})]}})
+GROUP_EVENTS = obj(["event", "data"], event={"type": "string", "enum": ["message", "speaker", "token", "reply",
+                                                                        "done", "error"]}, data=TEXT)
 
 
 def change(field: str, schema: dict, sentence: str) -> dict:
@@ -321,6 +341,37 @@ PATHS: dict[str, dict] = {
             "application/json": {"schema": {"type": "object"}},
             **{t: {"schema": TEXT} for t in ("application/jsonl", "text/plain", "text/csv")}}}},
         params=[CHAT, query("format", {"type": "string", "enum": ["json", "jsonl", "txt", "csv"]})])},
+    # groups
+    "/api/groups": {"get": op("List groups", ok(page_of(ref("Group"))), params=PAGE),
+                    "post": op("Create a group of two or more companions, with its first chat", ok(ref("Group"), "201"),
+                               body=GROUP_BODY)},
+    "/api/groups/{group_id}": {
+        "get": op("A group", ok(ref("Group")), params=[GID]),
+        "patch": op("Change a group's name, strategy or members", ok(ref("Group")), params=[GID],
+                    body=obj(name=TEXT, strategy=GROUP_BODY["properties"]["strategy"],
+                             members=GROUP_BODY["properties"]["members"])),
+        "delete": op("Delete a group with its chats and what its members remember of them", ok(None, "204"),
+                     params=[GID])},
+    "/api/groups/{group_id}/activate": {"post": op("Make a group the one the page talks to", ok(ref("Group")),
+                                                   params=[GID])},
+    "/api/groups/{group_id}/avatar": {"get": op("A collage of the members' avatars", ok(media="image/png"),
+                                                params=[GID])},
+    "/api/groups/{group_id}/chats": {
+        "get": op("A group's chats, newest first", ok(page_of(ref("Chat"))), params=[GID] + PAGE),
+        "post": op("A new chat of a group (made its active chat)", ok(ref("Chat"), "201"), params=[GID],
+                   body=obj(title=TEXT), optional_body=True)},
+    "/api/groups/{group_id}/chats/import": {"post": op(
+        "A SillyTavern group chat (.jsonl, each message named) into a new chat of the group", ok(ref("Chat"), "201"),
+        params=[GID], raw="application/jsonl")},
+    "/api/groups/{group_id}/turn": {"post": op(
+        "The user writes (or not), then members reply one after another by the group's strategy "
+        "(SSE when asked: message, speaker, token, reply..., done)", ok(ref("GroupTurn")), params=[GID],
+        body=obj(text={"type": "string", "minLength": 1}, chat_id=INT, stream=BOOL, **GENERATION["properties"]),
+        stream=GROUP_EVENTS)},
+    "/api/groups/{group_id}/reply": {"post": op(
+        "One member speaks now (\"let X speak\")", ok(ref("GroupTurn")), params=[GID],
+        body=obj(["companion_id"], companion_id=INT, chat_id=INT, stream=BOOL, **GENERATION["properties"]),
+        stream=GROUP_EVENTS)},
     "/api/messages/{message_id}": {
         "patch": op("Edit a message (its chosen swipe)", ok(ref("ChatMessage")), params=[path_param("message_id")],
                     body=obj(["text"], text={"type": "string", "minLength": 1})),

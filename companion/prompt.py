@@ -47,6 +47,14 @@ class Recalled:
 
 
 @dataclass
+class GroupMember:
+    """A group member's stable part of a group chat's prompt (placeholders resolved to its name)."""
+    name: str
+    persona: str = ""
+    personality: str = ""
+
+
+@dataclass
 class PromptInput:
     """Everything a prompt is built from; texts may hold placeholders."""
     char: str
@@ -70,6 +78,7 @@ class PromptInput:
     story: str | None = None                # the chat's "story so far" when it has it on
     last_message_at: str | None = None      # when the last message before this one was said
     initiative: str = ""                    # the companion writes first (no newest message): why
+    group: list[GroupMember] = field(default_factory=list)   # a group chat: every member, in the group's order
 
 
 DEFAULT_SYSTEM = ("You are {{char}}. Continue the conversation with {{user}}, "
@@ -77,12 +86,37 @@ DEFAULT_SYSTEM = ("You are {{char}}. Continue the conversation with {{user}}, "
 ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
 
 
+GROUP_SYSTEM = "This is a group chat between {{user}} and {names}. Each of them writes only as themselves."
+GROUP_NOTE = "Write only {{char}}'s next message in this group chat."
+
+
+def group_system_text(p: PromptInput) -> str:
+    """A group chat's stable system part: every member in the group's order, the same whoever
+    speaks next, so the cached prompt prefix survives a change of speaker."""
+    parts = [GROUP_SYSTEM.replace("{names}", ", ".join(m.name for m in p.group))]
+    for member in p.group:
+        lines = [f"{member.name}: {member.persona.strip()}" if member.persona.strip() else member.name]
+        if member.personality.strip():
+            lines.append(f"{member.name}'s personality: {member.personality.strip()}")
+        parts.append("\n".join(lines))
+    if p.user_persona.strip():
+        parts.append(f"About {{{{user}}}}: {p.user_persona.strip()}")
+    if p.roleplay:
+        parts.append("Describe actions between asterisks, for example *smiles warmly*.")
+    if p.story and p.story.strip():
+        parts.append(f"The story so far:\n{p.story.strip()}")
+    return resolve_placeholders("\n\n".join(parts), "", p.user)
+
+
 def system_text(p: PromptInput) -> str:
     """The stable system part: who the companion is, who the user is, how it talks.
 
     A card's system_prompt replaces the default first line; {{original}} in it stands for
     that default. Constant lore goes before or after the character as its entries say.
+    A group chat has its own (group_system_text).
     """
+    if p.group:
+        return group_system_text(p)
     opening = DEFAULT_SYSTEM
     if p.system_prompt.strip():
         opening = ORIGINAL.sub(lambda _: DEFAULT_SYSTEM, p.system_prompt.strip())
@@ -170,6 +204,8 @@ def volatile_text(p: PromptInput) -> str:
         parts.append(ORIGINAL.sub("", p.post_history_instructions).strip())
     if p.initiative:
         parts.append(INITIATIVE_NOTE.format(reason=p.initiative))
+    if p.group:
+        parts.append(GROUP_NOTE)
     return resolve_placeholders("\n\n".join(parts), p.char, p.user)
 
 
@@ -182,20 +218,22 @@ def build_messages(p: PromptInput) -> list[dict]:
     """The prompt as chat messages ({role, content}), in the cache-friendly layout."""
     messages = [{"role": "system", "content": system_text(p)}]
     for turn in p.history:
-        messages.append(turn_message(turn, p.char, p.user))
+        messages.append(turn_message(turn, p.char, p.user, name_companions=bool(p.group)))
     volatile = volatile_text(p)
     if volatile:
         messages.append({"role": "system", "content": volatile})
-    if not p.initiative:      # writing first, the companion answers nobody
+    if p.newest:      # not when the companion writes first, nor in a group (the history holds it)
         messages.append({"role": "user", "content": resolve_placeholders(p.newest, p.char, p.user)})
     return messages
 
 
-def turn_message(turn: Turn, char: str, user: str) -> dict:
+def turn_message(turn: Turn, char: str, user: str, name_companions: bool = False) -> dict:
     """One history turn as a chat message. A speaker other than the prompt's companion or user
-    (another member of a group, an earlier persona) is named in the text, and in "name"."""
+    (another member of a group, an earlier persona) is named in the text, and in "name"; with
+    name_companions (a group chat) every companion is, the prompt's own too, so the history
+    reads the same whoever speaks next."""
     message = {"role": "assistant" if turn.ai else "user", "content": resolve_placeholders(turn.text, char, user)}
-    if turn.speaker and turn.speaker != (char if turn.ai else user):
+    if turn.speaker and (turn.speaker != (char if turn.ai else user) or (turn.ai and name_companions)):
         message["content"] = f"{turn.speaker}: {message['content']}"
         message["name"] = turn.speaker
     return message

@@ -14,6 +14,7 @@ from .config import Settings
 from .backends import make_generator
 from .events import EventBus, StateWatch
 from .generation import Generator
+from .groups import GroupService
 from .initiative import InitiativeScheduler
 from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, make_embedder
@@ -41,6 +42,7 @@ class Services:
     chats: ChatsService
     summaries: SummaryService
     events: EventBus
+    groups: GroupService
     initiative: InitiativeScheduler
     state_watch: StateWatch
 
@@ -129,7 +131,7 @@ def build_services(settings: Settings, generator: Generator | None = None,
                     lorebooks=lorebooks, chats=ChatsService(store, memory),
                     summaries=SummaryService(store, memory, turns, settings.memory),
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
-                    models=ModelService(settings, store, turns), events=events,
+                    models=ModelService(settings, store, turns), events=events, groups=GroupService(store),
                     initiative=InitiativeScheduler(store, turns, settings, turns.now),
                     state_watch=StateWatch(events.publish, lambda: services.loading_states()))
     return services

@@ -297,6 +297,24 @@ def m009_initiative(db: sqlite_utils.Database) -> None:
     db.execute("alter table messages add column initiated integer not null default 0")
 
 
+@migrations()
+def m010_groups(db: sqlite_utils.Database) -> None:
+    # a group: a named set of companions (in order, some muted) with its own chats; a group chat
+    # is a chat whose members are the group's (its companion_id is the first member's)
+    for statement in [
+        "create table companion_groups (id integer primary key autoincrement, name text not null, "
+        "strategy text not null default 'natural', active_chat_id integer, "
+        "created_at text not null, updated_at text not null)",
+        "create table group_members (group_id integer not null references companion_groups(id) on delete cascade, "
+        "companion_id integer not null references companions(id) on delete cascade, position integer not null, "
+        "muted integer not null default 0, talkativeness real, primary key (group_id, companion_id))",
+        "create index group_members_companion on group_members(companion_id)",
+        "alter table chats add column group_id integer references companion_groups(id) on delete cascade",
+        "create index chats_group on chats(group_id)",
+    ]:
+        db.execute(statement)
+
+
 # --- rows as the store returns them -------------------------------------------------------
 
 class MessageRow(TypedDict):
@@ -325,6 +343,7 @@ class ChatRow(TypedDict):
     story_so_far: bool
     story: str
     members: list[int]
+    group_id: int | None       # a group chat's group
 
 
 class CompanionRow(TypedDict):
@@ -660,15 +679,103 @@ class Store:
                                                   "swipe_id": swipe_id, "text": swipes[swipe_id]})
             self._message_changed("message.swiped", message_id)
 
-    def list_chats(self, companion_id: int | None, limit: int, offset: int) -> tuple[list[ChatRow], int]:
-        """Chats (of one companion, or all), newest first, with message counts."""
-        where, params = ("where h.companion_id = ?", [companion_id]) if companion_id else ("", [])
+    def list_chats(self, companion_id: int | None, limit: int, offset: int,
+                   group_id: int | None = None) -> tuple[list[ChatRow], int]:
+        """Chats (of one companion, not its groups'; of one group; or all), newest first, with
+        message counts."""
+        where, params = ("", [])
+        if group_id:
+            where, params = "where h.group_id = ?", [group_id]
+        elif companion_id:
+            where, params = "where h.companion_id = ? and h.group_id is null", [companion_id]
         rows = self._query(
             f"select h.*, count(m.id) as message_count, max(m.created_at) as last_message_at "
             f"from chats h left join messages m on m.chat_id = h.id {where} "
             f"group by h.id order by h.id desc limit ? offset ?", params + [limit, offset])
         total = self._one(f"select count(*) as n from chats h {where}", params)["n"]
         return self._chat_rows(rows), total
+
+    # groups ------------------------------------------------------------------------------
+
+    def create_group(self, name: str, strategy: str, members: list[dict]) -> int:
+        """A group with its members ({companion_id, muted, talkativeness}, in order) and a first chat."""
+        now = now_iso()
+        with self.transaction():
+            group_id = self._insert("companion_groups", {"name": name, "strategy": strategy,
+                                                         "created_at": now, "updated_at": now})
+            self._set_members(group_id, members)
+            self._changed("group.created", {"id": group_id, "name": name})
+            self.create_group_chat(group_id)
+        return group_id
+
+    def _set_members(self, group_id: int, members: list[dict]) -> None:
+        self.db.execute("delete from group_members where group_id = ?", [group_id])
+        for position, member in enumerate(members):
+            self._insert("group_members", {"group_id": group_id, "companion_id": member["companion_id"],
+                                           "position": position, "muted": int(bool(member.get("muted"))),
+                                           "talkativeness": member.get("talkativeness")})
+
+    def update_group(self, group_id: int, values: dict, members: list[dict] | None = None) -> None:
+        """Change a group's name or strategy, and (given) its members, in its chats too."""
+        with self.transaction() as db:
+            self._update("companion_groups", group_id, {**values, "updated_at": now_iso()})
+            if members is not None:
+                self._set_members(group_id, members)
+                first = members[0]["companion_id"]
+                for chat in self._query("select id from chats where group_id = ?", [group_id]):
+                    db.execute("update chats set companion_id = ? where id = ?", [first, chat["id"]])
+                    db.execute("delete from chat_members where chat_id = ?", [chat["id"]])
+                    for position, member in enumerate(members):
+                        self._insert("chat_members", {"chat_id": chat["id"], "companion_id": member["companion_id"],
+                                                      "position": position})
+            self._changed("group.changed", {"id": group_id})
+
+    def get_group(self, group_id: int) -> dict | None:
+        """A group with its members in order ({companion_id, muted, talkativeness})."""
+        row = self._one("select * from companion_groups where id = ?", [group_id])
+        if row is None:
+            return None
+        row["members"] = [{"companion_id": m["companion_id"], "muted": bool(m["muted"]),
+                           "talkativeness": m["talkativeness"]} for m in self._query(
+            "select * from group_members where group_id = ? order by position", [group_id])]
+        return row
+
+    def list_groups(self, limit: int, offset: int) -> tuple[list[dict], int]:
+        ids = [r["id"] for r in self._query("select id from companion_groups order by id limit ? offset ?",
+                                             [limit, offset])]
+        return [self.get_group(i) for i in ids], self.count("companion_groups")  # type: ignore[misc]
+
+    def delete_group(self, group_id: int) -> None:
+        """Delete a group and its chats (their messages go with them)."""
+        with self.transaction() as db:
+            db.execute("delete from companion_groups where id = ?", [group_id])
+            self._changed("group.deleted", {"id": group_id})
+
+    def set_group_chat(self, group_id: int, chat_id: int, replacing: int | None = None) -> None:
+        """Make a chat its group's active chat (only where the active one is `replacing`, when given)."""
+        sql, params = "update companion_groups set active_chat_id = ? where id = ?", [chat_id, group_id]
+        if replacing is not None:
+            sql, params = sql + " and active_chat_id = ?", params + [replacing]
+        with self.transaction() as db:
+            db.execute(sql, params)
+
+    def groups_of(self, companion_id: int) -> list[dict]:
+        """The groups a companion belongs to (id, name)."""
+        return self._query("select g.id, g.name from companion_groups g join group_members m on m.group_id = g.id "
+                           "where m.companion_id = ? order by g.id", [companion_id])
+
+    def create_group_chat(self, group_id: int, title: str = "") -> int:
+        """A new chat of a group, its members the group's, made the group's active chat."""
+        with self.transaction():
+            members = [m["companion_id"] for m in self._query(
+                "select companion_id from group_members where group_id = ? order by position", [group_id])]
+            chat_id = self._insert("chats", {"companion_id": members[0], "title": title, "created_at": now_iso(),
+                                             "group_id": group_id})
+            for position, companion_id in enumerate(members):
+                self._insert("chat_members", {"chat_id": chat_id, "companion_id": companion_id, "position": position})
+            self.set_group_chat(group_id, chat_id)
+            self._changed("chat.created", {"id": chat_id, "companion_id": members[0], "group_id": group_id})
+        return chat_id
 
     def update_chat(self, chat_id: int, values: dict) -> None:
         """Change a chat's title, story_so_far or story."""
@@ -729,7 +836,8 @@ class Store:
         base = (f"from messages_fts join messages m on m.id = messages_fts.rowid "
                 f"join chats h on h.id = m.chat_id where {clause}")
         rows = self._query(
-            f"select m.id, m.chat_id, h.companion_id, m.ai, m.text, m.created_at, "
+            f"select m.id, m.chat_id, h.companion_id, h.group_id, m.ai, m.text, m.created_at, "
+            f"m.companion_id as speaker_companion_id, m.user_id as speaker_user_id, "
             f"snippet(messages_fts, 0, '[', ']', '…', 12) as snippet, bm25(messages_fts) as rank "
             f"{base} order by rank limit ? offset ?", params + [limit, offset])
         for row in rows:

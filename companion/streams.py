@@ -63,7 +63,7 @@ class ModelHold:
     or let go before generating), with the chat and the speaker; never its tokens."""
 
     def __init__(self, turns: "TurnService", params: GenerationParams, what: str = "completion",
-                 chat_id: int | None = None, speaker_id: int | None = None) -> None:
+                 chat_id: int | None = None, speaker_id: int | None = None, owns_lock: bool = True) -> None:
         self.turns = turns
         self.params = params
         self.request: GenerationRequest | None = None   # what the model was given
@@ -74,6 +74,7 @@ class ModelHold:
         self.finished = False               # generated to the end (not stopped, not failed)
         self.message_id: int | None = None  # the stored reply, once there is one
         self.about = {"what": what, "chat_id": chat_id, "companion_id": speaker_id}
+        self.owns_lock = owns_lock          # False: one reply of a group turn, which holds the model
         turns.lock.running(self.stop)
         turns.generating = self.about
         turns.publish("generation.started", self.about)
@@ -82,7 +83,8 @@ class ModelHold:
         if self._held:
             self._held = False
             self.turns.generating = None
-            self.turns.lock.release()
+            if self.owns_lock:
+                self.turns.lock.release()
             outcome = "finished" if self.finished and not self.stop.is_set() else "aborted"
             self.turns.publish(f"generation.{outcome}", {**self.about, "message_id": self.message_id})
 
@@ -147,17 +149,20 @@ class TurnStream(ModelHold):
 
     def __init__(self, turns: "TurnService", companion: CompanionRow, user: dict, chat_id: int,
                  history: list[MessageRow], user_message: MessageRow | None, replaced: MessageRow | None,
-                 params: GenerationParams, initiative: str | None = None) -> None:
+                 params: GenerationParams, initiative: str | None = None, group: list[CompanionRow] | None = None,
+                 remembered_with: MessageRow | None = None, owns_lock: bool = True) -> None:
         what = "initiative" if initiative else "swipe" if replaced is not None else "reply"
-        super().__init__(turns, params, what, chat_id, companion["id"])
+        super().__init__(turns, params, what, chat_id, companion["id"], owns_lock)
         self.initiative = initiative
+        self.group = group                      # a group chat: its members, in order
+        self.remembered_with = remembered_with  # in a group: the user's message this reply is remembered with
         self.companion, self.user, self.chat_id = companion, user, chat_id
         self.history, self.user_message, self.replaced = history, user_message, replaced
         self.memories: list[RecalledMemory] = []
         self.memory_window: dict | None = None
         self.lore: list[dict] = []
 
-    def events(self) -> Iterator[tuple[str, object]]:
+    def events(self) -> Stream[tuple[str, object], None, None]:
         """Generate: token pieces as they come, then the stored reply."""
         self._started = True
         trimmer = ReplyTrimmer()
@@ -193,3 +198,60 @@ class TurnStream(ModelHold):
             if kind == "done":
                 return value  # type: ignore[return-value]
         raise CompanionError("generation ended without a reply")
+
+
+class GroupStream:
+    """A group turn holding the model: the user's message (if any), then one reply after another
+    from the members chosen, each seeing the shared history. events() yields ("speaker", row),
+    ("token", text) and ("reply", Reply) for each, then ("done", [Reply, ...]). Aborting stops
+    the reply being generated (its partial text is kept) and the rest of the turn."""
+
+    def __init__(self, turns: "TurnService", chat_id: int, user_message: MessageRow | None,
+                 speakers: list[CompanionRow], group: list[CompanionRow], user: dict,
+                 overrides: dict | None) -> None:
+        self.turns, self.chat_id, self.user_message = turns, chat_id, user_message
+        self.speakers, self.group, self.user, self.overrides = speakers, group, user, overrides
+        self.replies: list[Reply] = []
+        self._held = True
+        self._current: TurnStream | None = None
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self.turns.lock.release()
+
+    def close(self) -> None:
+        """Let go of the model (the turn ends where it is)."""
+        if self._current is not None:
+            self._current.stop.set()
+        self._release()
+
+    def events(self) -> Iterator[tuple[str, object]]:
+        try:
+            for companion in self.speakers:
+                turn = self.turns.group_reply(self, companion)
+                self._current = turn
+                yield "speaker", companion
+                replies = turn.events()
+                try:
+                    for kind, value in replies:
+                        if kind == "token":
+                            yield "token", value
+                        else:
+                            self.replies.append(value)  # type: ignore[arg-type]
+                            yield "reply", value
+                finally:
+                    replies.close()     # a client gone mid-reply: the partial reply is kept
+                    turn.close()
+                if turn.stop.is_set():      # aborted: the rest of the turn too
+                    break
+            yield "done", self.replies
+        finally:
+            self._release()
+
+    def run(self) -> list[Reply]:
+        """Generate every reply; the stored replies in order."""
+        for kind, value in self.events():
+            if kind == "done":
+                return value  # type: ignore[return-value]
+        return self.replies

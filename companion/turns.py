@@ -23,12 +23,19 @@ from .kv_cache import ChatStates, StateFiles
 from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .model_lock import ModelLock
-from .prompt import PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
-from .store import CompanionRow, MessageRow, Store, utc_iso
-from .streams import RawStream, Reply, TurnStream
+from .prompt import GroupMember, PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
+from .store import ChatRow, CompanionRow, MessageRow, Store, utc_iso
+from .streams import GroupStream, RawStream, Reply, TurnStream
 from .turn_input import char_name, exchange_text, history_turns, initiative_query, prompt_input
 
 log = logging.getLogger(__name__)
+
+
+def group_member(companion: CompanionRow, user_name: str) -> GroupMember:
+    """A member's stable part of a group prompt, its placeholders resolved to its own name."""
+    name = char_name(companion)
+    return GroupMember(name, resolve_placeholders(companion["persona"] or "", name, user_name),
+                       resolve_placeholders(companion["personality"] or "", name, user_name))
 
 
 class TurnService:
@@ -142,7 +149,9 @@ class TurnService:
                          message_id: int | None = None) -> TurnStream:
         """Hold the model to generate a chat's last reply again, as a new swipe of it (or a missing
         reply to the last message). With message_id, that message must be the chat's last reply."""
-        self._chat(chat_id)
+        chat = existing_chat(self.store, chat_id)
+        if chat["group_id"]:
+            return self._start_group_regenerate(chat, overrides, message_id)
         self._acquire_model()
         try:
             companion, user = self._chat(chat_id)
@@ -176,6 +185,60 @@ class TurnService:
             self.lock.release()
             raise
         return TurnStream(self, companion, user, chat_id, history, None, None, params, initiative=reason)
+
+    def start_group(self, chat_id: int, text: str | None, speaker_ids: list[int],
+                    overrides: dict | None = None) -> GroupStream:
+        """Store the user's message (if any) in a group chat and hold the model for the members'
+        replies, one after another (speaker_ids, in order)."""
+        chat = existing_chat(self.store, chat_id)
+        if not chat["group_id"]:
+            raise BadRequest(f"chat {chat_id} is not a group chat")
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise BadRequest("the message must be a non-empty string")
+        group = [self.store.get_companion(c) for c in chat["members"]]
+        speakers = [row for c in speaker_ids for row in group if row and row["id"] == c]
+        for companion in speakers:
+            self._params(companion, overrides)          # bad overrides: a 400 before anything is stored
+        self._acquire_model()
+        try:
+            user = self.store.get_user(self.store.active_user_id())
+            assert user is not None
+            user_message = None
+            if text is not None:
+                user_message = self.store.add_message(chat_id, ai=False, text=text, speaker_id=user["id"],
+                                                      created_at=utc_iso(self.now()))
+        except BaseException:
+            self.lock.release()
+            raise
+        return GroupStream(self, chat_id, user_message, speakers, [g for g in group if g], user, overrides)
+
+    def group_reply(self, stream: GroupStream, companion: CompanionRow) -> TurnStream:
+        """The next member's reply of a group turn (the turn holds the model)."""
+        return TurnStream(self, companion, stream.user, stream.chat_id, self.store.messages(stream.chat_id), None,
+                          None, self._params(companion, stream.overrides), group=stream.group,
+                          remembered_with=stream.user_message, owns_lock=False)
+
+    def _start_group_regenerate(self, chat: ChatRow, overrides: dict | None, message_id: int | None) -> TurnStream:
+        """Another swipe of a group chat's last reply, by the member who said it."""
+        rows = self.store.messages(chat["id"])
+        replaced = rows[-1] if rows and rows[-1]["ai"] and not rows[-1]["greeting"] else None
+        if replaced is None or (message_id is not None and replaced["id"] != message_id):
+            raise BadRequest("only the last reply of a chat can get another swipe")
+        companion = self.store.get_companion(replaced["companion_id"] or chat["companion_id"])
+        if companion is None:
+            raise BadRequest("the companion who said that reply is gone")
+        params = self._params(companion, overrides)
+        group = [row for c in chat["members"] if (row := self.store.get_companion(c))]
+        self._acquire_model()
+        try:
+            user = self.store.get_user(self.store.active_user_id())
+            assert user is not None
+            answered = next((m for m in reversed(rows[:-1]) if not m["ai"]), None)
+        except BaseException:
+            self.lock.release()
+            raise
+        return TurnStream(self, companion, user, chat["id"], rows[:-1], None, replaced, params, group=group,
+                          remembered_with=answered)
 
     def start_raw(self, prompt: str | None = None, overrides: dict | None = None,
                   context_size: int | None = None, messages: list[dict] | None = None,
@@ -223,9 +286,11 @@ class TurnService:
             else:
                 reply = self.store.add_message(turn.chat_id, ai=True, text=text, speaker_id=companion["id"],
                                                created_at=utc_iso(self.now()), initiated=turn.initiative is not None)
-            if turn.user_message is not None:   # a message written first answers nobody: not an exchange
-                row = self.store.add_memory(companion["id"], exchange_text(turn.user_message["text"], text),
-                                            "exchange", turn.user_message["id"], reply["id"])
+            answered = turn.user_message or turn.remembered_with
+            if answered is not None:   # a message written first answers nobody: not an exchange
+                covers = (turn.chat_id, answered["id"], reply["id"]) if turn.group else None   # the group chat
+                row = self.store.add_memory(companion["id"], exchange_text(answered["text"], text),
+                                            "exchange", answered["id"], reply["id"], covers=covers)
             self.store.set_context(reply["id"], [{"id": m.id, "score": m.score, "relevance": m.relevance}
                                                  for m in turn.memories], turn.lore)
         turn.message_id = reply["id"]
@@ -307,7 +372,10 @@ class TurnService:
         p.now = self.now()
         p.last_message_at = history[-1]["created_at"] if history else None
         p.initiative = turn.initiative or ""
-        query = newest or initiative_query(history)
+        if turn.group:
+            p.group = [group_member(row, user["name"]) for row in turn.group]
+        query = newest or (turn.remembered_with["text"] if turn.remembered_with else "") or (
+            history[-1]["text"] if turn.group and history else initiative_query(history))
         recall_count = max(1, companion["long_term_mem"]) if turn.initiative else companion["long_term_mem"]
         chat = self.store.get_chat(turn.chat_id)
         p.story = chat["story"] if chat and chat["story_so_far"] else None
@@ -316,6 +384,9 @@ class TurnService:
         count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
         recall_ready = self.memory.embedder.state == "ready"   # a failed embedder costs recall, not the reply
         turn.lore = self._lore(companion, user, p, history[-short_term:] if short_term else [])
+        if turn.group:     # the system part is the group's: the speaker's constant lore goes with its turn
+            p.lore_triggered = p.lore_before + p.lore_after + p.lore_triggered
+            p.lore_before, p.lore_after = [], []
 
         def fit() -> tuple[list[dict], int]:
             """The prompt within the budget; without the memories when it does not fit with them."""

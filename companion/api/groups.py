@@ -1,0 +1,188 @@
+"""REST for group chats: groups (CRUD, activate, avatar collage), their chats, and group turns
+(the user writes, then members reply one after another, streamed as SSE when asked)."""
+
+from __future__ import annotations
+
+import io
+from typing import Iterator
+
+from flask import Blueprint, Response, jsonify
+from PIL import Image
+
+from ..errors import BadRequest, CompanionError
+from ..images import avatar_png
+from ..streams import GroupStream, Reply
+from . import services
+from .chats import message_rest
+from .companions import created, page
+from .sse import event, used_json
+from .validate import generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
+    wants_stream
+
+bp = Blueprint("groups", __name__)
+
+COLLAGE_SIZE = 256
+
+
+def group_json(group: dict) -> dict:
+    """A group as the REST API shows it: its members in order with their names, its strategy."""
+    names = {}
+    for member in group["members"]:
+        row = services().store.get_companion(member["companion_id"])
+        names[member["companion_id"]] = row["name"] if row else ""
+    return {
+        "id": group["id"], "name": group["name"], "strategy": group["strategy"],
+        "members": [{**m, "name": names[m["companion_id"]], "avatar_url": f"/api/companions/{m['companion_id']}/avatar"}
+                    for m in group["members"]],
+        "avatar_url": f"/api/groups/{group['id']}/avatar", "active_chat_id": group["active_chat_id"],
+        "active": services().groups.active_group_id() == group["id"],
+        "created_at": group["created_at"], "updated_at": group["updated_at"],
+    }
+
+
+def reply_json(reply: Reply) -> dict:
+    """One member's stored reply and what it used."""
+    return {"message": message_rest(reply.message), **used_json(reply)}  # type: ignore[arg-type]
+
+
+@bp.get("/api/groups")
+def list_groups():
+    rows, total = services().groups.list(*page())
+    return jsonify({"items": [group_json(g) for g in rows], "total": total})
+
+
+@bp.post("/api/groups")
+def create_group():
+    """A group of two or more companions ({name, members, strategy}), with its first chat."""
+    return created(group_json(services().groups.create(json_object())))
+
+
+@bp.get("/api/groups/<int:group_id>")
+def get_group(group_id: int):
+    return jsonify(group_json(services().groups.get(group_id)))
+
+
+@bp.patch("/api/groups/<int:group_id>")
+def change_group(group_id: int):
+    return jsonify(group_json(services().groups.update(group_id, json_object())))
+
+
+@bp.delete("/api/groups/<int:group_id>")
+def delete_group(group_id: int):
+    services().memory.unindex(services().groups.delete(group_id))
+    return Response(status=204)
+
+
+@bp.post("/api/groups/<int:group_id>/activate")
+def activate_group(group_id: int):
+    return jsonify(group_json(services().groups.activate(group_id)))
+
+
+@bp.get("/api/groups/<int:group_id>/avatar")
+def group_avatar(group_id: int):
+    """A collage of the first four members' avatars (PNG)."""
+    group = services().groups.get(group_id)
+    tiles = [Image.open(io.BytesIO(services().companions.avatar_png(m["companion_id"], thumb=True)))
+             for m in group["members"][:4]]
+    side = COLLAGE_SIZE // 2
+    collage = Image.new("RGBA", (COLLAGE_SIZE, COLLAGE_SIZE), (0, 0, 0, 0))
+    places = [(0, 0), (side, 0), (0, side), (side, side)] if len(tiles) > 2 else [(0, 0), (side, 0)]
+    for tile, place in zip(tiles, places):
+        height = side if len(tiles) > 2 else COLLAGE_SIZE
+        collage.paste(tile.convert("RGBA").resize((side, height)), place)
+    return Response(avatar_png(collage, COLLAGE_SIZE), mimetype="image/png",
+                    headers={"Cache-Control": "no-cache"})
+
+
+# chats ----------------------------------------------------------------------------------------
+
+@bp.get("/api/groups/<int:group_id>/chats")
+def group_chats(group_id: int):
+    services().groups.get(group_id)
+    rows, total = services().store.list_chats(None, *page(), group_id=group_id)
+    return jsonify({"items": [services().chats.describe(r) for r in rows], "total": total})
+
+
+@bp.post("/api/groups/<int:group_id>/chats")
+def new_group_chat(group_id: int):
+    body = optional_json_object()
+    title = text_field(body, "title", max_length=200) if "title" in body else ""
+    chat_id = services().groups.new_chat(group_id, title)
+    return created(services().chats.activate(chat_id))
+
+
+@bp.post("/api/groups/<int:group_id>/chats/import")
+def import_group_chat(group_id: int):
+    """A SillyTavern group chat (.jsonl, each message named) into a new chat of the group."""
+    data, _, _ = uploaded_file("chat")
+    return created(services().chats.import_group_file(data, services().groups.get(group_id)))
+
+
+# turns ----------------------------------------------------------------------------------------
+
+class GroupEventStream:
+    """SSE of a group turn: message (the user's), then speaker, token... and reply for each
+    member, then done; closing it mid-way (a client gone) stops the turn, partial reply kept."""
+
+    def __init__(self, turn: GroupStream) -> None:
+        self.turn = turn
+        self._events = turn.events()
+
+    def __iter__(self) -> Iterator[str]:
+        if self.turn.user_message is not None:
+            yield event("message", {"message": message_rest(self.turn.user_message)})
+        speaker: dict = {}
+        try:
+            for kind, value in self._events:
+                if kind == "speaker":
+                    speaker = {"companion_id": value["id"], "name": value["name"]}  # type: ignore[index]
+                    yield event("speaker", speaker)
+                elif kind == "token":
+                    yield event("token", {"text": value, **speaker})
+                elif kind == "reply":
+                    yield event("reply", reply_json(value))  # type: ignore[arg-type]
+                else:
+                    yield event("done", {"replies": [reply_json(r) for r in value]})  # type: ignore[attr-defined]
+        except CompanionError as exc:
+            yield event("error", {"message": exc.message, "code": exc.code})
+
+    def close(self) -> None:
+        self._events.close()
+        self.turn.close()
+
+
+def group_turn(group_id: int, text: str | None, asked: int | None, body: dict) -> Response:
+    svc = services()
+    chat_id = svc.groups.chat_of(group_id, int_field(body, "chat_id", minimum=1, maximum=2**62)
+                                 if body.get("chat_id") is not None else None)
+    overrides = generation_settings(body)
+    turn = svc.turns.start_group(chat_id, text, svc.groups.speakers(group_id, chat_id, asked, text), overrides)
+    if wants_stream(body):
+        return Response(GroupEventStream(turn), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    replies = turn.run()
+    return jsonify({"chat_id": chat_id,
+                    "message": message_rest(turn.user_message) if turn.user_message else None,
+                    "replies": [reply_json(r) for r in replies]})
+
+
+@bp.post("/api/groups/<int:group_id>/turn")
+def turn(group_id: int):
+    """The user writes ({"text"}, or nothing to let the group go on), then the members the
+    group's strategy picks reply one after another."""
+    body = json_object()
+    text = body.get("text")
+    if text is not None and (not isinstance(text, str) or not text.strip()):
+        raise BadRequest("'text' must be a non-empty string (or left out to let the group go on)")
+    if text is not None and len(text) > 100_000:
+        raise BadRequest("'text' is too long")
+    return group_turn(group_id, text, None, body)
+
+
+@bp.post("/api/groups/<int:group_id>/reply")
+def reply(group_id: int):
+    """One member speaks now ({"companion_id"}): the "let X speak" of the page."""
+    body = json_object()
+    asked = int_field(body, "companion_id", minimum=1, maximum=2**62)
+    return group_turn(group_id, None, asked, body)
+
