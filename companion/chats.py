@@ -109,9 +109,12 @@ class ChatsService:
     def export(self, chat_id: int, fmt: str) -> str:
         chat = self.get(chat_id)
         char, user = self._names(chat)
+        messages = self.store.messages(chat_id)
+        personas = {i: self.store.get_user(i) for i in {m["user_id"] for m in messages if m["user_id"]}}
         lines = [ChatLine(m["ai"], resolve_placeholders(m["text"], char, user),
                           [resolve_placeholders(t, char, user) for t in m["swipes"]],
-                          m["swipe_id"], m["created_at"]) for m in self.store.messages(chat_id)]
+                          m["swipe_id"], m["created_at"], name=(personas.get(m["user_id"]) or {}).get("name", ""))
+                 for m in messages]
         return export_chat(fmt, chat, char, user, lines)
 
     def import_file(self, data: bytes, companion_id: int) -> dict:
