@@ -10,7 +10,8 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import chats, companions, compat, events, groups, kobold, llamacpp, lorebooks, memories, ollama, openai, rest
+from .api import (chats, companions, compat, events, groups, kobold, llamacpp, lorebooks, memories, ollama, openai,
+                  presets, rest)
 from .config import Settings
 from .errors import CompanionError
 from .security import add_cors_headers, check_request
@@ -87,6 +88,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(companions.bp)
     app.register_blueprint(chats.bp)
     app.register_blueprint(lorebooks.bp)
+    app.register_blueprint(presets.bp)
     app.register_blueprint(memories.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(kobold.bp)

@@ -61,7 +61,11 @@ def _counts(conn: sqlite3.Connection) -> dict:
 
 
 def _referenced_avatars(conn: sqlite3.Connection) -> set[str]:
-    rows = conn.execute("select avatar from companions where avatar is not null and avatar != ''")
+    """The avatar files the database names: companions' and (since m011) personas'."""
+    tables = ["companions"] + (["users"] if any(c[1] == "avatar" for c in conn.execute("pragma table_info(users)"))
+                               else [])
+    rows = [row for table in tables
+            for row in conn.execute(f"select avatar from {table} where avatar is not null and avatar != ''")]
     return {Path(name).name for (name,) in rows}
 
 

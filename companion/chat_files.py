@@ -26,7 +26,12 @@ class ChatLine:
     swipes: list[str] = field(default_factory=list)
     swipe_id: int = 0
     date: str = ""
-    name: str = ""     # who said it, when the file names each speaker (a group chat); else char or user
+    name: str = ""        # who said it (a persona's or a companion's name); empty: the chat's user or character
+
+
+def speaker(line: ChatLine, char: str, user: str) -> str:
+    """The name a chat file gives a message's speaker."""
+    return line.name or (char if line.ai else user)
 
 
 def export_chat(fmt: str, chat: dict, char: str, user: str, lines: list[ChatLine]) -> str:
@@ -44,7 +49,7 @@ def export_chat(fmt: str, chat: dict, char: str, user: str, lines: list[ChatLine
         out = [json.dumps({"user_name": user, "character_name": char, "create_date": chat["created_at"],
                            "chat_metadata": {}}, ensure_ascii=False)]
         for m in lines:
-            entry = {"name": m.name, "is_user": not m.ai, "is_system": False,
+            entry = {"name": speaker(m, char, user), "is_user": not m.ai, "is_system": False,
                      "send_date": m.date, "mes": m.text, "extra": {}}
             if m.ai:
                 entry["swipes"] = m.swipes or [m.text]
@@ -53,13 +58,13 @@ def export_chat(fmt: str, chat: dict, char: str, user: str, lines: list[ChatLine
         return "\n".join(out) + "\n"
     if fmt == "txt":
         head = f"Chat with {char}" + (f": {chat['title']}" if chat["title"] else "") + f" ({chat['created_at']})"
-        return head + "\n\n" + "\n\n".join(f"{m.name}: {m.text}" for m in lines) + "\n"
+        return head + "\n\n" + "\n\n".join(f"{speaker(m, char, user)}: {m.text}" for m in lines) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["date", "speaker", "ai", "text"])
         for m in lines:
-            writer.writerow([m.date, m.name, "true" if m.ai else "false", m.text])
+            writer.writerow([m.date, speaker(m, char, user), "true" if m.ai else "false", m.text])
         return buffer.getvalue()
     raise ValueError(f"unknown format {fmt!r}")
 

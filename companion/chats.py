@@ -130,11 +130,14 @@ class ChatsService:
     def export(self, chat_id: int, fmt: str) -> str:
         chat = self.get(chat_id)
         char, user = self._names(chat)
+        messages = self.store.messages(chat_id)
+        personas = {i: self.store.get_user(i) for i in {m["user_id"] for m in messages if m["user_id"]}}
         lines = [ChatLine(m["ai"], resolve_placeholders(m["text"], char, user),
                           [resolve_placeholders(t, char, user) for t in m["swipes"]],
                           m["swipe_id"], m["created_at"],
-                          self._speaker_name(m["companion_id"], None) if chat["group_id"] and m["ai"] else "")
-                 for m in self.store.messages(chat_id)]
+                          name=self._speaker_name(m["companion_id"], None) if chat["group_id"] and m["ai"]
+                          else (personas.get(m["user_id"]) or {}).get("name", ""))
+                 for m in messages]
         return export_chat(fmt, chat, char, user, lines)
 
     def import_file(self, data: bytes, companion_id: int) -> dict:

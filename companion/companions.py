@@ -9,25 +9,24 @@ JSON column, so a card comes out as it went in.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
-import uuid
 from pathlib import Path
 
 from .cards import normalize_card, png_with_card, read_card, to_v3
 from .config import GenerationSettings
 from .errors import BadRequest, Conflict, NotFound
-from .images import ImageError, avatar_png, default_avatar_png, open_image
+from .avatars import AvatarFiles
+from .images import ImageError, avatar_png, open_image
 from .lore import LoreError, parse_lorebook
 from .lorebooks import LorebookService
 from .memory import LongTermMemory
-from .store import Store
+from .presets import preset_settings
+from .store import CompanionRow, Store
 from .turn_input import char_name
 
 log = logging.getLogger(__name__)
 
 AVATAR_PATH = "/assets/avatar.png"
-THUMB_SIZE = 256
 # column -> card field
 CARD_COLUMNS = {"name": "name", "persona": "description", "personality": "personality",
                 "scenario": "scenario", "first_message": "first_mes", "example_dialogue": "mes_example"}
@@ -69,7 +68,7 @@ class CompanionService:
         self.store = store
         self.memory = memory
         self.lorebooks = lorebooks
-        self.avatars_dir = Path(avatars_dir)
+        self.avatars = AvatarFiles(avatars_dir)
 
     # the active ones -----------------------------------------------------------------------
 
@@ -132,17 +131,20 @@ class CompanionService:
             raise NotFound(f"no companion with id {companion_id}")
         return companion
 
-    def list(self, limit: int, offset: int) -> tuple[list[dict], int]:
-        return self.store.list_rows("companions", limit, offset), self.store.count("companions")
+    def list(self, limit: int, offset: int, q: str = "", tags: list[str] | None = None, sort: str = "created",
+             order: str = "asc") -> tuple[list[CompanionRow], int]:
+        """A page of the companions that match q and have all the tags (see Store.find_companions)."""
+        return self.store.find_companions(q, tags or [], sort, order, limit, offset)
 
     def create(self, card: dict, settings: dict, avatar: bytes | None = None) -> dict:
         """A new companion from a normalized card; its first chat opens with its greeting.
 
         A card's character_book becomes a lorebook attached to the companion."""
         book = card_book(card)
+        self._check_preset(settings)
         name = None
         if avatar is not None:
-            name = self._write_avatar(avatar)
+            name = self.avatars.write(avatar)
         try:
             with self.store.transaction():
                 if "initiative" in settings:
@@ -152,7 +154,7 @@ class CompanionService:
                     {**columns_of(card), **settings, "card": _stored_card(card), "avatar": name})
                 self._attach_card_book(companion_id, card, book)
         except Exception:
-            self._remove_avatar(name)
+            self.avatars.remove(name)
             raise
         return self.get(companion_id)
 
@@ -172,6 +174,7 @@ class CompanionService:
     def update(self, companion_id: int, card_changes: dict, settings: dict) -> dict:
         """Change card fields and settings of a companion; the card is checked whole."""
         companion = self.get(companion_id)
+        self._check_preset(settings)
         fields = dict(settings)
         if "initiative" in fields:    # a change of some settings; null ones go back to [initiative]'s
             merged = {**companion["initiative"], **fields["initiative"]}
@@ -184,6 +187,11 @@ class CompanionService:
         if fields:
             self.update_companion(fields, companion_id)
         return self.get(companion_id)
+
+    def _check_preset(self, settings: dict) -> None:
+        """A preset_id among the settings names a preset (404 otherwise; None: no preset)."""
+        if settings.get("preset_id") is not None and self.store.get_preset(settings["preset_id"]) is None:
+            raise NotFound(f"no preset with id {settings['preset_id']}")
 
     def delete(self, companion_id: int) -> None:
         """Delete a companion with its chats and memories; the last one cannot go."""
@@ -200,7 +208,7 @@ class CompanionService:
             self.store.delete_companion(companion_id)
             if was_active:
                 self.store.set_state("active_companion_id", self.store.list_rows("companions", 1, 0)[0]["id"])
-        self._remove_avatar(companion.get("avatar"))
+        self.avatars.remove(companion.get("avatar"))
 
     def activate(self, companion_id: int) -> dict:
         """Make a companion the one the AI Companion API talks to."""
@@ -231,7 +239,7 @@ class CompanionService:
         return self.get_user(user_id)
 
     def delete_user(self, user_id: int) -> None:
-        self.get_user(user_id)
+        user = self.get_user(user_id)
         if self.store.count("users") <= 1:
             raise Conflict("the last persona cannot be deleted")
         with self.store.transaction():
@@ -239,32 +247,29 @@ class CompanionService:
             self.store.delete_user(user_id)
             if was_active:
                 self.store.set_state("active_user_id", self.store.list_rows("users", 1, 0)[0]["id"])
+        self.avatars.remove(user.get("avatar"))
 
     def activate_user(self, user_id: int) -> dict:
         self.get_user(user_id)
         self.store.set_state("active_user_id", user_id)
         return self.get_user(user_id)
 
+    def set_user_avatar(self, user_id: int, data: bytes | None) -> dict:
+        """Make an uploaded image a persona's avatar (checked and re-encoded as a companion's); None removes it."""
+        user = self.get_user(user_id)
+        png = avatar_png(open_image(data)) if data is not None else None
+        self.avatars.replace(user.get("avatar"), png, lambda name: self.store.update_user(user_id, {"avatar": name}))
+        return self.get_user(user_id)
+
+    def user_avatar_png(self, user_id: int, thumb: bool = False) -> bytes:
+        """A persona's avatar as PNG bytes (the default picture when it has none)."""
+        return self.avatars.png(self.get_user(user_id).get("avatar"), thumb)
+
     # avatars -------------------------------------------------------------------------------
-
-    def _write_avatar(self, png: bytes) -> str:
-        self.avatars_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{uuid.uuid4().hex}.png"
-        (self.avatars_dir / name).write_bytes(png)
-        return name
-
-    def _remove_avatar(self, name: str | None) -> None:
-        if name:
-            for path in (self.avatars_dir / Path(name).name, self._thumb_path(name)):
-                path.unlink(missing_ok=True)
-
-    def _thumb_path(self, name: str) -> Path:
-        return self.avatars_dir / f"{Path(name).stem}.thumb.png"
 
     def set_avatar(self, data: bytes, companion_id: int | None = None) -> None:
         """Make an uploaded image a companion's avatar (the active one by default)."""
-        png = avatar_png(open_image(data))
-        self._change(companion_id or self.store.active_companion_id(), {}, png)
+        self._change(companion_id or self.store.active_companion_id(), {}, avatar_png(open_image(data)))
 
     def _change(self, companion_id: int, fields: dict, png: bytes | None, new_chat: bool = False,
                 card: dict | None = None) -> None:
@@ -275,7 +280,7 @@ class CompanionService:
         """
         companion = self.get(companion_id)
         book = card_book(card) if card is not None else None
-        name = self._write_avatar(png) if png is not None else None
+        name = self.avatars.write(png) if png is not None else None
         if name:
             fields = {**fields, "avatar": name}
         try:
@@ -286,26 +291,15 @@ class CompanionService:
                 if new_chat:
                     self.store.create_chat(companion_id)
         except Exception:
-            self._remove_avatar(name)
+            self.avatars.remove(name)
             raise
         if name:
-            self._remove_avatar(companion.get("avatar"))
+            self.avatars.remove(companion.get("avatar"))
 
     def avatar_png(self, companion_id: int | None = None, thumb: bool = False) -> bytes:
         """A companion's avatar as PNG bytes (the default picture when it has none)."""
         companion = self.get(companion_id or self.store.active_companion_id())
-        name = companion.get("avatar")
-        path = self.avatars_dir / Path(name).name if name else None
-        if path is None or not path.is_file():
-            return default_avatar_png()
-        if not thumb:
-            return path.read_bytes()
-        thumb_path = self._thumb_path(name)
-        if not thumb_path.is_file():
-            from PIL import Image
-
-            thumb_path.write_bytes(avatar_png(Image.open(io.BytesIO(path.read_bytes())), THUMB_SIZE))
-        return thumb_path.read_bytes()
+        return self.avatars.png(companion.get("avatar"), thumb)
 
     # character cards -----------------------------------------------------------------------
 
@@ -368,10 +362,12 @@ class CompanionService:
     # generation settings -------------------------------------------------------------------
 
     def generation(self, companion_id: int, defaults: GenerationSettings) -> dict:
-        """A companion's generation settings: the defaults, its own, and what applies."""
-        own = self.get(companion_id)["generation"]
+        """A companion's generation settings: the defaults, its preset's, its own, and what applies."""
+        companion = self.get(companion_id)
         base = dataclasses.asdict(defaults)
-        return {"companion_id": companion_id, "defaults": base, "companion": own, "effective": {**base, **own}}
+        preset = preset_settings(self.store, companion["preset_id"])
+        return {"companion_id": companion_id, "defaults": base, "preset_id": companion["preset_id"], "preset": preset,
+                "companion": companion["generation"], "effective": {**base, **preset, **companion["generation"]}}
 
     def set_generation(self, companion_id: int, values: dict, removed: list[str]) -> None:
         """Change a companion's own generation settings; removed keys fall back to the defaults."""

@@ -198,6 +198,14 @@ class CompanionLimits:
     short_term_mem: int = setting(10, "Most recent messages kept in the prompt.", ge=0, le=1000)
 
 
+# GET /api/companions' filters (not settings): declared here once, read by the API's validation and
+# the OpenAPI document
+COMPANION_SORTS = ("name", "created", "modified", "last_chat")
+MAX_SEARCH_LENGTH = 200   # characters of q
+MAX_FILTER_TAGS = 20      # tags a companion must all have
+MAX_TAG_LENGTH = 100      # characters of one tag in a filter
+
+
 @dataclass
 class MemorySettings:
     embedder_backend: str = setting(

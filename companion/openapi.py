@@ -9,7 +9,8 @@ from typing import Any
 
 from . import __version__
 from .groups import MAX_MEMBERS, STRATEGIES
-from .config import CompanionLimits, GenerationSettings, InitiativeSettings, limits
+from .config import (COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TAG_LENGTH, CompanionLimits,
+                     GenerationSettings, InitiativeSettings, limits)
 
 JSON = "application/json"
 TEXT = {"type": "string"}
@@ -48,7 +49,9 @@ INITIATIVE = obj(**{name: limit.schema() for name, limit in limits(InitiativeSet
 INITIATIVE["properties"]["hours"]["description"] = "'START-END' local hours, 0 to 24 ('22-2' spans midnight)"
 COMPANION_INITIATIVE = obj(enabled=BOOL, **{k: v for k, v in INITIATIVE["properties"].items() if k != "check_seconds"})
 COMPANION_SETTINGS = {**{name: limit.schema() for name, limit in limits(CompanionLimits).items()},
-                      "roleplay": BOOL, "dialogue_tuning": BOOL, "initiative": COMPANION_INITIATIVE}
+                      "roleplay": BOOL, "dialogue_tuning": BOOL, "initiative": COMPANION_INITIATIVE,
+                      "preset_id": {"type": ["integer", "null"], "minimum": 1,
+                                    "description": "the generation preset it uses (null: none)"}}
 ENTRY_PROPS = {"keys": STR_LIST, "secondary_keys": STR_LIST, "content": TEXT, "comment": TEXT,
                "constant": BOOL, "selective": BOOL, "insertion_order": INT, "enabled": BOOL,
                "position": {"type": "string", "enum": ["before_char", "after_char"]}, "case_sensitive": BOOL}
@@ -77,9 +80,17 @@ SCHEMAS = {
     "UserData": obj(["id", "name", "persona"], id=INT, name=TEXT, persona=TEXT),
     "Companion": obj(["id", "name"], id=INT, **CARD_PROPS, **COMPANION_SETTINGS, generation={"type": "object"},
                      active=BOOL, lorebook_ids={"type": "array", "items": INT}, avatar_url=TEXT,
-                     created_at=TEXT, updated_at=TEXT),
+                     created_at=TEXT, updated_at=TEXT,
+                     chat_count={"type": "integer", "description": "in lists: how many chats it has"},
+                     last_chat_at={"type": ["string", "null"],
+                                   "description": "in lists: its newest message but greetings (null: none)"}),
     "Persona": obj(["id", "name", "persona"], id=INT, name=TEXT, persona=TEXT, active=BOOL,
+                   avatar_url={"type": ["string", "null"], "description": "null while it has no avatar"},
                    created_at=TEXT, updated_at=TEXT),
+    "Preset": obj(["id", "name", "builtin", "settings"], id=INT, name=TEXT, settings=GENERATION,
+                  builtin={"type": "boolean", "description": "built in: used and copied, never changed or deleted"},
+                  companion_ids={"type": "array", "items": INT, "description": "the companions that use it"},
+                  created_at=TEXT, updated_at=TEXT),
     "Lorebook": obj(["id", "name"], id=INT, name=TEXT, description=TEXT, format=TEXT,
                     scan_depth={"type": ["integer", "null"]}, token_budget={"type": ["integer", "null"]},
                     entry_count=INT, companion_ids={"type": "array", "items": INT},
@@ -103,8 +114,9 @@ SCHEMAS = {
     "Document": obj(["id", "name"], id=INT, companion_id=INT, name=TEXT, media_type=TEXT, size=INT, chunks=INT,
                     created_at=TEXT),
     "CompanionGeneration": obj(["companion_id", "defaults", "companion", "effective"], companion_id=INT,
-                               defaults={"type": "object"}, companion={"type": "object"},
-                               effective={"type": "object"}),
+                               defaults={"type": "object"}, preset_id={"type": ["integer", "null"]},
+                               preset={"type": "object"}, companion={"type": "object"},
+                               effective={"type": "object", "description": "defaults < preset < companion"}),
     "Config": obj(["model", "generation", "initiative"], model={"type": "object"}, generation={"type": "object"},
                   initiative=INITIATIVE,
                   pending_model={"type": ["object", "null"]}, last_error={"type": ["string", "null"]}),
@@ -187,8 +199,16 @@ KOBOLD_BODY = obj(["prompt"], prompt={"type": "string", "minLength": 1},
 PAGE = [query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
         query("offset", {"type": "integer", "minimum": 0})]
 CHAT = path_param("chat_id")
-CID, LID, UID, IDX = (path_param("companion_id"), path_param("lorebook_id"), path_param("user_id"),
-                      path_param("index"))
+CID, LID, UID, IDX, PID = (path_param("companion_id"), path_param("lorebook_id"), path_param("user_id"),
+                           path_param("index"), path_param("preset_id"))
+COMPANION_FILTERS = [
+    query("q", {"type": "string", "maxLength": MAX_SEARCH_LENGTH,
+                "description": "found (any case) in the name, nickname, description or creator notes"}),
+    {**query("tags", {"type": "array", "maxItems": MAX_FILTER_TAGS,
+                      "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH, "pattern": "^[^,]*$"}}),
+     "style": "form", "explode": False, "description": "comma-separated: companions that have all of them (any case)"},
+    query("sort", {"type": "string", "enum": list(COMPANION_SORTS)}),
+    query("order", {"type": "string", "enum": ["asc", "desc"]})]
 GID = path_param("group_id")
 GROUP_BODY = obj(["name", "members"], name={"type": "string", "minLength": 1, "maxLength": 200},
                  strategy={"type": "string", "enum": list(STRATEGIES)},
@@ -282,7 +302,8 @@ PATHS: dict[str, dict] = {
                                "503": {"description": "every event stream slot is taken ([server] max_event_streams)"}},
                               params=[query("last_event_id", INT)])},
     # companions, personas, chats
-    "/api/companions": {"get": op("List companions", ok(page_of(ref("Companion"))), params=PAGE),
+    "/api/companions": {"get": op("Companions matching q and all tags, sorted", ok(page_of(ref("Companion"))),
+                                  params=PAGE + COMPANION_FILTERS),
                         "post": op("Create a companion", ok(ref("Companion"), "201"),
                                    body=obj(["name"], **CARD_PROPS, **COMPANION_SETTINGS))},
     "/api/companions/import": {"post": op("A new companion from a card file", ok(ref("Companion"), "201"),
@@ -319,6 +340,28 @@ PATHS: dict[str, dict] = {
         "delete": op("Delete a persona", ok(None, "204"), params=[UID])},
     "/api/personas/{user_id}/activate": {"post": op("Make a persona the active one", ok(ref("Persona")),
                                                     params=[UID])},
+    "/api/personas/{user_id}/avatar": {
+        "get": op("A persona's avatar (the default picture without one)", ok(media="image/png"),
+                  params=[UID, query("size", {"type": "string", "enum": ["full", "thumb"]})]),
+        "put": op("Change a persona's avatar", ok(ref("Persona")), params=[UID], raw="image/png"),
+        "delete": op("Remove a persona's avatar", ok(ref("Persona")), params=[UID])},
+    # generation presets
+    "/api/presets": {
+        "get": op("Generation presets, the built-in ones first", ok(page_of(ref("Preset"))), params=PAGE),
+        "post": op("Create a preset (copy_of: start from another preset's settings)", ok(ref("Preset"), "201"),
+                   body=obj(["name"], name=TEXT, settings=GENERATION, copy_of={"type": "integer", "minimum": 1}))},
+    "/api/presets/import": {"post": op(
+        "A SillyTavern text-generation preset (JSON) as a new preset; keys not used are kept for export and "
+        "listed in ignored", ok({"allOf": [ref("Preset"), obj(ignored=STR_LIST)]}, "201"), raw=JSON,
+        params=[query("name", TEXT)])},
+    "/api/presets/{preset_id}": {
+        "get": op("A preset", ok(ref("Preset")), params=[PID]),
+        "patch": op("Rename a preset or change its settings (null removes one); 409 for a built-in one",
+                    ok(ref("Preset")), params=[PID], body=obj(name=TEXT, settings=GENERATION)),
+        "delete": op("Delete a preset (its companions then use none); 409 for a built-in one", ok(None, "204"),
+                     params=[PID])},
+    "/api/presets/{preset_id}/export": {"get": op("A preset as SillyTavern text-generation preset JSON",
+                                                  ok({"type": "object"}), params=[PID])},
     "/api/chats": {
         "get": op("Chats, newest first", ok(page_of(ref("Chat"))),
                   params=PAGE + [query("companion_id", {"type": "integer", "minimum": 1})]),

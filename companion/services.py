@@ -20,6 +20,7 @@ from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, make_embedder
 from .messages import MessageService
 from .models import ModelService, apply_saved_config
+from .presets import PresetService
 from .store import Store
 from .summaries import SummaryService
 from .turns import TurnService
@@ -39,6 +40,7 @@ class Services:
     companions: CompanionService
     models: ModelService
     lorebooks: LorebookService
+    presets: PresetService
     chats: ChatsService
     summaries: SummaryService
     events: EventBus
@@ -128,7 +130,7 @@ def build_services(settings: Settings, generator: Generator | None = None,
     turns = TurnService(store, memory, generator, settings, lorebooks, events.publish)
     services = Services(settings=settings, store=store, embedder=embedder, memory=memory, turns=turns,
                     messages=MessageService(store, memory),
-                    lorebooks=lorebooks, chats=ChatsService(store, memory),
+                    lorebooks=lorebooks, presets=PresetService(store), chats=ChatsService(store, memory),
                     summaries=SummaryService(store, memory, turns, settings.memory),
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
                     models=ModelService(settings, store, turns), events=events, groups=GroupService(store),

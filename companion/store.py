@@ -41,7 +41,7 @@ DEFAULT_USER = {"name": "User", "persona": "{{user}} is a human who talks with {
 COMPANION_FIELDS = (
     "name", "persona", "personality", "scenario", "example_dialogue", "first_message",
     "long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning", "avatar", "card", "generation",
-    "card_lorebook_id", "active_chat_id", "initiative",
+    "card_lorebook_id", "active_chat_id", "initiative", "preset_id",
 )
 JSON_FIELDS = ("card", "generation", "initiative")
 
@@ -315,6 +315,32 @@ def m010_groups(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+BUILTIN_PRESETS = {   # the presets to start from (settings a companion's own win over)
+    "precise": {"temperature": 0.3, "top_p": 0.9, "top_k": 20, "min_p": 0.1, "repeat_penalty": 1.1},
+    "balanced": {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1},
+    "creative": {"temperature": 1.1, "top_p": 0.98, "top_k": 0, "min_p": 0.05, "repeat_penalty": 1.05},
+}
+
+
+@migrations()
+def m011_presets_and_persona_avatars(db: sqlite_utils.Database) -> None:
+    # named generation presets (SillyTavern keys we do not use kept in `extra` for export; the
+    # built-in ones cannot change); a companion may use one; personas get avatars
+    now = now_iso()
+    statements = [
+        "create table presets (id integer primary key autoincrement, name text not null, "
+        "settings text not null default '{}', extra text not null default '{}', "
+        "builtin integer not null default 0, created_at text not null, updated_at text not null)",
+        "alter table companions add column preset_id integer references presets(id) on delete set null",
+        "alter table users add column avatar text",
+    ]
+    for statement in statements:
+        db.execute(statement)
+    for name, values in BUILTIN_PRESETS.items():
+        db.execute("insert into presets (name, settings, builtin, created_at, updated_at) values (?, ?, 1, ?, ?)",
+                   [name, json.dumps(values), now, now])
+
+
 # --- rows as the store returns them -------------------------------------------------------
 
 class MessageRow(TypedDict):
@@ -365,6 +391,7 @@ class CompanionRow(TypedDict):
     card_lorebook_id: int | None
     active_chat_id: int | None
     initiative: dict           # writing first: {"enabled": bool, ...[initiative] settings of its own}
+    preset_id: int | None      # the generation preset it uses
     created_at: str
     updated_at: str
 
@@ -378,6 +405,25 @@ def companion_row(row: dict) -> CompanionRow:
     return row  # type: ignore[return-value]
 
 
+class PresetRow(TypedDict):
+    """A stored generation preset: its settings (some of GenerationSettings') and the SillyTavern keys kept."""
+    id: int
+    name: str
+    settings: dict
+    extra: dict                # a SillyTavern preset's keys we do not use, for export
+    builtin: bool
+    created_at: str
+    updated_at: str
+
+
+def preset_row(row: dict) -> PresetRow:
+    """A presets row decoded."""
+    row["settings"] = json.loads(row["settings"] or "{}")
+    row["extra"] = json.loads(row["extra"] or "{}")
+    row["builtin"] = bool(row["builtin"])
+    return row  # type: ignore[return-value]
+
+
 def message_row(row: dict) -> MessageRow:
     """A messages row decoded: booleans as bool, swipes as a list."""
     row["ai"] = bool(row["ai"])
@@ -385,6 +431,16 @@ def message_row(row: dict) -> MessageRow:
     row["initiated"] = bool(row["initiated"])
     row["swipes"] = json.loads(row["swipes"] or "[]")
     return row  # type: ignore[return-value]
+
+
+def _casefold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+# GET /api/companions' sorts: what each orders by (never-chatted companions last by last chat)
+COMPANION_ORDER = {"name": "casefold(c.name) {order}, c.id {order}", "created": "c.created_at {order}, c.id {order}",
+                   "modified": "c.updated_at {order}, c.id {order}",
+                   "last_chat": "last_chat_at is null, last_chat_at {order}, c.id {order}"}
 
 
 # --- the store --------------------------------------------------------------------------
@@ -405,6 +461,7 @@ class Store:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        conn.create_function("casefold", 1, _casefold, deterministic=True)   # case-insensitive search, any script
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
@@ -560,6 +617,27 @@ class Store:
         rows = self._query(f"select * from [{table}] order by id limit ? offset ?", [limit, offset])
         return [companion_row(row) for row in rows] if table == "companions" else rows
 
+    def find_companions(self, q: str, tags: list[str], sort: str, order: str, limit: int,
+                        offset: int) -> tuple[list[CompanionRow], int]:
+        """A page of companions whose name, nickname, description or creator notes hold q (any case)
+        and that have every tag (any case), with chat_count and last_chat_at (their newest message
+        but greetings); sort one of COMPANION_ORDER, order 'asc' or 'desc'."""
+        clause, params = conditions(
+            ("instr(casefold(c.name || char(10) || coalesce(json_extract(c.card, '$.nickname'), '') || char(10) || "
+             "c.persona || char(10) || coalesce(json_extract(c.card, '$.creator_notes'), '')), casefold(?)) > 0", q))
+        for tag in tags:
+            clause += (" and exists (select 1 from json_each(c.card, '$.tags') t "
+                       "where t.type = 'text' and casefold(t.value) = casefold(?))")
+            params.append(tag)
+        rows = self._query(
+            "select c.*, (select count(*) from chats h where h.companion_id = c.id) as chat_count, "
+            "(select max(m.created_at) from chats h join messages m on m.chat_id = h.id "
+            "where h.companion_id = c.id and m.greeting = 0) as last_chat_at "
+            f"from companions c where {clause} order by {COMPANION_ORDER[sort].format(order=order)} "
+            "limit ? offset ?", params + [limit, offset])
+        total = self._one(f"select count(*) as n from companions c where {clause}", params)["n"]
+        return [companion_row(row) for row in rows], total
+
     def delete_companion(self, companion_id: int) -> None:
         """Delete a companion; its chats, messages, memories and examples go with it."""
         with self.transaction() as db:
@@ -585,6 +663,46 @@ class Store:
         with self.transaction():
             self._update("users", user_id, {**fields, "updated_at": now_iso()})
             self._changed("persona.changed", {"id": user_id, "fields": sorted(fields)})
+
+    # generation presets ------------------------------------------------------------------
+
+    def create_preset(self, name: str, settings: dict, extra: dict | None = None) -> int:
+        now = now_iso()
+        with self.transaction():
+            preset_id = self._insert("presets", {
+                "name": name, "settings": json.dumps(settings, ensure_ascii=False),
+                "extra": json.dumps(extra or {}, ensure_ascii=False), "created_at": now, "updated_at": now})
+            self._changed("preset.created", {"id": preset_id, "name": name})
+        return preset_id
+
+    def get_preset(self, preset_id: int) -> PresetRow | None:
+        row = self._one("select * from presets where id = ?", [preset_id])
+        return preset_row(row) if row else None
+
+    def list_presets(self, limit: int, offset: int) -> tuple[list[PresetRow], int]:
+        """A page of presets: the built-in ones first, then by id."""
+        rows = self._query("select * from presets order by builtin desc, id limit ? offset ?", [limit, offset])
+        return [preset_row(row) for row in rows], self.count("presets")
+
+    def update_preset(self, preset_id: int, name: str, settings: dict) -> None:
+        with self.transaction():
+            self._update("presets", preset_id, {"name": name, "settings": json.dumps(settings, ensure_ascii=False),
+                                                "updated_at": now_iso()})
+            self._changed("preset.changed", {"id": preset_id})
+
+    def preset_users(self, preset_id: int) -> list[int]:
+        """The companions that use a preset."""
+        return [r["id"] for r in self._query("select id from companions where preset_id = ? order by id", [preset_id])]
+
+    def delete_preset(self, preset_id: int) -> list[int]:
+        """Delete a preset; the companions that used it use none (returned)."""
+        with self.transaction() as db:
+            users = self.preset_users(preset_id)
+            for companion_id in users:
+                self.update_companion(companion_id, {"preset_id": None})
+            db.execute("delete from presets where id = ?", [preset_id])
+            self._changed("preset.deleted", {"id": preset_id, "companion_ids": users})
+        return users
 
     # chats and messages ------------------------------------------------------------------
 

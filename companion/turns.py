@@ -23,6 +23,7 @@ from .kv_cache import ChatStates, StateFiles
 from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .model_lock import ModelLock
+from .presets import preset_settings
 from .prompt import GroupMember, PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
 from .store import ChatRow, CompanionRow, MessageRow, Store, utc_iso
 from .streams import GroupStream, RawStream, Reply, TurnStream
@@ -109,8 +110,9 @@ class TurnService:
     # starting ----------------------------------------------------------------------------------
 
     def _params(self, companion: CompanionRow, overrides: dict | None) -> GenerationParams:
-        """Global defaults < the companion's own settings < this request's overrides."""
+        """Global defaults < the companion's preset < its own settings < this request's overrides."""
         values = asdict(self.settings.generation)
+        values.update(preset_settings(self.store, companion.get("preset_id")))
         values.update(companion.get("generation") or {})
         values.update(overrides or {})
         params = GenerationParams(**values)

@@ -587,3 +587,83 @@ def test_a_message_written_first_shows_an_unread_badge(page, daemon):
     expect(page.locator("#unread")).to_be_hidden()
     message_id = int(outcome.split()[1])
     expect(page.locator(f'.message[data-id="{message_id}"]')).to_be_visible()
+
+
+# finding companions, persona avatars, presets (#16) ------------------------------------------
+
+def test_companions_are_found_by_the_search_box_and_the_tag_filter(page, daemon):
+    for name, tags, description in [("Nova", ["space", "calm"], "Watches the stars."),
+                                    ("Orion", ["space"], "A hunter in the sky."), ("Pebble", ["garden"], "Likes moss.")]:
+        daemon.api("POST", "/api/companions", json={"name": name, "tags": tags, "description": description})
+    page.click("#nav a[data-view=companions]")
+    cards = page.locator("#companion-list .card")
+    expect(cards).to_have_count(4)
+    page.fill("#companion-search", "HUNTER")
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-name", "Orion")
+    page.fill("#companion-search", "")
+    expect(cards).to_have_count(4)
+    page.click("#tag-filter button[data-tag=space]")
+    expect(cards).to_have_count(2)
+    page.click("#tag-filter button[data-tag=calm]")
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-name", "Nova")
+    page.click("#tag-filter button[data-tag=calm]")
+    page.select_option("#companion-sort", "name:desc")
+    expect(cards.first).to_have_attribute("data-name", "Orion")
+    expect(cards.last).to_have_attribute("data-name", "Nova")
+    page.fill("#companion-search", "nobody at all")
+    expect(page.locator("#no-match")).to_be_visible()
+
+
+def test_a_persona_avatar_shows_on_the_users_messages(page, daemon, tmp_path):
+    from PIL import Image
+
+    daemon.api("POST", "/api/import/messagesJson", json={"messages": [{"ai": False, "text": "Hello from me"}]})
+    picture = tmp_path / "me.png"
+    Image.new("RGB", (300, 200), "teal").save(picture)
+    page.click("#nav a[data-view=settings]")
+    expect(page.locator("#persona-avatar.initial")).to_be_visible()
+    page.set_input_files("#persona-avatar-file", str(picture))
+    expect(page.locator(".toast").last).to_contain_text("Avatar changed")
+    persona = daemon.api("GET", "/api/personas")["items"][0]
+    assert persona["avatar_url"] == f"/api/personas/{persona['id']}/avatar"
+    expect(page.locator("img#persona-avatar")).to_have_attribute("src", re.compile("^blob:"))
+    page.click("#nav a[data-view=chat]")
+    mine = page.locator(".message.user").last
+    expect(mine.locator(".text")).to_have_text("Hello from me")
+    expect(mine.locator("img.avatar")).to_have_attribute("src", re.compile("^blob:"))
+    page.wait_for_function("() => document.querySelector('.message.user img.avatar').naturalWidth > 0")
+    size = page.evaluate("() => { const img = document.querySelector('.message.user img.avatar'); "
+                         "return [img.naturalWidth, img.naturalHeight]; }")
+    assert size == [256, 171]     # the thumbnail
+    page.click("#nav a[data-view=settings]")
+    page.click("#remove-persona-avatar")
+    expect(page.locator("#persona-avatar.initial")).to_be_visible()
+    assert daemon.api("GET", "/api/personas")["items"][0]["avatar_url"] is None
+
+
+def test_choose_a_preset_for_a_companion_and_import_one(page, daemon):
+    page.click("#nav a[data-view=settings]")
+    expect(page.locator("#preset-list .preset")).to_have_count(3)
+    page.set_input_files("#preset-file", str(Path(__file__).parent / "data" / "sillytavern-textgen-preset.json"))
+    expect(page.locator(".toast").last).to_contain_text("Imported sillytavern-textgen-preset")
+    expect(page.locator("#preset-list .preset")).to_have_count(4)
+    page.locator(".preset[data-name=creative] button.copy-preset").click()
+    expect(page.locator("#preset-list .preset")).to_have_count(5)
+    page.locator(".preset[data-name='creative (copy)'] button.edit-preset").click()
+    page.locator(".preset-form [name=temperature]").fill("0.9")
+    page.locator(".preset-form button[type=submit]").click()
+    expect(page.locator(".toast").last).to_contain_text("Preset saved")
+    copy = next(p for p in daemon.api("GET", "/api/presets")["items"] if p["name"] == "creative (copy)")
+    assert copy["settings"]["temperature"] == 0.9 and copy["settings"]["top_k"] == 0
+
+    page.click("#nav a[data-view=companions]")
+    page.locator(".card[data-name=Assistant] button.edit-companion").click()
+    page.select_option("#companion-preset", label="creative (copy)")
+    page.click("#save-companion")
+    expect(page.locator(".toast").last).to_contain_text("Saved")
+    companion = daemon.api("GET", "/api/companions")["items"][0]
+    assert companion["preset_id"] == copy["id"]
+    generation = daemon.api("GET", f"/api/companions/{companion['id']}/generation")
+    assert generation["effective"]["temperature"] == 0.9

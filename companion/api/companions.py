@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..cards import CARD_FIELDS, normalize_card
 from ..companions import card_of
-from ..config import initiative_problem
+from ..config import COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TAG_LENGTH, initiative_problem
 from ..errors import BadRequest
 from . import services
 from .validate import bool_field, int_field, json_object, memory_limit, name_field, text_field, uploaded_file
@@ -33,7 +33,7 @@ def companion_json(row: dict) -> dict:
         **{k: card[k] for k in CARD_FIELDS},
         "long_term_mem": row["long_term_mem"], "short_term_mem": row["short_term_mem"],
         "roleplay": row["roleplay"], "dialogue_tuning": row["dialogue_tuning"],
-        "generation": row["generation"], "active": row["id"] == active,
+        "generation": row["generation"], "preset_id": row["preset_id"], "active": row["id"] == active,
         "initiative": services().initiative.settings_of(row),
         "lorebook_ids": services().lorebooks.of_companion(row["id"]),
         "avatar_url": f"/api/companions/{row['id']}/avatar",
@@ -44,7 +44,7 @@ def companion_json(row: dict) -> dict:
 def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
     """Card fields and settings from a request body, each checked; unknown keys are a 400."""
     allowed = set(EDITABLE_CARD_FIELDS) | {"long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning",
-                                           "initiative"}
+                                           "initiative", "preset_id"}
     unknown = set(body) - allowed - {"id"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -63,6 +63,9 @@ def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
             settings[key] = int(bool_field(body, key))
     if "initiative" in body:
         settings["initiative"] = initiative_field(body["initiative"])
+    if "preset_id" in body:
+        settings["preset_id"] = None if body["preset_id"] is None else int_field(body, "preset_id", minimum=1,
+                                                                                 maximum=2**63 - 1)
     return card, settings
 
 
@@ -84,10 +87,31 @@ def created(body: dict) -> Response:
 
 # companions ----------------------------------------------------------------------------------
 
+def companion_filters() -> dict:
+    """GET /api/companions' q, tags, sort and order, each checked against the declared limits."""
+    args = request.args
+    q = args.get("q", "").strip()
+    if len(q) > MAX_SEARCH_LENGTH:
+        raise BadRequest(f"q is too long (at most {MAX_SEARCH_LENGTH} characters)")
+    tags = [t.strip() for t in args.get("tags", "").split(",") if t.strip()]
+    if len(tags) > MAX_FILTER_TAGS:
+        raise BadRequest(f"tags: at most {MAX_FILTER_TAGS} tags in one filter, not {len(tags)}")
+    if any(len(t) > MAX_TAG_LENGTH for t in tags):
+        raise BadRequest(f"tags: a tag has at most {MAX_TAG_LENGTH} characters")
+    sort = args.get("sort", "created")
+    if sort not in COMPANION_SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(COMPANION_SORTS)}")
+    order = args.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be 'asc' or 'desc'")
+    return {"q": q, "tags": tags, "sort": sort, "order": order}
+
+
 @bp.get("/api/companions")
 def list_companions():
-    rows, total = services().companions.list(*page())
-    return jsonify({"items": [companion_json(r) for r in rows], "total": total})
+    rows, total = services().companions.list(*page(), **companion_filters())
+    return jsonify({"items": [{**companion_json(r), "chat_count": r["chat_count"], "last_chat_at": r["last_chat_at"]}
+                              for r in rows], "total": total})
 
 
 @bp.post("/api/companions")
@@ -126,13 +150,21 @@ def activate_companion(companion_id: int):
     return jsonify(companion_json(services().companions.activate(companion_id)))
 
 
-@bp.get("/api/companions/<int:companion_id>/avatar")
-def companion_avatar(companion_id: int):
+def avatar_size() -> bool:
+    """Whether ?size= asks for the thumbnail ('thumb') rather than the whole picture ('full', the default)."""
     size = request.args.get("size", "full")
     if size not in ("full", "thumb"):
         raise BadRequest("size must be 'full' or 'thumb'")
-    png = services().companions.avatar_png(companion_id, thumb=size == "thumb")
+    return size == "thumb"
+
+
+def png_response(png: bytes) -> Response:
     return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/api/companions/<int:companion_id>/avatar")
+def companion_avatar(companion_id: int):
+    return png_response(services().companions.avatar_png(companion_id, thumb=avatar_size()))
 
 
 @bp.put("/api/companions/<int:companion_id>/avatar")
@@ -161,8 +193,12 @@ def companion_card_png(companion_id: int):
 
 def download_name(card: dict) -> str:
     """A safe file name from a card's name."""
-    name = "".join(c for c in card["data"]["name"] if c.isalnum() or c in " -_").strip()
-    return name or "companion"
+    return file_name(card["data"]["name"], "companion")
+
+
+def file_name(name: str, fallback: str) -> str:
+    """A safe download file name from a name (the fallback when nothing is left of it)."""
+    return "".join(c for c in name if c.isalnum() or c in " -_").strip() or fallback
 
 
 # personas ------------------------------------------------------------------------------------
@@ -170,6 +206,7 @@ def download_name(card: dict) -> str:
 def persona_json(row: dict) -> dict:
     return {"id": row["id"], "name": row["name"], "persona": row["persona"],
             "active": row["id"] == services().companions.active_user_id(),
+            "avatar_url": f"/api/personas/{row['id']}/avatar" if row.get("avatar") else None,
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
@@ -217,3 +254,20 @@ def delete_persona(user_id: int):
 @bp.post("/api/personas/<int:user_id>/activate")
 def activate_persona(user_id: int):
     return jsonify(persona_json(services().companions.activate_user(user_id)))
+
+
+@bp.get("/api/personas/<int:user_id>/avatar")
+def persona_avatar(user_id: int):
+    """A persona's avatar (the default picture when it has none), or its thumbnail."""
+    return png_response(services().companions.user_avatar_png(user_id, thumb=avatar_size()))
+
+
+@bp.put("/api/personas/<int:user_id>/avatar")
+def put_persona_avatar(user_id: int):
+    services().companions.get_user(user_id)
+    return jsonify(persona_json(services().companions.set_user_avatar(user_id, uploaded_file("image")[0])))
+
+
+@bp.delete("/api/personas/<int:user_id>/avatar")
+def delete_persona_avatar(user_id: int):
+    return jsonify(persona_json(services().companions.set_user_avatar(user_id, None)))

@@ -22,6 +22,7 @@ export async function showChat(root) {
   const chat = chats.items.find((c) => c.active) || chats.items[0] || (await api.post("/api/chats", { companion_id: companion.id }));
   const personas = await api.get("/api/personas?limit=200");
   const persona = personas.items.find((p) => p.active) || { name: "You" };
+  const userAvatars = await personaAvatars(personas.items);
 
   const list = el("div", { id: "messages", class: "messages", "aria-live": "polite" });
   const prompt = el("textarea", { id: "prompt", rows: 2, placeholder: `Message ${companion.name}…`, "aria-label": "Message" });
@@ -38,7 +39,7 @@ export async function showChat(root) {
     el("h1", { id: "chat-title" }, chat.title || `Chat with ${companion.name}`),
     el("button", { type: "button", id: "new-chat", onclick: () => newChat(companion) }, "New chat"));
   clear(root, el("section", { class: "chat" }, header, list, liveStatus, composer));
-  view = { root, list, chat, companion, persona, prompt, send, stop, liveStatus, messages: [], used: new Map() };
+  view = { root, list, chat, companion, persona, personas: new Map(personas.items.map((p) => [p.id, p])), userAvatars, prompt, send, stop, liveStatus, messages: [], used: new Map() };
   if (stopLive) stopLive();
   stopLive = onLive(liveEvent);
   showOthers();
@@ -72,8 +73,17 @@ async function renderAll() {
   view.list.scrollTop = view.list.scrollHeight;
 }
 
+/** The personas' avatars (thumbnails) by persona id, for those that have one. */
+async function personaAvatars(personas) {
+  const withAvatar = personas.filter((p) => p.avatar_url);
+  const urls = await Promise.all(withAvatar.map((p) => imageUrl(avatarPath(p))));
+  return new Map(withAvatar.map((p, i) => [p.id, urls[i]]));
+}
+
 function messageElement(m, isLast, avatar) {
-  const name = m.ai ? view.companion.name : view.persona.name;
+  const speaker = m.ai ? null : view.personas.get(m.user_id) || view.persona;   // who wrote it
+  const name = m.ai ? view.companion.name : speaker.name;
+  const userAvatar = m.ai ? null : view.userAvatars.get(speaker.id);
   const text = el("div", { class: "text" });
   text.innerHTML = renderMarkdown(m.text); // escaped by renderMarkdown: no markup from the text
   const canSwipe = m.ai && !m.greeting && isLast;
@@ -93,7 +103,8 @@ function messageElement(m, isLast, avatar) {
     m.ai && !m.greeting ? el("button", { type: "button", class: "context", onclick: () => showContext(m.id) },
       used ? `Used ${used.memories} memories, ${used.lore} lore` : "Context") : null);
   const article = el("article", { class: `message ${m.ai ? "ai" : "user"}`, dataset: { id: m.id } },
-    m.ai ? el("img", { class: "avatar", src: avatar, alt: "" }) : el("div", { class: "avatar initial", "aria-hidden": "true" }, name.slice(0, 1).toUpperCase()),
+    m.ai || userAvatar ? el("img", { class: "avatar", src: m.ai ? avatar : userAvatar, alt: "" })
+      : el("div", { class: "avatar initial", "aria-hidden": "true" }, name.slice(0, 1).toUpperCase()),
     el("div", { class: "bubble" },
       el("div", { class: "meta" }, el("span", { class: "name" }, name), el("time", { datetime: m.date }, formatDate(m.date))),
       text, swipeNav, actions));
@@ -198,7 +209,7 @@ async function sendMessage() {
   view.prompt.value = "";
   const avatar = await imageUrl(avatarPath(view.companion));
   const now = new Date().toISOString();
-  view.list.append(messageElement({ id: "pending", ai: false, text, swipes: [text], swipe_id: 0, date: now }, false, avatar));
+  view.list.append(messageElement({ id: "pending", ai: false, user_id: view.persona.id, text, swipes: [text], swipe_id: 0, date: now }, false, avatar));
   const reply = messageElement({ id: "streaming", ai: true, text: "", swipes: [""], swipe_id: 0, greeting: true, date: now }, false, avatar);
   reply.querySelector(".actions").hidden = true;
   view.list.append(reply);

@@ -1,10 +1,10 @@
 // The companions view: list, switch, create, edit every card field, avatar, import, export,
 // lorebooks attached.
 
-import { api, forgetImage, imageUrl } from "./api.js";
+import { api, forgetImage, imageUrl, qs } from "./api.js";
 import { newChat } from "./chat.js";
 import { avatarPath, loadCompanions, state } from "./state.js";
-import { attempt, clear, confirmAction, download, el, field, fileDrop, toast } from "./ui.js";
+import { attempt, clear, confirmAction, download, el, field, fileDrop, formatDate, toast } from "./ui.js";
 
 const TEXT_FIELDS = [
   ["name", "Name", "text"],
@@ -23,16 +23,52 @@ const TEXT_FIELDS = [
 const JSON_FIELDS = [["extensions", "Extensions (JSON object)", {}], ["assets", "Assets (JSON list or null)", null],
   ["source", "Source (JSON list or null)", null]];
 
+const SORTS = [["created:asc", "Oldest first"], ["created:desc", "Newest first"], ["name:asc", "Name A–Z"],
+  ["name:desc", "Name Z–A"], ["last_chat:desc", "Last chat"], ["modified:desc", "Last changed"]];
+const filters = { q: "", tags: new Set(), sort: "created:asc" };   // kept while the page is open
+
 export async function showCompanions(root) {
   await loadCompanions();
-  const list = el("div", { class: "cards", id: "companion-list" },
-    state.companions.map((c) => companionCard(c, root)));
+  const list = el("div", { class: "cards", id: "companion-list" });
   clear(root, el("section", { class: "panel" },
     el("div", { class: "row spread" }, el("h1", {}, "Companions"),
       el("button", { type: "button", id: "create-companion", class: "primary", onclick: () => create(root) }, "New companion")),
     fileDrop("Import a character card: drop a PNG or JSON card here, or choose a file", ".png,.json,.webp,.jpg,.jpeg,application/json,image/*",
       (file) => importCard(file, root), "card-file"),
-    list));
+    filterBar(root, list), list));
+  await showMatches(root, list);
+}
+
+/** The search box, the tags (from every companion's card) to filter by, and the sort. */
+function filterBar(root, list) {
+  let timer = 0;
+  const search = el("input", { type: "search", id: "companion-search", value: filters.q, placeholder: "Search name, description, notes…",
+    "aria-label": "Search companions", maxlength: 200 });
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { filters.q = search.value.trim(); showMatches(root, list); }, 200);
+  });
+  const sort = el("select", { id: "companion-sort", "aria-label": "Sort companions" },
+    SORTS.map(([value, label]) => el("option", { value, selected: value === filters.sort }, label)));
+  sort.addEventListener("change", () => { filters.sort = sort.value; showMatches(root, list); });
+  const known = [...new Set(state.companions.flatMap((c) => c.tags || []))].sort((a, b) => a.localeCompare(b));
+  for (const tag of filters.tags) if (!known.includes(tag)) filters.tags.delete(tag);
+  const tags = known.map((tag) => el("button", { type: "button", class: "tag tag-filter", "aria-pressed": String(filters.tags.has(tag)),
+    dataset: { tag }, onclick: (e) => {
+      if (filters.tags.has(tag)) filters.tags.delete(tag); else filters.tags.add(tag);
+      e.target.setAttribute("aria-pressed", String(filters.tags.has(tag)));
+      showMatches(root, list);
+    } }, tag));
+  return el("div", { class: "stack filters" }, el("div", { class: "row" }, search, sort),
+    tags.length ? el("div", { class: "row wrap", id: "tag-filter", role: "group", "aria-label": "Show companions with all these tags" }, tags) : null);
+}
+
+/** The companions that match the filters. */
+async function showMatches(root, list) {
+  const [sort, order] = filters.sort.split(":");
+  const page = await attempt(() => api.get(`/api/companions${qs({ q: filters.q, tags: [...filters.tags].join(","), sort, order, limit: 200 })}`));
+  if (!page) return;
+  clear(list, page.items.length ? page.items.map((c) => companionCard(c, root)) : el("p", { class: "muted", id: "no-match" }, "No companion matches."));
   for (const img of list.querySelectorAll("img[data-src]")) imageUrl(img.dataset.src).then((u) => { img.src = u; });
 }
 
@@ -42,6 +78,9 @@ function companionCard(c, root) {
     el("div", { class: "card-body" },
       el("h2", {}, c.name, c.active ? el("span", { class: "tag" }, "active") : null),
       el("p", { class: "muted clamp" }, c.description),
+      c.tags?.length ? el("div", { class: "row wrap" }, c.tags.map((t) => el("span", { class: "tag" }, t))) : null,
+      el("p", { class: "muted small" }, `${c.chat_count} chat${c.chat_count === 1 ? "" : "s"}`,
+        c.last_chat_at ? ` · last ${formatDate(c.last_chat_at)}` : ""),
       el("div", { class: "row wrap" },
         el("button", { type: "button", class: "primary chat-with", onclick: () => activate(c) }, "Chat"),
         el("button", { type: "button", class: "edit-companion", onclick: () => edit(c, root) }, "Edit"),
@@ -90,7 +129,7 @@ function stringList(name, label, values) {
 }
 
 async function edit(c, root) {
-  const fresh = await api.get(`/api/companions/${c.id}`);
+  const [fresh, presets] = await Promise.all([api.get(`/api/companions/${c.id}`), api.get("/api/presets?limit=200")]);
   const form = el("form", { class: "editor", id: "companion-form" },
     TEXT_FIELDS.map(([name, label, type, rows]) => field(label, name, fresh[name], type, rows ? { rows } : {})),
     stringList("alternate_greetings", "Alternate greetings", fresh.alternate_greetings),
@@ -100,7 +139,10 @@ async function edit(c, root) {
       field("Long-term memories recalled per reply", "long_term_mem", fresh.long_term_mem, "number", { min: 0, max: 100 }),
       field("Recent messages in the prompt", "short_term_mem", fresh.short_term_mem, "number", { min: 0, max: 1000 }),
       field("Roleplay (*actions*)", "roleplay", fresh.roleplay, "checkbox"),
-      field("Dialogue tuning (use saved examples)", "dialogue_tuning", fresh.dialogue_tuning, "checkbox")),
+      field("Dialogue tuning (use saved examples)", "dialogue_tuning", fresh.dialogue_tuning, "checkbox"),
+      el("label", {}, "Generation preset (its own generation settings win over it)",
+        el("select", { name: "preset_id", id: "companion-preset" }, el("option", { value: "" }, "None: the defaults"),
+          presets.items.map((p) => el("option", { value: p.id, selected: p.id === fresh.preset_id }, p.name + (p.builtin ? " (built in)" : "")))))),
     el("fieldset", { id: "initiative", dataset: { before: JSON.stringify(fresh.initiative) } }, el("legend", {}, "Writing first"),
       field("Writes to you first after a silence", "initiative_enabled", fresh.initiative.enabled, "checkbox"),
       el("div", { class: "grid" },
@@ -149,6 +191,7 @@ function collect(form) {
   body.short_term_mem = Number(form.elements.short_term_mem.value);
   body.roleplay = form.elements.roleplay.checked;
   body.dialogue_tuning = form.elements.dialogue_tuning.checked;
+  body.preset_id = form.elements.preset_id.value ? Number(form.elements.preset_id.value) : null;
   const before = JSON.parse(form.querySelector("#initiative").dataset.before);
   const initiative = {
     silence_hours: Number(form.elements.initiative_silence_hours.value),

@@ -1,7 +1,8 @@
 // The settings view: user personas, generation settings, the model and its status, the key.
 
-import { api, apiKey, forgetApiKey, streamLines } from "./api.js";
-import { attempt, clear, confirmAction, el, field, formValues, toast } from "./ui.js";
+import { api, apiKey, forgetApiKey, forgetImage, imageUrl, streamLines } from "./api.js";
+import { avatarPath } from "./state.js";
+import { attempt, clear, confirmAction, download, el, field, fileDrop, formValues, toast } from "./ui.js";
 
 const GENERATION = [
   ["max_tokens", "Max tokens per reply", { min: 1, max: 32768, step: 1 }],
@@ -14,9 +15,10 @@ const GENERATION = [
 ];
 
 export async function showSettings(root) {
-  const [personas, config, models, status] = await Promise.all([
-    api.get("/api/personas?limit=200"), api.get("/api/config"), api.get("/api/models"), api.get("/api/status")]);
-  clear(root, personaPanel(root, personas.items), generationPanel(config.generation),
+  const [personas, config, models, status, presets] = await Promise.all([
+    api.get("/api/personas?limit=200"), api.get("/api/config"), api.get("/api/models"), api.get("/api/status"),
+    api.get("/api/presets?limit=200")]);
+  clear(root, personaPanel(root, personas.items), generationPanel(config.generation), presetPanel(root, presets.items),
     modelPanel(root, config, models.items, status), notificationPanel(root), keyPanel(root));
 }
 
@@ -32,7 +34,7 @@ function personaPanel(root, personas) {
   });
   const others = personas.filter((p) => p.id !== active.id);
   return el("section", { class: "panel" }, el("h1", {}, "You"),
-    form,
+    personaAvatar(root, active), form,
     others.length ? el("div", { class: "list" }, el("h3", {}, "Other personas"), others.map((p) => el("article", { class: "item" },
       el("div", { class: "item-main" }, el("strong", {}, p.name), el("p", { class: "muted clamp" }, p.persona)),
       el("div", { class: "row" },
@@ -49,6 +51,22 @@ function personaPanel(root, personas) {
     } }, "New persona")));
 }
 
+/** The active persona's avatar (shown on your messages): upload or remove it. */
+function personaAvatar(root, persona) {
+  const avatarsOf = `/api/personas/${persona.id}/avatar`;
+  const picture = persona.avatar_url ? el("img", { class: "avatar huge", id: "persona-avatar", alt: `${persona.name}'s avatar` })
+    : el("div", { class: "avatar huge initial", id: "persona-avatar", "aria-hidden": "true" }, persona.name.slice(0, 1).toUpperCase());
+  if (persona.avatar_url) imageUrl(avatarPath(persona, "full")).then((u) => { picture.src = u; });
+  const changed = async (call, message) => {
+    if (await attempt(call, message)) { forgetImage(avatarsOf); await showSettings(root); }
+  };
+  return el("div", { class: "avatar-edit" }, picture,
+    fileDrop("Your avatar (shown on your messages): drop an image or choose one", "image/*",
+      (file) => changed(() => api.upload("PUT", avatarsOf, file), "Avatar changed"), "persona-avatar-file"),
+    persona.avatar_url ? el("button", { type: "button", id: "remove-persona-avatar",
+      onclick: () => changed(() => api.del(avatarsOf), "Avatar removed") }, "Remove avatar") : null);
+}
+
 function generationPanel(generation) {
   const form = el("form", { class: "editor", id: "generation-form" },
     el("div", { class: "grid" }, GENERATION.map(([name, label, extra]) => field(label, name, generation[name], "number", extra))),
@@ -63,6 +81,53 @@ function generationPanel(generation) {
   });
   return el("section", { class: "panel" }, el("h1", {}, "Generation"),
     el("p", { class: "muted" }, "Defaults for every companion; a companion's own settings win over them."), form);
+}
+
+/** Generation presets: the built-in ones (use, copy, export), your own (also edit, delete), import SillyTavern's. */
+function presetPanel(root, presets) {
+  const reload = async (result) => { if (result !== undefined && result !== null) await showSettings(root); };
+  const summary = (settings) => Object.entries(settings).map(([k, v]) => `${k} ${Array.isArray(v) ? v.length : v}`).join(" · ") || "no settings";
+  const item = (p) => el("article", { class: "item preset", dataset: { id: p.id, name: p.name } },
+    el("div", { class: "item-main" }, el("strong", {}, p.name), p.builtin ? el("span", { class: "tag" }, "built in") : null,
+      el("p", { class: "muted" }, summary(p.settings)),
+      p.companion_ids.length ? el("small", { class: "muted" }, `used by ${p.companion_ids.length} companion(s)`) : null),
+    el("div", { class: "row" },
+      el("button", { type: "button", class: "copy-preset", onclick: async () =>
+        reload(await attempt(() => api.post("/api/presets", { name: `${p.name} (copy)`, copy_of: p.id }), "Copied")) }, "Copy"),
+      el("button", { type: "button", class: "export-preset", onclick: async () => {
+        const blob = await attempt(() => api.blob(`/api/presets/${p.id}/export`));
+        if (blob) download(blob, `${p.name.replace(/[^\w.-]+/g, "_") || "preset"}.json`);
+      } }, "Export"),
+      p.builtin ? null : el("button", { type: "button", class: "edit-preset", onclick: (e) => editPreset(root, p, e.target.closest(".preset")) }, "Edit"),
+      p.builtin ? null : el("button", { type: "button", class: "danger delete-preset", onclick: async () => {
+        const users = p.companion_ids.length ? ` ${p.companion_ids.length} companion(s) use it and will use no preset.` : "";
+        if (await confirmAction(`Delete the preset ${p.name}?${users}`)) reload(await attempt(() => api.del(`/api/presets/${p.id}`), "Deleted"));
+      } }, "Delete")));
+  return el("section", { class: "panel", id: "presets" }, el("h1", {}, "Presets"),
+    el("p", { class: "muted" }, "Named generation settings a companion can use (choose one when you edit it): the defaults above < the preset < the companion's own settings."),
+    el("div", { class: "list", id: "preset-list" }, presets.map(item)),
+    fileDrop("Import a SillyTavern text-generation preset (.json)", ".json,application/json", async (file) => {
+      const made = await attempt(() => api.upload("POST", "/api/presets/import", file));
+      if (made) {
+        toast(made.ignored.length ? `Imported ${made.name}; kept for export but not used: ${made.ignored.length} settings` : `Imported ${made.name}`);
+        await showSettings(root);
+      }
+    }, "preset-file"));
+}
+
+/** Edit a preset of one's own in place: its name and the settings it sets (empty: not set). */
+function editPreset(root, preset, article) {
+  const form = el("form", { class: "editor preset-form" },
+    field("Name", "name", preset.name, "text", { required: true }),
+    el("div", { class: "grid" }, GENERATION.map(([name, label, extra]) => field(label, name, preset.settings[name], "number", { ...extra, step: extra.step ?? "any" }))),
+    el("div", { class: "row end" }, el("button", { type: "button", onclick: () => showSettings(root) }, "Cancel"),
+      el("button", { type: "submit", class: "primary" }, "Save preset")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const { name, ...settings } = formValues(form);
+    if (await attempt(() => api.patch(`/api/presets/${preset.id}`, { name, settings }), "Preset saved")) await showSettings(root);
+  });
+  article.replaceWith(form);
 }
 
 function modelPanel(root, config, models, status) {
