@@ -667,3 +667,41 @@ def test_choose_a_preset_for_a_companion_and_import_one(page, daemon):
     assert companion["preset_id"] == copy["id"]
     generation = daemon.api("GET", f"/api/companions/{companion['id']}/generation")
     assert generation["effective"]["temperature"] == 0.9
+
+
+# --- group chats (#16) ------------------------------------------------------------------------------
+
+
+def test_create_a_group_chat_in_it_and_let_a_member_speak(page, daemon):
+    for name in ("Ada", "Bo"):
+        daemon.api("POST", "/api/companions", json={"name": name, "description": f"{name} likes tea."})
+    page.click("#nav a[data-view=groups]")
+    page.click("#create-group")
+    page.fill("#group-name", "Tea club")
+    page.select_option("#group-strategy", "list")
+    for name in ("Ada", "Bo"):
+        page.select_option("#group-add-member", label=name)
+        page.click("#group-add")
+    expect(page.locator("#group-members li")).to_have_count(2)
+    page.click("#save-group")
+    card = page.locator("#group-list .card", has_text="Tea club")
+    expect(card).to_contain_text("Ada, Bo")
+    card.locator(".chat-with-group").click()
+    expect(page.locator("#chat-title")).to_contain_text("Tea club")
+    expect(page.locator("#top-name")).to_have_text("Tea club")
+    send(page, "What tea do you like?")
+    wait_idle(page)
+    replies = page.locator(".message.ai")
+    expect(replies).to_have_count(2)
+    expect(replies.nth(0).locator(".name")).to_have_text("Ada")
+    expect(replies.nth(1).locator(".name")).to_have_text("Bo")
+    page.locator("#speak-bar .let-speak", has_text="Bo").click()
+    wait_idle(page)
+    expect(replies).to_have_count(3)
+    expect(replies.nth(2).locator(".name")).to_have_text("Bo")
+    stored = daemon.messages(daemon.api("GET", "/api/groups")["items"][0]["active_chat_id"])
+    assert [m["ai"] for m in stored] == [False, True, True, True]
+    # a companion's own chat again: the group is no longer the one the page talks to
+    page.click("#nav a[data-view=companions]")
+    page.locator("#companion-list .card", has_text="Ada").locator(".chat-with").click()
+    expect(page.locator("#chat-title")).to_contain_text("Ada")

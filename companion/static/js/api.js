@@ -108,14 +108,22 @@ export function qs(params) {
  * ApiError on an "error" event or an HTTP error.
  */
 export async function streamTurn(path, json, onToken, signal) {
-  const response = await send("POST", path, { json: { ...json, stream: true }, signal, accept: "text/event-stream" });
   let done = null;
-  await readEvents(response, (name, payload) => {
+  await streamEvents(path, json, (name, payload) => {
     if (name === "token") onToken(payload.text);
     else if (name === "done") done = payload;
-    else if (name === "error") throw new ApiError(500, payload.message, payload.code);
-  });
+  }, signal);
   return done;
+}
+
+/** POST a generating request and call onEvent(name, data) for each of its Server-Sent Events;
+ * rejects with ApiError on an "error" event or an HTTP error. */
+export async function streamEvents(path, json, onEvent, signal) {
+  const response = await send("POST", path, { json: { ...json, stream: true }, signal, accept: "text/event-stream" });
+  await readEvents(response, (name, payload) => {
+    if (name === "error") throw new ApiError(500, payload.message, payload.code);
+    onEvent(name, payload);
+  });
 }
 
 /** Read a Server-Sent Events body to its end: onEvent(name, data, id) for each event with data. */

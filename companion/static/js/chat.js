@@ -1,10 +1,10 @@
 // The chat view: the active chat's messages, streaming replies, stop, edit, delete,
 // regenerate, swipes, copy, and what a reply used (memories and lore).
 
-import { api, imageUrl, qs, streamTurn } from "./api.js";
+import { api, imageUrl, qs, streamEvents, streamTurn } from "./api.js";
 import { generatingNow, onLive, whenIdle } from "./live.js";
 import { renderMarkdown } from "./markdown.js";
-import { activeCompanion, avatarPath, loadCompanions, state } from "./state.js";
+import { activeCompanion, activeGroup, avatarPath, companionById, loadCompanions, loadGroups, state } from "./state.js";
 import { attempt, clear, confirmAction, copyText, el, formatDate, modal, toast } from "./ui.js";
 
 const PAGE = 200;
@@ -17,15 +17,23 @@ let reloadTimer = 0;
 
 export async function showChat(root) {
   await loadCompanions();
-  const companion = activeCompanion();
-  const chats = await api.get(`/api/chats${qs({ companion_id: companion.id, limit: 200 })}`);
-  const chat = chats.items.find((c) => c.active) || chats.items[0] || (await api.post("/api/chats", { companion_id: companion.id }));
+  const group = (await loadGroups()) && activeGroup();
+  const companion = group ? null : activeCompanion();
+  let chat;
+  if (group) {
+    const chats = await api.get(`/api/groups/${group.id}/chats${qs({ limit: 200 })}`);
+    chat = chats.items.find((c) => c.id === group.active_chat_id) || chats.items[0] || (await api.post(`/api/groups/${group.id}/chats`, {}));
+  } else {
+    const chats = await api.get(`/api/chats${qs({ companion_id: companion.id, limit: 200 })}`);
+    chat = chats.items.find((c) => c.active) || chats.items[0] || (await api.post("/api/chats", { companion_id: companion.id }));
+  }
+  const title = group ? group.name : companion.name;
   const personas = await api.get("/api/personas?limit=200");
   const persona = personas.items.find((p) => p.active) || { name: "You" };
   const userAvatars = await personaAvatars(personas.items);
 
   const list = el("div", { id: "messages", class: "messages", "aria-live": "polite" });
-  const prompt = el("textarea", { id: "prompt", rows: 2, placeholder: `Message ${companion.name}…`, "aria-label": "Message" });
+  const prompt = el("textarea", { id: "prompt", rows: 2, placeholder: `Message ${title}…`, "aria-label": "Message" });
   const send = el("button", { type: "submit", id: "send", class: "primary" }, "Send");
   const stop = el("button", { type: "button", id: "stop", class: "danger", hidden: true, onclick: stopGenerating }, "Stop");
   const composer = el("form", { id: "composer", class: "composer" }, prompt, send, stop);
@@ -36,10 +44,13 @@ export async function showChat(root) {
 
   const liveStatus = el("p", { id: "live-status", class: "live-status muted", hidden: true, "aria-live": "polite" });
   const header = el("div", { class: "chat-header" },
-    el("h1", { id: "chat-title" }, chat.title || `Chat with ${companion.name}`),
-    el("button", { type: "button", id: "new-chat", onclick: () => newChat(companion) }, "New chat"));
-  clear(root, el("section", { class: "chat" }, header, list, liveStatus, composer));
-  view = { root, list, chat, companion, persona, personas: new Map(personas.items.map((p) => [p.id, p])), userAvatars, prompt, send, stop, liveStatus, messages: [], used: new Map() };
+    el("h1", { id: "chat-title" }, chat.title || `Chat with ${title}`),
+    el("button", { type: "button", id: "new-chat", onclick: () => (group ? newGroupChat(group) : newChat(companion)) }, "New chat"));
+  const speakBar = group ? el("div", { id: "speak-bar", class: "row wrap speak-bar" }, el("span", { class: "muted" }, "Let speak:"),
+    group.members.filter((m) => !m.muted || group.strategy === "manual").map((m) => el("button", {
+      type: "button", class: "let-speak", dataset: { id: m.companion_id }, onclick: () => letSpeak(m) }, m.name))) : null;
+  clear(root, el("section", { class: "chat" }, header, list, liveStatus, speakBar, composer));
+  view = { root, list, chat, companion, group, persona, personas: new Map(personas.items.map((p) => [p.id, p])), userAvatars, prompt, send, stop, liveStatus, messages: [], used: new Map(), avatars: new Map() };
   if (stopLive) stopLive();
   stopLive = onLive(liveEvent);
   showOthers();
@@ -59,7 +70,12 @@ async function reload() {
 }
 
 async function renderAll() {
-  const avatar = await imageUrl(avatarPath(view.companion));
+  const first = view.companion || companionById(view.group.members[0].companion_id);
+  const avatar = await imageUrl(avatarPath(first));
+  for (const m of view.group?.members || []) {
+    const c = companionById(m.companion_id);
+    if (c) view.avatars.set(c.id, await imageUrl(avatarPath(c)));
+  }
   clear(view.list, view.messages.map((m, i) => messageElement(m, i === view.messages.length - 1, avatar)));
   if (state.jumpTo) {
     const target = view.list.querySelector(`[data-id="${Number(state.jumpTo)}"]`);
@@ -80,9 +96,16 @@ async function personaAvatars(personas) {
   return new Map(withAvatar.map((p, i) => [p.id, urls[i]]));
 }
 
+/** Who said an ai message: the companion, or in a group the member who spoke. */
+function speakerName(companionId) {
+  if (!view.group) return view.companion.name;
+  return view.group.members.find((x) => x.companion_id === companionId)?.name || companionById(companionId)?.name || "?";
+}
+
 function messageElement(m, isLast, avatar) {
   const speaker = m.ai ? null : view.personas.get(m.user_id) || view.persona;   // who wrote it
-  const name = m.ai ? view.companion.name : speaker.name;
+  const name = m.ai ? speakerName(m.companion_id) : speaker.name;
+  avatar = (m.ai && view.avatars.get(m.companion_id)) || avatar;
   const userAvatar = m.ai ? null : view.userAvatars.get(speaker.id);
   const text = el("div", { class: "text" });
   text.innerHTML = renderMarkdown(m.text); // escaped by renderMarkdown: no markup from the text
@@ -130,7 +153,8 @@ function showOthers() {
   const other = busy ? null : generatingNow();
   view.liveStatus.hidden = !other;
   if (other) {
-    const speaker = other.companion_id === view.companion.id ? view.companion.name : "The model";
+    const speaker = view.group ? speakerName(other.companion_id)
+      : other.companion_id === view.companion.id ? view.companion.name : "The model";
     view.liveStatus.textContent = other.chat_id === view.chat.id
       ? `${speaker} is writing${other.what === "initiative" ? " to you" : ""}…`
       : "Another reply is being generated…";
@@ -161,13 +185,26 @@ async function waitForOthers() {
 }
 
 /** Stream a turn into a message's text element; the chat is reloaded after. */
-async function stream(path, body, target) {
+/** Run a generating request with the chat busy: its error as a toast, the chat reloaded after. */
+async function whileGenerating(work, cleanup) {
   setBusy(true);
+  try {
+    await work();
+  } catch (err) {
+    toast(err.status === 429 ? "Another reply is being generated; try again in a moment." : err.message, "error");
+  } finally {
+    cleanup();
+    setBusy(false);
+    if (view.root.isConnected) await reload();
+  }
+}
+
+async function stream(path, body, target) {
   let acc = "";
   let frame = 0;
   const paint = () => { frame = 0; target.innerHTML = renderMarkdown(acc); view.list.scrollTop = view.list.scrollHeight; };
   target.closest(".message")?.classList.add("streaming");
-  try {
+  await whileGenerating(async () => {
     let done = null;
     for (let attemptNo = 0; ; attemptNo += 1) {
       try {
@@ -188,13 +225,7 @@ async function stream(path, body, target) {
       }
     }
     if (done?.message) view.used.set(done.message.id, { memories: done.memories.length, lore: done.lore.length });
-  } catch (err) {
-    toast(err.status === 429 ? "Another reply is being generated; try again in a moment." : err.message, "error");
-  } finally {
-    if (frame) cancelAnimationFrame(frame);
-    setBusy(false);
-    if (view.root.isConnected) await reload();
-  }
+  }, () => frame && cancelAnimationFrame(frame));
 }
 
 async function sendMessage() {
@@ -207,14 +238,58 @@ async function sendMessage() {
     await reload();          // what the other reply said, before this message goes under it
   }
   view.prompt.value = "";
-  const avatar = await imageUrl(avatarPath(view.companion));
   const now = new Date().toISOString();
+  if (view.group) {
+    view.list.append(messageElement({ id: "pending", ai: false, user_id: view.persona.id, text, swipes: [text], swipe_id: 0, date: now }, false, ""));
+    view.list.scrollTop = view.list.scrollHeight;
+    return groupTurn(`/api/groups/${view.group.id}/turn`, { text });
+  }
+  const avatar = await imageUrl(avatarPath(view.companion));
   view.list.append(messageElement({ id: "pending", ai: false, user_id: view.persona.id, text, swipes: [text], swipe_id: 0, date: now }, false, avatar));
   const reply = messageElement({ id: "streaming", ai: true, text: "", swipes: [""], swipe_id: 0, greeting: true, date: now }, false, avatar);
   reply.querySelector(".actions").hidden = true;
   view.list.append(reply);
   view.list.scrollTop = view.list.scrollHeight;
   await stream("/api/prompt", { prompt: text }, reply.querySelector(".text"));
+}
+
+/** A group turn: each member's reply streams into its own message, one after another. */
+async function groupTurn(path, body) {
+  let target = null;
+  let acc = "";
+  let frame = 0;
+  const paint = () => { frame = 0; if (target) target.innerHTML = renderMarkdown(acc); view.list.scrollTop = view.list.scrollHeight; };
+  await whileGenerating(() => streamEvents(path, { ...body, chat_id: view.chat.id }, (name, data) => {
+      if (name === "speaker") {
+        acc = "";
+        const article = messageElement({ id: "streaming", ai: true, companion_id: data.companion_id, text: "", swipes: [""],
+          swipe_id: 0, greeting: true, date: new Date().toISOString() }, false, "");
+        article.querySelector(".actions").hidden = true;
+        article.classList.add("streaming");
+        view.list.append(article);
+        target = article.querySelector(".text");
+      } else if (name === "token") {
+        acc += data.text;
+        if (!frame) frame = requestAnimationFrame(paint);
+      } else if (name === "reply") {
+        paint();
+        target?.closest(".message")?.classList.remove("streaming");
+        target = null;
+        view.used.set(data.message.id, { memories: data.memories.length, lore: data.lore.length });
+      }
+    }), () => frame && cancelAnimationFrame(frame));
+}
+
+/** "Let X speak": one member of the group replies now. */
+async function letSpeak(member) {
+  if (busy || waiting) return;
+  if (generatingNow()) await waitForOthers();
+  await groupTurn(`/api/groups/${view.group.id}/reply`, { companion_id: member.companion_id });
+}
+
+async function newGroupChat(group) {
+  const chat = await attempt(() => api.post(`/api/groups/${group.id}/chats`, {}));
+  if (chat) await showChat(view.root);
 }
 
 async function regenerate(m) {

@@ -5,6 +5,7 @@ import { showChat } from "./chat.js";
 import { onLive, startLive } from "./live.js";
 import { showChats } from "./chats.js";
 import { showCompanions } from "./companions.js";
+import { showGroups } from "./groups.js";
 import { showLorebooks } from "./lorebooks.js";
 import { showMemory } from "./memory.js";
 import { showSettings } from "./settings.js";
@@ -14,6 +15,7 @@ import { clear, el } from "./ui.js";
 const VIEWS = {
   chat: showChat,
   companions: showCompanions,
+  groups: showGroups,
   chats: showChats,
   memory: showMemory,
   lorebooks: showLorebooks,

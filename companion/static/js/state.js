@@ -4,6 +4,7 @@ import { api, imageUrl } from "./api.js";
 
 export const state = {
   companions: [],
+  groups: [],
   jumpTo: null, // a message id the chat view should scroll to once
 };
 
@@ -12,6 +13,18 @@ export async function loadCompanions() {
   state.companions = page.items;
   showActive();
   return state.companions;
+}
+
+export async function loadGroups() {
+  const page = await api.get("/api/groups?limit=200");
+  state.groups = page.items;
+  showActive();
+  return state.groups;
+}
+
+/** The group the page talks to, when one is active (else a single companion is). */
+export function activeGroup() {
+  return state.groups.find((g) => g.active) || null;
 }
 
 export function activeCompanion() {
@@ -24,12 +37,13 @@ export function companionById(id) {
 
 /** The active companion's name and avatar in the top bar. */
 export async function showActive() {
+  const group = activeGroup();
   const companion = activeCompanion();
   const name = document.getElementById("top-name");
   const avatar = document.getElementById("top-avatar");
-  name.textContent = companion ? companion.name : "companion";
-  if (companion) {
-    avatar.src = await imageUrl(avatarPath(companion));
+  name.textContent = group ? group.name : companion ? companion.name : "companion";
+  if (group || companion) {
+    avatar.src = await imageUrl(group ? `${group.avatar_url}?v=${encodeURIComponent(group.updated_at)}` : avatarPath(companion));
     avatar.hidden = false;
   }
 }
