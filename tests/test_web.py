@@ -662,8 +662,11 @@ def test_choose_a_preset_for_a_companion_and_import_one(page, daemon):
     page.locator(".card[data-name=Assistant] button.edit-companion").click()
     page.select_option("#companion-preset", label="creative (copy)")
     page.click("#save-companion")
-    expect(page.locator(".toast").last).to_contain_text("Saved")
-    companion = daemon.api("GET", "/api/companions")["items"][0]
+    for _ in range(600):      # saved (not read off a toast, which is gone after a few seconds)
+        companion = daemon.api("GET", "/api/companions")["items"][0]
+        if companion["preset_id"] == copy["id"]:
+            break
+        time.sleep(0.05)
     assert companion["preset_id"] == copy["id"]
     generation = daemon.api("GET", f"/api/companions/{companion['id']}/generation")
     assert generation["effective"]["temperature"] == 0.9
