@@ -20,6 +20,7 @@ from .turn_input import char_name
 STRATEGIES = ("natural", "list", "manual")
 DEFAULT_TALKATIVENESS = 0.5
 MAX_MEMBERS = 16
+GROUP_FIELDS = {"name", "members", "strategy", "preset_id"}
 
 
 def talkativeness(member: dict, companion: CompanionRow) -> float:
@@ -119,9 +120,14 @@ class GroupService:
             raise BadRequest("a group needs at least one member that is not muted")
         return out
 
-    @staticmethod
-    def _checked(values: dict) -> dict:
+    def _checked(self, values: dict) -> dict:
         checked: dict = {}
+        if "preset_id" in values:
+            preset_id = values["preset_id"]
+            if preset_id is not None and (isinstance(preset_id, bool) or not isinstance(preset_id, int)
+                                          or self.store.get_preset(preset_id) is None):
+                raise BadRequest(f"no preset with id {preset_id!r}")
+            checked["preset_id"] = preset_id
         if "name" in values:
             name = values["name"]
             if not isinstance(name, str) or not name.strip() or len(name) > 200:
@@ -135,19 +141,22 @@ class GroupService:
 
     def create(self, body: dict) -> dict:
         """A new group ({name, members, strategy?}) with its first chat."""
-        unknown = set(body) - {"name", "members", "strategy"}
+        unknown = set(body) - GROUP_FIELDS
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
         if "name" not in body:
             raise BadRequest("'name' is required")
         values = self._checked(body)
         members = self._checked_members(body.get("members"))
-        return self.get(self.store.create_group(values["name"], values.get("strategy", "natural"), members))
+        group_id = self.store.create_group(values["name"], values.get("strategy", "natural"), members)
+        if values.get("preset_id") is not None:
+            self.store.update_group(group_id, {"preset_id": values["preset_id"]})
+        return self.get(group_id)
 
     def update(self, group_id: int, body: dict) -> dict:
-        """Change a group's name, strategy or members (its chats follow the new members)."""
+        """Change a group's name, strategy, preset or members (its chats follow the new members)."""
         self.get(group_id)
-        unknown = set(body) - {"name", "members", "strategy"}
+        unknown = set(body) - GROUP_FIELDS
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
         values = self._checked(body)

@@ -120,7 +120,7 @@ SCHEMAS = {
     "Config": obj(["model", "generation", "initiative"], model={"type": "object"}, generation={"type": "object"},
                   initiative=INITIATIVE,
                   pending_model={"type": ["object", "null"]}, last_error={"type": ["string", "null"]}),
-    "Group": obj(["id", "name", "strategy", "members"], id=INT, name=TEXT,
+    "Group": obj(["id", "name", "strategy", "members"], id=INT, name=TEXT, preset_id={"type": ["integer", "null"]},
                  strategy={"type": "string", "enum": list(STRATEGIES)},
                  members={"type": "array", "items": obj(["companion_id"], companion_id=INT, name=TEXT, muted=BOOL,
                                                         talkativeness={"type": ["number", "null"]}, avatar_url=TEXT)},
@@ -211,6 +211,7 @@ COMPANION_FILTERS = [
     query("order", {"type": "string", "enum": ["asc", "desc"]})]
 GID = path_param("group_id")
 GROUP_BODY = obj(["name", "members"], name={"type": "string", "minLength": 1, "maxLength": 200},
+                 preset_id={"type": ["integer", "null"], "minimum": 1},
                  strategy={"type": "string", "enum": list(STRATEGIES)},
                  members={"type": "array", "minItems": 2, "maxItems": MAX_MEMBERS, "items": {"oneOf": [
                      INT, obj(["companion_id"], companion_id=INT, muted=BOOL,
@@ -392,6 +393,7 @@ PATHS: dict[str, dict] = {
         "get": op("A group", ok(ref("Group")), params=[GID]),
         "patch": op("Change a group's name, strategy or members", ok(ref("Group")), params=[GID],
                     body=obj(name=TEXT, strategy=GROUP_BODY["properties"]["strategy"],
+                             preset_id=GROUP_BODY["properties"]["preset_id"],
                              members=GROUP_BODY["properties"]["members"])),
         "delete": op("Delete a group with its chats and what its members remember of them", ok(None, "204"),
                      params=[GID])},

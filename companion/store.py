@@ -341,6 +341,12 @@ def m011_presets_and_persona_avatars(db: sqlite_utils.Database) -> None:
                    [name, json.dumps(values), now, now])
 
 
+@migrations()
+def m012_group_preset(db: sqlite_utils.Database) -> None:
+    # a group may use a generation preset for its members' replies
+    db.execute("alter table companion_groups add column preset_id integer references presets(id) on delete set null")
+
+
 # --- rows as the store returns them -------------------------------------------------------
 
 class MessageRow(TypedDict):

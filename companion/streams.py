@@ -208,9 +208,10 @@ class GroupStream:
 
     def __init__(self, turns: "TurnService", chat_id: int, user_message: MessageRow | None,
                  speakers: list[CompanionRow], group: list[CompanionRow], user: dict,
-                 overrides: dict | None) -> None:
+                 overrides: dict | None, preset_id: int | None = None) -> None:
         self.turns, self.chat_id, self.user_message = turns, chat_id, user_message
         self.speakers, self.group, self.user, self.overrides = speakers, group, user, overrides
+        self.preset_id = preset_id      # the group's generation preset, if it has one
         self.replies: list[Reply] = []
         self._held = True
         self._current: TurnStream | None = None

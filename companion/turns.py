@@ -109,11 +109,14 @@ class TurnService:
 
     # starting ----------------------------------------------------------------------------------
 
-    def _params(self, companion: CompanionRow, overrides: dict | None) -> GenerationParams:
-        """Global defaults < the companion's preset < its own settings < this request's overrides."""
+    def _params(self, companion: CompanionRow, overrides: dict | None,
+                group_preset_id: int | None = None) -> GenerationParams:
+        """Global defaults < the companion's preset < its own settings < the group's preset (in a
+        group chat) < this request's overrides."""
         values = asdict(self.settings.generation)
         values.update(preset_settings(self.store, companion.get("preset_id")))
         values.update(companion.get("generation") or {})
+        values.update(preset_settings(self.store, group_preset_id))
         values.update(overrides or {})
         params = GenerationParams(**values)
         if params.max_tokens >= self.generator.n_ctx:
@@ -199,8 +202,9 @@ class TurnService:
             raise BadRequest("the message must be a non-empty string")
         group = [self.store.get_companion(c) for c in chat["members"]]
         speakers = [row for c in speaker_ids for row in group if row and row["id"] == c]
+        preset_id = self._group_preset(chat)
         for companion in speakers:
-            self._params(companion, overrides)          # bad overrides: a 400 before anything is stored
+            self._params(companion, overrides, preset_id)   # bad overrides: a 400 before anything is stored
         self._acquire_model()
         try:
             user = self.store.get_user(self.store.active_user_id())
@@ -212,12 +216,17 @@ class TurnService:
         except BaseException:
             self.lock.release()
             raise
-        return GroupStream(self, chat_id, user_message, speakers, [g for g in group if g], user, overrides)
+        return GroupStream(self, chat_id, user_message, speakers, [g for g in group if g], user, overrides, preset_id)
+
+    def _group_preset(self, chat: ChatRow) -> int | None:
+        """The preset a group chat's group uses, if any."""
+        group = self.store.get_group(chat["group_id"]) if chat["group_id"] else None
+        return group["preset_id"] if group else None
 
     def group_reply(self, stream: GroupStream, companion: CompanionRow) -> TurnStream:
         """The next member's reply of a group turn (the turn holds the model)."""
         return TurnStream(self, companion, stream.user, stream.chat_id, self.store.messages(stream.chat_id), None,
-                          None, self._params(companion, stream.overrides), group=stream.group,
+                          None, self._params(companion, stream.overrides, stream.preset_id), group=stream.group,
                           remembered_with=stream.user_message, owns_lock=False)
 
     def _start_group_regenerate(self, chat: ChatRow, overrides: dict | None, message_id: int | None) -> TurnStream:
@@ -229,7 +238,7 @@ class TurnService:
         companion = self.store.get_companion(replaced["companion_id"] or chat["companion_id"])
         if companion is None:
             raise BadRequest("the companion who said that reply is gone")
-        params = self._params(companion, overrides)
+        params = self._params(companion, overrides, self._group_preset(chat))
         group = [row for c in chat["members"] if (row := self.store.get_companion(c))]
         self._acquire_model()
         try:

@@ -188,3 +188,18 @@ def test_swipes_export_and_import_of_a_group_chat(client, services, trio):
     assert client.get(f"/api/chats/{chat_id}").status_code == 404
     assert not [m for m in client.get(f"/api/memories?companion_id={ids[0]}").get_json()["items"]
                 if m["chat_id"] == chat_id]
+
+
+def test_a_groups_preset_shapes_its_members_replies(client, services, trio):
+    from test_turns import recorded_requests
+
+    ids, group = trio
+    precise = next(p for p in client.get("/api/presets").get_json()["items"] if p["name"] == "precise")
+    assert client.patch(f"/api/groups/{group['id']}", json={"preset_id": 99999}).status_code == 400
+    changed = client.patch(f"/api/groups/{group['id']}", json={"preset_id": precise["id"], "strategy": "list"})
+    assert changed.get_json()["preset_id"] == precise["id"]
+    with recorded_requests(services.turns) as requests:
+        client.post(f"/api/groups/{group['id']}/turn", json={"text": "Hi!", "max_tokens": 8})
+    assert len(requests) == 3
+    assert all(r.params.temperature == precise["settings"]["temperature"] and r.params.max_tokens == 8
+               for r in requests)            # the group's preset, and the request's own values over it

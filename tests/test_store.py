@@ -30,7 +30,7 @@ def test_migrations_run_once(tmp_path):
                                                                 "m004_context_and_documents",
                                                                 "m005_swipes_and_search", "m006_memory_words", "m007_summaries",
                                                                 "m008_speakers_and_members", "m009_initiative", "m010_groups",
-                                                                "m011_presets_and_persona_avatars"]
+                                                                "m011_presets_and_persona_avatars", "m012_group_preset"]
     store.close()
     again = Store(tmp_path / "c.db")
     assert again.count("companions") == 1 and again.count("users") == 1

@@ -686,9 +686,12 @@ def test_create_a_group_chat_in_it_and_let_a_member_speak(page, daemon):
         page.select_option("#group-add-member", label=name)
         page.click("#group-add")
     expect(page.locator("#group-members li")).to_have_count(2)
+    page.select_option("#group-preset", label="precise")
     page.click("#save-group")
     card = page.locator("#group-list .card", has_text="Tea club")
     expect(card).to_contain_text("Ada, Bo")
+    precise = next(p for p in daemon.api("GET", "/api/presets")["items"] if p["name"] == "precise")
+    assert daemon.api("GET", "/api/groups")["items"][0]["preset_id"] == precise["id"]
     card.locator(".chat-with-group").click()
     expect(page.locator("#chat-title")).to_contain_text("Tea club")
     expect(page.locator("#top-name")).to_have_text("Tea club")

@@ -31,7 +31,7 @@ def group_json(group: dict) -> dict:
         row = services().store.get_companion(member["companion_id"])
         names[member["companion_id"]] = row["name"] if row else ""
     return {
-        "id": group["id"], "name": group["name"], "strategy": group["strategy"],
+        "id": group["id"], "name": group["name"], "strategy": group["strategy"], "preset_id": group["preset_id"],
         "members": [{**m, "name": names[m["companion_id"]], "avatar_url": f"/api/companions/{m['companion_id']}/avatar"}
                     for m in group["members"]],
         "avatar_url": f"/api/groups/{group['id']}/avatar", "active_chat_id": group["active_chat_id"],

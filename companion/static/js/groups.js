@@ -44,8 +44,12 @@ async function remove(g, root) {
 }
 
 /** The group editor: a new group (g null) or a change of one. */
-function edit(g, root) {
-  let members = g ? g.members.map((m) => ({ ...m })) : [];
+async function edit(g, root) {
+  const presets = (await api.get("/api/presets?limit=200")).items;
+  const members = g ? g.members.map((m) => ({ ...m })) : [];
+  const preset = el("select", { id: "group-preset", "aria-label": "Generation preset" },
+    el("option", { value: "" }, "(none: each member's own settings)"),
+    presets.map((p) => el("option", { value: p.id, selected: g?.preset_id === p.id }, p.name)));
   const name = el("input", { id: "group-name", value: g ? g.name : "", required: true, "aria-label": "Group name" });
   const strategy = el("select", { id: "group-strategy", "aria-label": "Who replies" },
     STRATEGIES.map(([value, label]) => el("option", { value, selected: (g?.strategy || "natural") === value }, label)));
@@ -76,12 +80,13 @@ function edit(g, root) {
   const save = el("button", { type: "submit", class: "primary", id: "save-group" }, g ? "Save" : "Create group");
   const form = el("form", { class: "editor", id: "group-form" },
     el("label", {}, "Name", name), el("label", {}, "Who replies", strategy),
+    el("label", {}, "Generation preset for the members' replies", preset),
     el("fieldset", {}, el("legend", {}, "Members, in order"), rows, el("div", { class: "row" }, adder, add)),
     el("div", { class: "row end" }, el("button", { type: "button", onclick: () => showGroups(root) }, "Back"), save));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (members.length < 2) return toast("A group needs at least two members", "error");
-    const body = { name: name.value.trim(), strategy: strategy.value,
+    const body = { name: name.value.trim(), strategy: strategy.value, preset_id: preset.value ? Number(preset.value) : null,
       members: members.map(({ companion_id, muted, talkativeness }) => ({ companion_id, muted, talkativeness })) };
     const done = await attempt(() => (g ? api.patch(`/api/groups/${g.id}`, body) : api.post("/api/groups", body)),
       g ? "Group saved" : "Group created");
