@@ -2,8 +2,8 @@
 text-generation preset JSON in and out.
 
 The precedence of generation settings is global defaults < the companion's preset < the
-companion's own settings < a group's preset (in a group chat) < a request's overrides (turns.py). A SillyTavern preset's keys that we
-do not use are kept with the preset and written back on export.
+companion's own settings < a group's preset (in a group chat) < a request's overrides (turns.py).
+A SillyTavern preset's keys that we do not use are kept with the preset and written back on export.
 """
 
 from __future__ import annotations

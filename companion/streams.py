@@ -82,9 +82,10 @@ class ModelHold:
     def _release(self) -> None:
         if self._held:
             self._held = False
+            if not self.owns_lock:    # one reply of a group turn: the turn tells when it ends
+                return
             self.turns.generating = None
-            if self.owns_lock:
-                self.turns.lock.release()
+            self.turns.lock.release()
             outcome = "finished" if self.finished and not self.stop.is_set() else "aborted"
             self.turns.publish(f"generation.{outcome}", {**self.about, "message_id": self.message_id})
 
@@ -217,9 +218,16 @@ class GroupStream:
         self._current: TurnStream | None = None
 
     def _release(self) -> None:
+        """Give the model back, and tell the live events the turn ended (each reply told when it
+        started, with its speaker; clients see one generation from the first reply to the end)."""
         if self._held:
             self._held = False
+            self.turns.generating = None
             self.turns.lock.release()
+            stopped = self._current is not None and self._current.stop.is_set()
+            self.turns.publish(f"generation.{'aborted' if stopped else 'finished'}", {
+                "what": "group", "chat_id": self.chat_id, "companion_id": None,
+                "message_ids": [r.message["id"] for r in self.replies]})
 
     def close(self) -> None:
         """Let go of the model (the turn ends where it is)."""

@@ -203,3 +203,15 @@ def test_a_groups_preset_shapes_its_members_replies(client, services, trio):
     assert len(requests) == 3
     assert all(r.params.temperature == precise["settings"]["temperature"] and r.params.max_tokens == 8
                for r in requests)            # the group's preset, and the request's own values over it
+
+
+def test_other_clients_see_one_generation_from_the_first_reply_to_the_last(client, services, trio):
+    ids, group = trio
+    client.patch(f"/api/groups/{group['id']}", json={"strategy": "list"})
+    since = services.events.last_id
+    client.post(f"/api/groups/{group['id']}/turn", json={"text": "Hello!"})
+    told = [(e.kind, e.data) for e in services.events.after(since) if e.kind.startswith("generation.")]
+    assert [kind for kind, _ in told] == ["generation.started"] * 3 + ["generation.finished"]
+    assert [data["companion_id"] for _, data in told[:3]] == ids     # who is writing now
+    assert told[-1][1]["what"] == "group" and len(told[-1][1]["message_ids"]) == 3
+    assert services.turns.generating is None
