@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from .errors import BadRequest, NotFound
-from .store import CompanionRow, Store
+from .store import ChatRow, CompanionRow, Store
 from .turn_input import char_name
 
 STRATEGIES = ("natural", "list", "manual")
@@ -187,6 +187,16 @@ class GroupService:
     def active_group_id(self) -> int | None:
         value = self.store.get_state("active_group_id")
         return int(value) if value else None
+
+    def member_names(self, group: dict) -> dict[int, str]:
+        """The members' names by companion id."""
+        rows = {m["companion_id"]: self.store.get_companion(m["companion_id"]) for m in group["members"]}
+        return {companion_id: row["name"] if row else "" for companion_id, row in rows.items()}
+
+    def chats(self, group_id: int, limit: int, offset: int) -> tuple[list[ChatRow], int]:
+        """A page of a group's chats, newest first, and how many it has."""
+        self.get(group_id)
+        return self.store.list_chats(None, limit, offset, group_id=group_id)
 
     def new_chat(self, group_id: int, title: str = "") -> int:
         self.get(group_id)

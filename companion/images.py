@@ -63,3 +63,17 @@ def default_avatar_png() -> bytes:
         draw.pieslice((48, 150, 208, 310), 180, 360, fill=(235, 240, 250, 255))
         _default_avatar = avatar_png(image, 256)
     return _default_avatar
+
+
+def collage_png(pictures: list[bytes], size: int = 256) -> bytes:
+    """Up to four images side by side (two) or in a square (three or four), as one PNG."""
+    tiles = [Image.open(io.BytesIO(data)).convert("RGBA") for data in pictures[:4]]
+    half = size // 2
+    collage = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    if len(tiles) > 2:
+        places, tile_size = [(0, 0), (half, 0), (0, half), (half, half)], (half, half)
+    else:
+        places, tile_size = [(0, 0), (half, 0)], (half, size)
+    for tile, place in zip(tiles, places):
+        collage.paste(tile.resize(tile_size), place)
+    return avatar_png(collage, size)

@@ -4,10 +4,12 @@ export and import)."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 
 import pytest
+from PIL import Image
 
 from companion.groups import choose_speakers, mentioned
 
@@ -72,6 +74,8 @@ def test_bad_groups_are_refused_and_change_nothing(client, trio):
     assert client.delete(f"/api/companions/{ids[0]}").status_code == 409      # a member: taken out first
     assert client.get(f"/api/chats/{group['active_chat_id']}/messages").get_json()["total"] == 0
     assert client.get("/api/groups/999").status_code == 404
+    collage = client.get(f"/api/groups/{group['id']}/avatar")
+    assert collage.mimetype == "image/png" and Image.open(io.BytesIO(collage.data)).size == (256, 256)
 
 
 def test_a_group_turn_in_natural_list_and_manual_order(client, services, trio):

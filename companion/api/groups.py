@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import io
 from typing import Iterator
 
 from flask import Blueprint, Response, jsonify
-from PIL import Image
-
 from ..errors import BadRequest, CompanionError
-from ..images import avatar_png
+from ..images import collage_png
 from ..streams import GroupStream, Reply
 from . import services
 from .chats import message_rest
@@ -21,15 +18,9 @@ from .validate import generation_settings, int_field, json_object, optional_json
 
 bp = Blueprint("groups", __name__)
 
-COLLAGE_SIZE = 256
-
-
 def group_json(group: dict) -> dict:
     """A group as the REST API shows it: its members in order with their names, its strategy."""
-    names = {}
-    for member in group["members"]:
-        row = services().store.get_companion(member["companion_id"])
-        names[member["companion_id"]] = row["name"] if row else ""
+    names = services().groups.member_names(group)
     return {
         "id": group["id"], "name": group["name"], "strategy": group["strategy"], "preset_id": group["preset_id"],
         "members": [{**m, "name": names[m["companion_id"]], "avatar_url": f"/api/companions/{m['companion_id']}/avatar"}
@@ -82,24 +73,15 @@ def activate_group(group_id: int):
 def group_avatar(group_id: int):
     """A collage of the first four members' avatars (PNG)."""
     group = services().groups.get(group_id)
-    tiles = [Image.open(io.BytesIO(services().companions.avatar_png(m["companion_id"], thumb=True)))
-             for m in group["members"][:4]]
-    side = COLLAGE_SIZE // 2
-    collage = Image.new("RGBA", (COLLAGE_SIZE, COLLAGE_SIZE), (0, 0, 0, 0))
-    places = [(0, 0), (side, 0), (0, side), (side, side)] if len(tiles) > 2 else [(0, 0), (side, 0)]
-    for tile, place in zip(tiles, places):
-        height = side if len(tiles) > 2 else COLLAGE_SIZE
-        collage.paste(tile.convert("RGBA").resize((side, height)), place)
-    return Response(avatar_png(collage, COLLAGE_SIZE), mimetype="image/png",
-                    headers={"Cache-Control": "no-cache"})
+    pictures = [services().companions.avatar_png(m["companion_id"], thumb=True) for m in group["members"][:4]]
+    return Response(collage_png(pictures), mimetype="image/png", headers={"Cache-Control": "no-cache"})
 
 
 # chats ----------------------------------------------------------------------------------------
 
 @bp.get("/api/groups/<int:group_id>/chats")
 def group_chats(group_id: int):
-    services().groups.get(group_id)
-    rows, total = services().store.list_chats(None, *page(), group_id=group_id)
+    rows, total = services().groups.chats(group_id, *page())
     return jsonify({"items": [services().chats.describe(r) for r in rows], "total": total})
 
 
