@@ -707,6 +707,17 @@ def test_create_a_group_chat_in_it_and_let_a_member_speak(page, daemon):
     expect(replies.nth(2).locator(".name")).to_have_text("Bo")
     stored = daemon.messages(daemon.api("GET", "/api/groups")["items"][0]["active_chat_id"])
     assert [m["ai"] for m in stored] == [False, True, True, True]
+    # the group's chats are in the Chats view: a new one, then back to the first
+    page.click("#nav a[data-view=chats]")
+    page.select_option("#chats-group", label="Group: Tea club")
+    expect(page.locator("#chat-list .item")).to_have_count(1)
+    page.click("#chats-new")
+    expect(page.locator(".message")).to_have_count(0)
+    page.click("#nav a[data-view=chats]")
+    page.select_option("#chats-group", label="Group: Tea club")
+    expect(page.locator("#chat-list .item")).to_have_count(2)
+    page.locator("#chat-list .item").last.locator(".open-chat").click()
+    expect(page.locator(".message.ai")).to_have_count(3)
     # a companion's own chat again: the group is no longer the one the page talks to
     page.click("#nav a[data-view=companions]")
     page.locator("#companion-list .card", has_text="Ada").locator(".chat-with").click()
