@@ -33,10 +33,12 @@ INSTRUCTION = ("Summarize this part of a conversation between {user} and {char} 
                "sentences. Keep names, facts, dates, plans and feelings. Write in the third person.")
 
 
-def transcript(messages: list[dict], char: str, user: str) -> str:
-    """The messages as 'Name: text' lines, placeholders resolved."""
-    return "\n".join(f"{char if m['ai'] else user}: {resolve_placeholders(m['text'], char, user)}"
-                     for m in messages)
+def transcript(messages: list[dict], char: str, user: str, speakers: dict[int, str] | None = None) -> str:
+    """The messages as 'Name: text' lines, placeholders resolved; in a group chat each companion
+    message is named after its speaker (speakers: names by companion id)."""
+    def name(m: dict) -> str:
+        return (speakers or {}).get(m.get("companion_id"), char) if m["ai"] else user  # type: ignore[arg-type]
+    return "\n".join(f"{name(m)}: {resolve_placeholders(m['text'], name(m), user)}" for m in messages)
 
 
 class SummaryService:
@@ -115,12 +117,16 @@ class SummaryService:
             return "unavailable"
         chat = self.store.get_chat(chat_id)
         char, user = placeholder_names(self.store, chat["companion_id"])
+        speakers = None
+        if chat["group_id"]:       # a group chat: every member by name (the summary is kept by the first)
+            speakers = {c: placeholder_names(self.store, c)[0] for c in chat["members"]}
+            char = ", ".join(speakers.values())
         stop = self.turns.lock.hold_for_background()
         if stop is None:
             return "busy"
         started = time.monotonic()
         try:
-            request, count = self._request(generator, messages, char, user)
+            request, count = self._request(generator, messages, char, user, speakers)
             generate = getattr(generator, "generate_aside", generator.generate)
             pieces: list[str] = []
             stream = generate(request, stop)
@@ -150,15 +156,15 @@ class SummaryService:
                  covered[-1]["id"], time.monotonic() - started)
         return "written"
 
-    def _request(self, generator, messages: list[dict], char: str,
-                 user: str) -> tuple[GenerationRequest, int]:
+    def _request(self, generator, messages: list[dict], char: str, user: str,
+                 speakers: dict[int, str] | None = None) -> tuple[GenerationRequest, int]:
         """The summary request for as many of the messages as fit the context (one message is cut
         to fit); returns (request, how many messages it covers)."""
         count, cut = len(messages), None
         params = GenerationParams(max_tokens=self.options.summary_max_tokens, temperature=0.0, top_k=1, seed=1)
         budget = generator.n_ctx - self.options.summary_max_tokens
         while True:
-            text = transcript(messages[:count], char, user)[:cut]
+            text = transcript(messages[:count], char, user, speakers)[:cut]
             chat_messages = [{"role": "system", "content": INSTRUCTION.format(user=user, char=char)},
                              {"role": "user", "content": text}]
             request = GenerationRequest(params, messages=chat_messages, char=char, user=user)

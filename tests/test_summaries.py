@@ -11,6 +11,7 @@ from companion.app import create_app
 from companion.generation import GenerationParams, GenerationRequest
 from companion.prompt import PromptInput, story_text, system_text
 from companion.services import build_services
+from companion.summaries import transcript
 
 from conftest import test_settings
 
@@ -132,3 +133,12 @@ def test_story_so_far_changes_only_when_the_window_drops_a_block(summarizing):
     assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees."
     turns.send(chat_id, "Nice weather today.")     # the window drops a block: the story takes up what is new
     assert store.get_chat(chat_id)["story"] == "{{user}} keeps bees.\n{{user}} bought a boat."
+
+
+def test_a_group_chats_transcript_names_each_speaker():
+    messages = [{"ai": False, "text": "Hi all", "companion_id": None},
+                {"ai": True, "text": "Hello {{user}}, I am {{char}}", "companion_id": 2},
+                {"ai": True, "text": "Hey", "companion_id": 3}]
+    assert transcript(messages, "Ada, Bo", "Sam", {2: "Ada", 3: "Bo"}).splitlines() == [
+        "Sam: Hi all", "Ada: Hello Sam, I am Ada", "Bo: Hey"]
+    assert transcript(messages[:2], "Ada", "Sam").splitlines()[1] == "Ada: Hello Sam, I am Ada"
