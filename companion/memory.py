@@ -151,9 +151,13 @@ class NumpyEmbedder(Embedder):
 
 
 def make_embedder(options: MemorySettings) -> Embedder:
-    """The embedder [memory] asks for (not loaded yet): its folder, run by its backend."""
+    """The embedder [memory] asks for (not loaded yet): its folder, run by its backend ('auto':
+    numpy for the bundled embedder, whose numpy vectors are the torch ones, torch for any other)."""
     path = Path(options.embedder).expanduser() if options.embedder else bundled_embedder()
-    return NumpyEmbedder(path) if options.embedder_backend == "numpy" else Embedder(path)
+    backend = options.embedder_backend
+    if backend == "auto":
+        backend = "numpy" if path is not None and path == bundled_embedder() else "sentence-transformers"
+    return NumpyEmbedder(path) if backend == "numpy" else Embedder(path)
 
 
 def collection_name(chroma_path: Path, chroma_url: str) -> str:
