@@ -29,6 +29,16 @@ def initiative_query(history: list[MessageRow]) -> str:
     return f"{last}\n{INITIATIVE_QUERY}".strip()
 
 
+def recall_query(history: list[MessageRow], newest: str = "", answered: str = "", group: bool = False) -> str:
+    """What a turn recalls by: the new message; in a group, the user's message the reply answers
+    (else the last message); a companion writing first, the person's last words and plans."""
+    if newest or answered:
+        return newest or answered
+    if group and history:
+        return history[-1]["text"]
+    return initiative_query(history)
+
+
 def remembered(messages: list[MessageRow]) -> list[tuple[str, int, int | None, str]]:
     """How stored messages are remembered when a history is imported, as in a live chat: a user
     message and the reply after it as one exchange, a user message without a reply on its own,

@@ -27,7 +27,7 @@ from .presets import preset_settings
 from .prompt import GroupMember, PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
 from .store import ChatRow, CompanionRow, MessageRow, Store, utc_iso
 from .streams import GroupStream, RawStream, Reply, TurnStream
-from .turn_input import char_name, exchange_text, history_turns, initiative_query, prompt_input
+from .turn_input import char_name, exchange_text, history_turns, prompt_input, recall_query
 
 log = logging.getLogger(__name__)
 
@@ -385,8 +385,8 @@ class TurnService:
         p.initiative = turn.initiative or ""
         if turn.group:
             p.group = [group_member(row, user["name"]) for row in turn.group]
-        query = newest or (turn.remembered_with["text"] if turn.remembered_with else "") or (
-            history[-1]["text"] if turn.group and history else initiative_query(history))
+        query = recall_query(history, newest, turn.remembered_with["text"] if turn.remembered_with else "",
+                             bool(turn.group))
         recall_count = max(1, companion["long_term_mem"]) if turn.initiative else companion["long_term_mem"]
         chat = self.store.get_chat(turn.chat_id)
         p.story = chat["story"] if chat and chat["story_so_far"] else None
