@@ -722,3 +722,15 @@ def test_create_a_group_chat_in_it_and_let_a_member_speak(page, daemon):
     page.click("#nav a[data-view=companions]")
     page.locator("#companion-list .card", has_text="Ada").locator(".chat-with").click()
     expect(page.locator("#chat-title")).to_contain_text("Ada")
+
+
+def test_a_change_from_elsewhere_waits_while_a_message_is_edited(page, daemon):
+    expect(page.locator(".message.ai")).to_have_count(1)
+    wait_for_subscribers(daemon, 1)
+    page.locator(".message.ai").first.locator("button.edit").click()
+    page.locator("textarea.edit-text").fill("half typed")
+    daemon.api("POST", "/api/prompt", json={"prompt": "Hello from the phone", "chat_id": daemon.active_chat()["id"]})
+    time.sleep(1.5)                                   # the live events have come and gone
+    expect(page.locator("textarea.edit-text")).to_have_value("half typed")   # the editor stays
+    page.click("button.cancel-edit")
+    expect(page.locator(".message .text", has_text="Hello from the phone")).to_be_visible()

@@ -58,7 +58,18 @@ export async function showChat(root) {
   prompt.focus();
 }
 
+/** Show what changed elsewhere, but not under a message being edited: that waits for Save or Cancel. */
+function liveReload() {
+  if (!view.root.isConnected || busy || waiting) return;
+  if (view.list.querySelector(".editing")) {
+    view.stale = true;
+    return;
+  }
+  reload();
+}
+
 async function reload() {
+  view.stale = false;
   const items = [];
   for (let offset = 0; ; offset += PAGE) {
     const page = await api.get(`/api/chats/${view.chat.id}/messages${qs({ limit: PAGE, offset })}`);
@@ -144,7 +155,7 @@ function liveEvent(name, data) {
     || (name.startsWith("generation.") && name !== "generation.started" && data.chat_id === view.chat.id);
   if (here) {
     clearTimeout(reloadTimer);
-    reloadTimer = setTimeout(() => view.root.isConnected && !busy && !waiting && reload(), 100);
+    reloadTimer = setTimeout(liveReload, 100);
   }
 }
 
@@ -321,7 +332,7 @@ function editMessage(m, article) {
     if (!area.value.trim()) return toast("A message cannot be empty", "error");
     await attempt(async () => { await api.patch(`/api/messages/${m.id}`, { text: area.value }); await reload(); });
   } }, "Save");
-  const cancel = el("button", { type: "button", class: "cancel-edit", onclick: () => renderAll() }, "Cancel");
+  const cancel = el("button", { type: "button", class: "cancel-edit", onclick: () => (view.stale ? reload() : renderAll()) }, "Cancel");
   text.replaceWith(el("div", { class: "editing" }, area, el("div", { class: "row" }, save, cancel)));
   area.focus();
 }
