@@ -60,7 +60,7 @@ export async function showChat(root) {
 
 /** Show what changed elsewhere, but not under a message being edited: that waits for Save or Cancel. */
 function liveReload() {
-  if (!view.root.isConnected || busy || waiting) return;
+  if (!view.list.isConnected || busy || waiting) return;
   if (view.list.querySelector(".editing")) {
     view.stale = true;
     return;
@@ -147,7 +147,7 @@ function messageElement(m, isLast, avatar) {
 
 /** What happens elsewhere (another tab, a client, the companion writing first) shows here. */
 function liveEvent(name, data) {
-  if (!view || !view.root.isConnected) return;
+  if (!view || !view.list.isConnected) return;
   if (name === "hello" || name.startsWith("generation.")) showOthers();
   if (busy) return;                 // this tab's own reply: reloaded when it ends
   const here = (name.startsWith("message.") && data.chat_id === view.chat.id)
@@ -206,7 +206,7 @@ async function whileGenerating(work, cleanup) {
   } finally {
     cleanup();
     setBusy(false);
-    if (view.root.isConnected) await reload();
+    if (view.list.isConnected) await reload();
   }
 }
 
@@ -244,7 +244,7 @@ async function sendMessage() {
   if (!text || busy || waiting) return;
   if (generatingNow()) {
     await waitForOthers();
-    if (!view.root.isConnected) return;
+    if (!view.list.isConnected) return;
     clearTimeout(reloadTimer);
     await reload();          // what the other reply said, before this message goes under it
   }
