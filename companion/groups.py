@@ -148,10 +148,8 @@ class GroupService:
             raise BadRequest("'name' is required")
         values = self._checked(body)
         members = self._checked_members(body.get("members"))
-        group_id = self.store.create_group(values["name"], values.get("strategy", "natural"), members)
-        if values.get("preset_id") is not None:
-            self.store.update_group(group_id, {"preset_id": values["preset_id"]})
-        return self.get(group_id)
+        return self.get(self.store.create_group(values["name"], values.get("strategy", "natural"), members,
+                                               values.get("preset_id")))
 
     def update(self, group_id: int, body: dict) -> dict:
         """Change a group's name, strategy, preset or members (its chats follow the new members)."""

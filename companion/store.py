@@ -821,11 +821,11 @@ class Store:
 
     # groups ------------------------------------------------------------------------------
 
-    def create_group(self, name: str, strategy: str, members: list[dict]) -> int:
+    def create_group(self, name: str, strategy: str, members: list[dict], preset_id: int | None = None) -> int:
         """A group with its members ({companion_id, muted, talkativeness}, in order) and a first chat."""
         now = now_iso()
         with self.transaction():
-            group_id = self._insert("companion_groups", {"name": name, "strategy": strategy,
+            group_id = self._insert("companion_groups", {"name": name, "strategy": strategy, "preset_id": preset_id,
                                                          "created_at": now, "updated_at": now})
             self._set_members(group_id, members)
             self._changed("group.created", {"id": group_id, "name": name})

@@ -72,6 +72,8 @@ def test_bad_groups_are_refused_and_change_nothing(client, trio):
     assert client.patch(f"/api/groups/{group['id']}", json={"members": [ids[0]]}).status_code == 400
     assert client.get(f"/api/groups/{group['id']}").get_json()["members"] == group["members"]
     assert client.delete(f"/api/companions/{ids[0]}").status_code == 409      # a member: taken out first
+    for text in ("   ", 42, "x" * 100_001):
+        assert client.post(f"/api/groups/{group['id']}/turn", json={"text": text}).status_code == 400
     assert client.get(f"/api/chats/{group['active_chat_id']}/messages").get_json()["total"] == 0
     assert client.get("/api/groups/999").status_code == 404
     collage = client.get(f"/api/groups/{group['id']}/avatar")
@@ -199,6 +201,8 @@ def test_a_groups_preset_shapes_its_members_replies(client, services, trio):
 
     ids, group = trio
     precise = next(p for p in client.get("/api/presets").get_json()["items"] if p["name"] == "precise")
+    made = client.post("/api/groups", json={"name": "Precise ones", "members": ids, "preset_id": precise["id"]})
+    assert made.status_code == 201 and made.get_json()["preset_id"] == precise["id"]
     assert client.patch(f"/api/groups/{group['id']}", json={"preset_id": 99999}).status_code == 400
     changed = client.patch(f"/api/groups/{group['id']}", json={"preset_id": precise["id"], "strategy": "list"})
     assert changed.get_json()["preset_id"] == precise["id"]

@@ -7,7 +7,6 @@ stream open through proxies. The first event, `hello`, says what is generating n
 
 from __future__ import annotations
 
-import json
 from typing import Iterator
 
 from flask import Blueprint, Response, request
@@ -16,6 +15,7 @@ from ..errors import BadRequest, TooManyStreams
 from ..events import Event, EventBus
 from . import services
 from .chats import message_rest
+from .sse import event as sse
 
 bp = Blueprint("events", __name__)
 
@@ -26,11 +26,6 @@ def event_data(event: Event) -> dict:
     if "message" in data:
         data = {**data, "message": message_rest(data["message"])}
     return data
-
-
-def sse(name: str, data: dict, event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 class EventsStream:
@@ -48,8 +43,8 @@ class EventsStream:
             if missed is None:
                 yield sse("resync", {"reason": "the events since that id are no longer kept"}, cursor)
             else:
-                for event in missed:
-                    yield sse(event.kind, event_data(event), event.id)
+                for old in missed:
+                    yield sse(old.kind, event_data(old), old.id)
                 cursor = missed[-1].id if missed else self.last_id
         while not self.bus.closed:
             events = self.bus.wait_after(cursor, self.heartbeat)

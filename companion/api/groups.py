@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from flask import Blueprint, Response, jsonify
-from ..errors import BadRequest, CompanionError
+from ..errors import CompanionError
 from ..images import collage_png
 from ..streams import GroupStream, Reply
 from . import services
@@ -153,11 +153,7 @@ def turn(group_id: int):
     """The user writes ({"text"}, or nothing to let the group go on), then the members the
     group's strategy picks reply one after another."""
     body = json_object()
-    text = body.get("text")
-    if text is not None and (not isinstance(text, str) or not text.strip()):
-        raise BadRequest("'text' must be a non-empty string (or left out to let the group go on)")
-    if text is not None and len(text) > 100_000:
-        raise BadRequest("'text' is too long")
+    text = text_field(body, "text", allow_empty=False) if body.get("text") is not None else None
     return group_turn(group_id, text, None, body)
 
 

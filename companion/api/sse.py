@@ -11,9 +11,10 @@ from ..streams import Reply, TurnStream
 from ..errors import CompanionError
 
 
-def event(name: str, data: dict) -> str:
-    """One SSE event."""
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def event(name: str, data: dict, event_id: int | None = None) -> str:
+    """One SSE event (with an id, for clients that reconnect with Last-Event-ID)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def message_json(reply: Reply) -> dict:
