@@ -77,7 +77,7 @@ def cpu_model() -> str:
 
 def machine() -> dict:
     """What ran the benchmark, recorded in every result."""
-    from companion.llm import physical_cores
+    from companion.llm import physical_cores, usable_cpus
 
     try:
         from importlib.metadata import version
@@ -91,6 +91,7 @@ def machine() -> dict:
     return {
         "cpu_count": os.cpu_count(),
         "physical_cores": physical_cores(),
+        "usable_cpus": usable_cpus(),
         "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -1,13 +1,16 @@
 """Run benchmarks and print one JSON document: `make bench` or `python -m bench.run`.
 
-    python -m bench.run [names...] [--quick]
+    python -m bench.run [names...] [--quick] [--cores N]
 
 Names: prompt_cache, kv_restore, embedder, throughput, ttft, overhead, recall_quality, recall_latency, load,
 group_switch, startup, voice (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
 bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
-bench/results/quick/ instead, so it never replaces the figures of a full run.
+bench/results/quick/ instead, so it never replaces the figures of a full run. --cores N runs on N of
+the machine's CPUs only (the process and every daemon it starts are pinned to them, and "one thread
+per core" then means N), to show how the costs scale on a small board; results go to
+bench/results/cores-N/.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,12 +81,19 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="small versions, a smoke check")
+    parser.add_argument("--cores", type=int, default=0, help="run on this many CPUs only (pinned)")
     args = parser.parse_args(argv)
     chosen = args.names or list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:
         sys.exit(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     out = RESULTS / "quick" if args.quick else RESULTS
+    if args.cores:
+        cpus = sorted(os.sched_getaffinity(0))
+        if not 0 < args.cores <= len(cpus):
+            sys.exit(f"--cores must be between 1 and {len(cpus)}")
+        os.sched_setaffinity(0, cpus[:args.cores])
+        out = out / f"cores-{args.cores}"
     results = [run_one(name, args.quick, out) for name in chosen]
     json.dump(results, sys.stdout, indent=2)
     print()

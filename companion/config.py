@@ -145,7 +145,7 @@ class ModelSettings:
         0, "Context window in tokens (at least 256). 0 chooses it for the model: its trained context, at most 8192, "
         "and no more than a quarter of the free memory holds as KV cache; /api/status says what was chosen and why.",
         ge=0, le=1_048_576)
-    n_threads: int = setting(0, "CPU threads for generation; 0 uses one per physical core.", ge=0, le=1024)
+    n_threads: int = setting(0, "CPU threads for generation; 0 uses one per physical core the daemon may run on.", ge=0, le=1024)
     n_batch: int = setting(256, "Prompt tokens evaluated per batch.", ge=1, le=65_536)
     n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.",
                                 ge=-1, le=100_000)
@@ -297,7 +297,8 @@ class VoiceSettings:
     language: str = setting(
         "en", "Language of the speech to transcribe (ISO 639-1, e.g. 'en', 'de'); empty: detected. An English-only "
               "model ('.en', like the bundled one) understands 'en' only.")
-    threads: int = setting(0, "CPU threads for speaking and for listening each; 0 uses one per core.", ge=0, le=256)
+    threads: int = setting(0, "CPU threads for speaking and for listening each; 0 uses one per CPU the daemon may "
+                                "run on.", ge=0, le=256)
     max_text_chars: int = setting(4096, "Most characters spoken in one request.", ge=1, le=100_000)
     max_audio_seconds: float = setting(300.0, "Longest audio transcribed in one request, in seconds.", ge=1, le=7200)
     max_upload_mb: float = setting(

@@ -32,8 +32,18 @@ CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"
 PREFILL_STEP = 8   # prompt tokens evaluated at a time by generate_aside (a step ~ a token's time here)
 
 
+def usable_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity: taskset, a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):      # not on Linux
+        return os.cpu_count() or 1
+
+
 def physical_cores() -> int:
-    """Physical CPU cores (llama.cpp runs best with one thread per core), else logical CPUs."""
+    """Physical CPU cores this process may use (llama.cpp runs best with one thread per core): the
+    machine's cores, at most the CPUs of its affinity; else the logical CPUs."""
+    usable = usable_cpus()
     try:
         cores = set()
         physical = core = None
@@ -50,10 +60,10 @@ def physical_cores() -> int:
         if physical is not None and core is not None:
             cores.add((physical, core))
         if cores:
-            return len(cores)
+            return min(len(cores), usable)
     except OSError:
         pass
-    return os.cpu_count() or 1
+    return usable
 
 
 def bundled_model() -> Path | None:

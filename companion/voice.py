@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 from .audio import Pcm
 from .config import VoiceSettings
 from .errors import BadRequest, NotAvailable
+from .llm import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _has(module: str) -> bool:
 
 
 def _threads(setting: int) -> int:
-    return setting or os.cpu_count() or 1
+    return setting or usable_cpus()
 
 
 @dataclass(frozen=True)

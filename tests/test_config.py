@@ -95,3 +95,16 @@ def test_each_limit_is_declared_once_and_used_everywhere(tmp_path, client):
     assert spec["components"]["schemas"]["Companion"]["properties"]["long_term_mem"]["maximum"] == long_term.le
     too_many = client.post("/api/change/longTermMemory", json={"limit": long_term.le + 1})
     assert too_many.status_code == 400
+
+
+def test_threads_follow_the_cpus_the_daemon_may_run_on():
+    import os
+
+    from companion.llm import physical_cores, usable_cpus
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert usable_cpus() == 1 and physical_cores() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert physical_cores() <= usable_cpus() == len(before)
