@@ -19,12 +19,13 @@ NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS ?= -DGGML_OPENMP=OFF $(if $(shell grep -qs amx_tile /proc/cpuinfo && echo yes),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VOICE_STAMP := $(VENV)/.voice-installed
 
 # The web page's browser tests drive Debian's Chromium (Playwright's own browser download does
 # not work offline); `make browser` installs it with apt when run as root, else says how.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser serve test test-fast bench lint clean-venv
+.PHONY: install voice browser serve test test-fast bench lint clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,14 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The voice extras (speaking: piper-tts, GPL-3.0; listening: faster-whisper, MIT), never part of the
+# default install; `make test` installs them to test the voice for real.
+$(VOICE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[voice]"
+	touch $(VOICE_STAMP)
+
+voice: $(VOICE_STAMP)
+
 browser:
 	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
@@ -44,7 +53,7 @@ browser:
 serve: install
 	$(BIN)/companion serve $(ARGS)
 
-test: install browser
+test: install voice browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The markers are set in tests/conftest.py (model, embedder, browser) and by the tests that start a

@@ -3,7 +3,7 @@
     python -m bench.run [names...] [--quick]
 
 Names: prompt_cache, kv_restore, embedder, throughput, ttft, overhead, recall_quality, recall_latency, load,
-group_switch, startup (default:
+group_switch, startup, voice (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
 bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "overhead", "recall_quality",
-              "recall_latency", "load", "group_switch", "startup")
+              "recall_latency", "load", "group_switch", "startup", "voice")
 QUICK = {
     "prompt_cache": {"turns": 4},
     "kv_restore": {"rounds": 1, "history_tokens": 400},
@@ -38,6 +38,7 @@ QUICK = {
     "load": {"quick": True},
     "group_switch": {"turns": 4},
     "startup": {"rounds": 1},
+    "voice": {"rounds": 1, "reply_rounds": 2, "max_tokens": 40},
 }
 
 

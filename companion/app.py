@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from .api import (chats, companions, compat, events, groups, kobold, llamacpp, lorebooks, memories, ollama, openai,
-                  presets, rest)
+                  presets, rest, voice)
 from .config import Settings
 from .errors import CompanionError
 from .security import add_cors_headers, check_request
@@ -96,6 +96,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
     app.register_blueprint(ollama.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(groups.bp)
+    app.register_blueprint(voice.bp)
 
     @app.before_request
     def access_rules() -> None:

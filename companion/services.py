@@ -21,6 +21,7 @@ from .memory import Embedder, LongTermMemory, make_embedder
 from .messages import MessageService
 from .models import ModelService, apply_saved_config
 from .presets import PresetService
+from .speech import VoiceService
 from .store import Store
 from .summaries import SummaryService
 from .turns import TurnService
@@ -47,6 +48,7 @@ class Services:
     groups: GroupService
     initiative: InitiativeScheduler
     state_watch: StateWatch
+    voice: VoiceService
 
     @property
     def generator(self) -> Generator:
@@ -135,5 +137,6 @@ def build_services(settings: Settings, generator: Generator | None = None,
                     companions=CompanionService(store, memory, lorebooks, data / "avatars"),
                     models=ModelService(settings, store, turns), events=events, groups=GroupService(store),
                     initiative=InitiativeScheduler(store, turns, settings, turns.now),
-                    state_watch=StateWatch(events.publish, lambda: services.loading_states()))
+                    state_watch=StateWatch(events.publish, lambda: services.loading_states()),
+                    voice=VoiceService(settings.voice, store, data))
     return services

@@ -11,6 +11,7 @@ from ..store import MessageRow
 from . import services
 from .companions import created, page
 from .sse import done_json, stream_response
+from .voice import speak_requested
 from .validate import bool_field, generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
     wants_stream
 
@@ -119,9 +120,10 @@ def new_swipe(message_id: int):
     """Generate one more alternative of a chat's last reply (streams like a prompt)."""
     body = optional_json_object()
     chat_id = services().messages.get(message_id)["chat_id"]
+    speak = speak_requested(body, wants_stream(body))
     turn = services().turns.start_regenerate(chat_id, generation_settings(body), message_id)
     if wants_stream(body):
-        return stream_response(turn, done_json)
+        return stream_response(turn, done_json, speak)
     turn.run()
     return created(message_rest(services().messages.get(message_id)))
 

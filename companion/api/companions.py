@@ -9,6 +9,7 @@ from ..companions import card_of
 from ..config import COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TAG_LENGTH, initiative_problem
 from ..errors import BadRequest
 from . import services
+from .voice import speed_field, voice_field
 from .validate import bool_field, int_field, json_object, memory_limit, name_field, text_field, uploaded_file
 
 bp = Blueprint("companions", __name__)
@@ -35,6 +36,7 @@ def companion_json(row: dict) -> dict:
         "roleplay": row["roleplay"], "dialogue_tuning": row["dialogue_tuning"],
         "generation": row["generation"], "preset_id": row["preset_id"], "active": row["id"] == active,
         "initiative": services().initiative.settings_of(row),
+        "voice": services().voice.voice_of(row["id"]),
         "lorebook_ids": services().lorebooks.of_companion(row["id"]),
         "avatar_url": f"/api/companions/{row['id']}/avatar",
         "created_at": row["created_at"], "updated_at": row["updated_at"],
@@ -44,7 +46,7 @@ def companion_json(row: dict) -> dict:
 def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
     """Card fields and settings from a request body, each checked; unknown keys are a 400."""
     allowed = set(EDITABLE_CARD_FIELDS) | {"long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning",
-                                           "initiative", "preset_id"}
+                                           "initiative", "preset_id", "voice"}
     unknown = set(body) - allowed - {"id"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -63,6 +65,8 @@ def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
             settings[key] = int(bool_field(body, key))
     if "initiative" in body:
         settings["initiative"] = initiative_field(body["initiative"])
+    if "voice" in body:
+        settings["voice"] = companion_voice_field(body["voice"])
     if "preset_id" in body:
         settings["preset_id"] = None if body["preset_id"] is None else int_field(body, "preset_id", minimum=1,
                                                                                  maximum=2**63 - 1)
@@ -76,6 +80,15 @@ def initiative_field(value: object) -> dict:
     problem = initiative_problem({k: v for k, v in value.items() if v is not None})
     if problem:
         raise BadRequest(problem)
+    return value
+
+
+def companion_voice_field(value: object) -> dict:
+    """A companion's voice ({"voice", "speed"}; null for one: back to [voice]'s), kept in its card."""
+    if not isinstance(value, dict) or set(value) - {"voice", "speed"}:
+        raise BadRequest("'voice' must be an object like {\"voice\": \"joe\", \"speed\": 1.0}")
+    voice_field(value.get("voice"), "voice.voice")
+    speed_field(value.get("speed"), "voice.speed")
     return value
 
 

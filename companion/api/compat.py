@@ -14,6 +14,7 @@ from ..errors import BadRequest
 from ..companions import AVATAR_PATH
 from . import services
 from .sse import done_json, message_json, stream_response, used_json
+from .voice import speak_requested
 from .validate import (bool_field, date_field, generation_settings, int_field, json_object, memory_limit, name_field,
                        optional_json_object, raw_body, text_field, uploaded_file, wants_stream)
 
@@ -42,10 +43,10 @@ def reply_body(reply: Reply) -> dict:
     return {**message_json(reply), **used_json(reply)}
 
 
-def turn_response(turn: TurnStream, stream: bool) -> Response:
-    """Stream the turn as SSE, or generate it whole and answer the JSON reply."""
+def turn_response(turn: TurnStream, stream: bool, speak: bool = False) -> Response:
+    """Stream the turn as SSE (spoken too, with speak), or generate it whole and answer the JSON reply."""
     if stream:
-        return stream_response(turn, done_json)
+        return stream_response(turn, done_json, speak)
     return jsonify(reply_body(turn.run()))
 
 
@@ -57,15 +58,17 @@ def prompt():
     prompt_text = text_field(body, "prompt", allow_empty=False)
     overrides = generation_settings(body)
     chat_id = int_field(body, "chat_id", minimum=1, maximum=2**62) if body.get("chat_id") is not None else None
+    speak = speak_requested(body, wants_stream(body))
     turn = services().turns.start_send(chat_id or active_chat_id(), prompt_text, overrides)
-    return turn_response(turn, wants_stream(body))
+    return turn_response(turn, wants_stream(body), speak)
 
 
 @bp.route("/api/regenerate_message", methods=["GET", "POST"])
 def regenerate_message():
     body = optional_json_object()
     overrides = generation_settings(body)
-    return turn_response(services().turns.start_regenerate(active_chat_id(), overrides), wants_stream(body))
+    speak = speak_requested(body, wants_stream(body))
+    return turn_response(services().turns.start_regenerate(active_chat_id(), overrides), wants_stream(body), speak)
 
 
 @bp.get("/api/messages")

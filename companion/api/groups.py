@@ -8,11 +8,14 @@ from typing import Iterator
 from flask import Blueprint, Response, jsonify
 from ..errors import CompanionError
 from ..images import collage_png
+from ..narration import Narration
+from ..speech import VoiceService
 from ..streams import GroupStream, Reply
 from . import services
 from .chats import message_rest
 from .companions import created, page
 from .sse import event, used_json
+from .voice import speak_requested
 from .validate import generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
     wants_stream
 
@@ -104,10 +107,13 @@ def import_group_chat(group_id: int):
 
 class GroupEventStream:
     """SSE of a group turn: message (the user's), then speaker, token... and reply for each
-    member, then done; closing it mid-way (a client gone) stops the turn, partial reply kept."""
+    member, then done; closing it mid-way (a client gone) stops the turn, partial reply kept.
+    With speak, each member's sentences are spoken in its own voice (audio events before its reply)."""
 
-    def __init__(self, turn: GroupStream) -> None:
+    def __init__(self, turn: GroupStream, voice: VoiceService | None = None) -> None:
         self.turn = turn
+        self.voice = voice      # speaking each member's reply (it runs outside the request's context)
+        self.narration: Narration | None = None
         self._events = turn.events()
 
     def __iter__(self) -> Iterator[str]:
@@ -118,10 +124,19 @@ class GroupEventStream:
             for kind, value in self._events:
                 if kind == "speaker":
                     speaker = {"companion_id": value["id"], "name": value["name"]}  # type: ignore[index]
+                    if self.voice:
+                        self.narration = self.voice.narration(speaker["companion_id"])
                     yield event("speaker", speaker)
                 elif kind == "token":
                     yield event("token", {"text": value, **speaker})
+                    if self.narration:
+                        self.narration.feed(str(value))
+                        yield from (event("audio", {**a, **speaker}) for a in self.narration.ready())
                 elif kind == "reply":
+                    if self.narration:
+                        self.narration.finish()
+                        yield from (event("audio", {**a, **speaker}) for a in self.narration.rest())
+                        self.narration = None
                     yield event("reply", reply_json(value))  # type: ignore[arg-type]
                 else:
                     yield event("done", {"replies": [reply_json(r) for r in value]})  # type: ignore[attr-defined]
@@ -129,6 +144,8 @@ class GroupEventStream:
             yield event("error", {"message": exc.message, "code": exc.code})
 
     def close(self) -> None:
+        if self.narration:
+            self.narration.close()
         self._events.close()
         self.turn.close()
 
@@ -138,9 +155,10 @@ def group_turn(group_id: int, text: str | None, asked: int | None, body: dict) -
     chat_id = svc.groups.chat_of(group_id, int_field(body, "chat_id", minimum=1, maximum=2**62)
                                  if body.get("chat_id") is not None else None)
     overrides = generation_settings(body)
+    speak = speak_requested(body, wants_stream(body))
     turn = svc.turns.start_group(chat_id, text, svc.groups.speakers(group_id, chat_id, asked, text), overrides)
     if wants_stream(body):
-        return Response(GroupEventStream(turn), mimetype="text/event-stream",
+        return Response(GroupEventStream(turn, svc.voice if speak else None), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     replies = turn.run()
     return jsonify({"chat_id": chat_id,

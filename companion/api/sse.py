@@ -7,8 +7,10 @@ from typing import Callable, Iterator
 
 from flask import Response
 
+from ..narration import Narration
 from ..streams import Reply, TurnStream
 from ..errors import CompanionError
+from . import services
 
 
 def event(name: str, data: dict, event_id: int | None = None) -> str:
@@ -37,15 +39,17 @@ def done_json(reply: Reply) -> dict:
 
 
 class EventStream:
-    """The body of an SSE response: token events, then done (or error).
+    """The body of an SSE response: token events, then done (or error); with a narration, audio
+    events too, each sentence's as soon as it is spoken, all before done.
 
     WSGI servers call close() when the client goes away or the response ends; closing
     mid-way stops the generation and keeps the partial reply.
     """
 
-    def __init__(self, turn: TurnStream, done: Callable[[Reply], dict]) -> None:
+    def __init__(self, turn: TurnStream, done: Callable[[Reply], dict], narration: Narration | None = None) -> None:
         self.turn = turn
         self.done = done
+        self.narration = narration
         self._events = turn.events()
 
     def __iter__(self) -> Iterator[str]:
@@ -53,17 +57,26 @@ class EventStream:
             for kind, value in self._events:
                 if kind == "token":
                     yield event("token", {"text": value})
+                    if self.narration:
+                        self.narration.feed(str(value))
+                        yield from (event("audio", a) for a in self.narration.ready())
                 else:
+                    if self.narration:
+                        self.narration.finish()
+                        yield from (event("audio", a) for a in self.narration.rest())
                     yield event("done", self.done(value))  # type: ignore[arg-type]
         except CompanionError as exc:
             yield event("error", {"message": exc.message, "code": exc.code})
 
     def close(self) -> None:
+        if self.narration:
+            self.narration.close()
         self._events.close()
         self.turn.close()
 
 
-def stream_response(turn: TurnStream, done: Callable[[Reply], dict]) -> Response:
-    """An SSE response that generates as it is sent."""
-    return Response(EventStream(turn, done), mimetype="text/event-stream",
+def stream_response(turn: TurnStream, done: Callable[[Reply], dict], speak: bool = False) -> Response:
+    """An SSE response that generates as it is sent (and speaks each sentence, with speak)."""
+    narration = services().voice.narration(turn.companion["id"]) if speak else None
+    return Response(EventStream(turn, done, narration), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
