@@ -253,7 +253,7 @@ async function stream(path, body, target) {
           acc += piece;
           if (!frame) frame = requestAnimationFrame(paint);
         }, undefined, (name, data) => {
-          if (name === "audio" && list.isConnected) queueSpeech(data);   // not once the chat was left
+          if (name === "audio" && list.isConnected && speakReplies()) queueSpeech(data);   // not once the chat was left or it was turned off
         });
         break;
       } catch (err) {
@@ -306,7 +306,7 @@ async function groupTurn(path, body) {
   const paint = () => { frame = 0; if (target) target.innerHTML = renderMarkdown(acc); view.list.scrollTop = view.list.scrollHeight; };
   const list = view.list;
   await whileGenerating(() => streamEvents(path, { ...body, ...speaking(), chat_id: view.chat.id }, (name, data) => {
-      if (name === "audio" && list.isConnected) queueSpeech(data);
+      if (name === "audio" && list.isConnected && speakReplies()) queueSpeech(data);
       else if (name === "speaker") {
         acc = "";
         const article = messageElement({ id: "streaming", ai: true, companion_id: data.companion_id, text: "", swipes: [""],

@@ -211,12 +211,12 @@ function showMic(button, state) {
   if (state === "transcribing") button.setAttribute("aria-busy", "true");
   else button.removeAttribute("aria-busy");
   const [text, label] = {
-    idle: ["🎤", "Speak a message: click to start recording, click again to stop"],
-    starting: ["🎤", "Starting the microphone…"],
-    recording: ["■ Stop recording", "Recording: click to stop and turn it into text"],
+    idle: ["", "Speak a message: click to start recording, click again to stop"],
+    starting: ["", "Starting the microphone…"],
+    recording: ["Stop", "Recording: click to stop and turn it into text"],
     transcribing: ["…", "Turning the recording into text…"],
   }[state];
-  button.textContent = text;
+  button.textContent = text;     // beside the microphone drawn by app.css
   button.setAttribute("aria-label", label);
   button.title = label;
 }
