@@ -104,14 +104,16 @@ export function qs(params) {
 
 /**
  * POST a generating request and read its Server-Sent Events.
- * Calls onToken(text) for each piece; resolves with the "done" event's data; rejects with
- * ApiError on an "error" event or an HTTP error.
+ * Calls onToken(text) for each piece and onOther(name, data) for other events (a spoken
+ * sentence's "audio"); resolves with the "done" event's data; rejects with ApiError on an
+ * "error" event or an HTTP error.
  */
-export async function streamTurn(path, json, onToken, signal) {
+export async function streamTurn(path, json, onToken, signal, onOther) {
   let done = null;
   await streamEvents(path, json, (name, payload) => {
     if (name === "token") onToken(payload.text);
     else if (name === "done") done = payload;
+    else if (onOther) onOther(name, payload);
   }, signal);
   return done;
 }

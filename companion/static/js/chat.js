@@ -1,11 +1,14 @@
 // The chat view: the active chat's messages, streaming replies, stop, edit, delete,
-// regenerate, swipes, copy, and what a reply used (memories and lore).
+// regenerate, swipes, copy, what a reply used (memories and lore), and voice: a message spoken,
+// replies spoken as they stream, the microphone for the message box.
 
 import { api, imageUrl, qs, streamEvents, streamTurn } from "./api.js";
 import { generatingNow, onLive, whenIdle } from "./live.js";
 import { renderMarkdown } from "./markdown.js";
 import { activeCompanion, activeGroup, avatarPath, companionById, loadCompanions, loadGroups, state } from "./state.js";
 import { attempt, clear, confirmAction, copyText, el, formatDate, modal, toast } from "./ui.js";
+import { canListen, canSpeak, loadVoice, micButton, playerRoot, queueSpeech, setSpeakReplies, speakButton, speakReplies,
+  stopPlayback, stopVoice, unlockAudio } from "./voice.js";
 
 const PAGE = 200;
 
@@ -31,12 +34,13 @@ export async function showChat(root) {
   const personas = await api.get("/api/personas?limit=200");
   const persona = personas.items.find((p) => p.active) || { name: "You" };
   const userAvatars = await personaAvatars(personas.items);
+  await loadVoice();
 
   const list = el("div", { id: "messages", class: "messages", "aria-live": "polite" });
   const prompt = el("textarea", { id: "prompt", rows: 2, placeholder: `Message ${title}…`, "aria-label": "Message" });
   const send = el("button", { type: "submit", id: "send", class: "primary" }, "Send");
   const stop = el("button", { type: "button", id: "stop", class: "danger", hidden: true, onclick: stopGenerating }, "Stop");
-  const composer = el("form", { id: "composer", class: "composer" }, prompt, send, stop);
+  const composer = el("form", { id: "composer", class: "composer" }, prompt, canListen() ? micButton(prompt) : null, send, stop);
   composer.addEventListener("submit", (e) => { e.preventDefault(); sendMessage(); });
   prompt.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendMessage(); }
@@ -45,17 +49,41 @@ export async function showChat(root) {
   const liveStatus = el("p", { id: "live-status", class: "live-status muted", hidden: true, "aria-live": "polite" });
   const header = el("div", { class: "chat-header" },
     el("h1", { id: "chat-title" }, chat.title || `Chat with ${title}`),
-    el("button", { type: "button", id: "new-chat", onclick: () => (group ? newGroupChat(group) : newChat(companion)) }, "New chat"));
+    el("div", { class: "row" }, canSpeak() ? speakToggle() : null,
+      el("button", { type: "button", id: "new-chat", onclick: () => (group ? newGroupChat(group) : newChat(companion)) }, "New chat")));
   const speakBar = group ? el("div", { id: "speak-bar", class: "row wrap speak-bar" }, el("span", { class: "muted" }, "Let speak:"),
     group.members.filter((m) => !m.muted || group.strategy === "manual").map((m) => el("button", {
       type: "button", class: "let-speak", dataset: { id: m.companion_id }, onclick: () => letSpeak(m) }, m.name))) : null;
-  clear(root, el("section", { class: "chat" }, header, list, liveStatus, speakBar, composer));
+  const section = el("section", { class: "chat" }, header, list, liveStatus, speakBar, composer);
+  stopVoice();
+  playerRoot(section);
+  clear(root, section);
   view = { root, list, chat, companion, group, persona, personas: new Map(personas.items.map((p) => [p.id, p])), userAvatars, prompt, send, stop, liveStatus, messages: [], used: new Map(), avatars: new Map() };
   if (stopLive) stopLive();
   stopLive = onLive(liveEvent);
   showOthers();
   await reload();
   prompt.focus();
+}
+
+/** "Speak replies": each reply is read aloud, sentence by sentence, while it is written. */
+function speakToggle() {
+  const box = el("input", { type: "checkbox", id: "speak-replies", checked: speakReplies(), onchange: () => {
+    setSpeakReplies(box.checked);
+    if (box.checked) unlockAudio();
+    else stopPlayback();
+  } });
+  return el("label", { class: "inline speak-toggle", title: "Read each reply aloud while it is written" }, box, "Speak replies");
+}
+
+/** What a generating request adds when replies are spoken. */
+function speaking() {
+  return canSpeak() && speakReplies() ? { speak: true } : {};
+}
+
+/** A stored message with words can be spoken (not one still streaming). */
+function canSpeakIt(m) {
+  return canSpeak() && Number.isInteger(m.id) && Boolean(m.text?.trim());
 }
 
 /** Show what changed elsewhere, but not under a message being edited: that waits for Save or Cancel. */
@@ -133,6 +161,7 @@ function messageElement(m, isLast, avatar) {
     el("button", { type: "button", class: "copy", onclick: () => copyText(m.text) }, "Copy"),
     el("button", { type: "button", class: "edit", onclick: () => editMessage(m, article) }, "Edit"),
     el("button", { type: "button", class: "delete", onclick: () => deleteMessage(m) }, "Delete"),
+    m.ai && canSpeakIt(m) ? speakButton(m.id) : null,
     canSwipe ? el("button", { type: "button", class: "regenerate", onclick: () => regenerate(m) }, "Regenerate") : null,
     m.ai && !m.greeting ? el("button", { type: "button", class: "context", onclick: () => showContext(m.id) },
       used ? `Used ${used.memories} memories, ${used.lore} lore` : "Context") : null);
@@ -215,13 +244,16 @@ async function stream(path, body, target) {
   let frame = 0;
   const paint = () => { frame = 0; target.innerHTML = renderMarkdown(acc); view.list.scrollTop = view.list.scrollHeight; };
   target.closest(".message")?.classList.add("streaming");
+  const list = view.list;
   await whileGenerating(async () => {
     let done = null;
     for (let attemptNo = 0; ; attemptNo += 1) {
       try {
-        done = await streamTurn(path, { ...body, chat_id: view.chat.id }, (piece) => {
+        done = await streamTurn(path, { ...body, ...speaking(), chat_id: view.chat.id }, (piece) => {
           acc += piece;
           if (!frame) frame = requestAnimationFrame(paint);
+        }, undefined, (name, data) => {
+          if (name === "audio" && list.isConnected && speakReplies()) queueSpeech(data);   // not once the chat was left or it was turned off
         });
         break;
       } catch (err) {
@@ -242,6 +274,8 @@ async function stream(path, body, target) {
 async function sendMessage() {
   const text = view.prompt.value.trim();
   if (!text || busy || waiting) return;
+  stopPlayback();            // the last reply stops speaking: a new one comes
+  if (speaking().speak) unlockAudio();
   if (generatingNow()) {
     await waitForOthers();
     if (!view.list.isConnected) return;
@@ -270,8 +304,10 @@ async function groupTurn(path, body) {
   let acc = "";
   let frame = 0;
   const paint = () => { frame = 0; if (target) target.innerHTML = renderMarkdown(acc); view.list.scrollTop = view.list.scrollHeight; };
-  await whileGenerating(() => streamEvents(path, { ...body, chat_id: view.chat.id }, (name, data) => {
-      if (name === "speaker") {
+  const list = view.list;
+  await whileGenerating(() => streamEvents(path, { ...body, ...speaking(), chat_id: view.chat.id }, (name, data) => {
+      if (name === "audio" && list.isConnected && speakReplies()) queueSpeech(data);
+      else if (name === "speaker") {
         acc = "";
         const article = messageElement({ id: "streaming", ai: true, companion_id: data.companion_id, text: "", swipes: [""],
           swipe_id: 0, greeting: true, date: new Date().toISOString() }, false, "");
@@ -294,6 +330,8 @@ async function groupTurn(path, body) {
 /** "Let X speak": one member of the group replies now. */
 async function letSpeak(member) {
   if (busy || waiting) return;
+  stopPlayback();
+  if (speaking().speak) unlockAudio();
   if (generatingNow()) await waitForOthers();
   await groupTurn(`/api/groups/${view.group.id}/reply`, { companion_id: member.companion_id });
 }
@@ -306,6 +344,8 @@ async function newGroupChat(group) {
 async function regenerate(m) {
   if (busy || waiting) return;
   if (generatingNow()) return toast("Another reply is being generated; try again when it is done.");
+  stopPlayback();
+  if (speaking().speak) unlockAudio();
   const article = view.list.querySelector(`[data-id="${m.id}"]`);
   const target = article.querySelector(".text");
   target.textContent = "";

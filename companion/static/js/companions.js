@@ -1,10 +1,11 @@
 // The companions view: list, switch, create, edit every card field, avatar, import, export,
-// lorebooks attached.
+// lorebooks attached, the voice it speaks with.
 
 import { api, forgetImage, imageUrl, qs } from "./api.js";
 import { newChat } from "./chat.js";
 import { avatarPath, loadCompanions, state } from "./state.js";
 import { attempt, clear, confirmAction, download, el, field, fileDrop, formatDate, toast } from "./ui.js";
+import { loadVoice } from "./voice.js";
 
 const TEXT_FIELDS = [
   ["name", "Name", "text"],
@@ -129,7 +130,7 @@ function stringList(name, label, values) {
 }
 
 async function edit(c, root) {
-  const [fresh, presets] = await Promise.all([api.get(`/api/companions/${c.id}`), api.get("/api/presets?limit=200")]);
+  const [fresh, presets, voice] = await Promise.all([api.get(`/api/companions/${c.id}`), api.get("/api/presets?limit=200"), loadVoice()]);
   const form = el("form", { class: "editor", id: "companion-form" },
     TEXT_FIELDS.map(([name, label, type, rows]) => field(label, name, fresh[name], type, rows ? { rows } : {})),
     stringList("alternate_greetings", "Alternate greetings", fresh.alternate_greetings),
@@ -149,6 +150,7 @@ async function edit(c, root) {
         field("Hours of silence", "initiative_silence_hours", fresh.initiative.silence_hours, "number", { min: 0.01, step: "any" }),
         field("Allowed local hours (e.g. 9-21)", "initiative_hours", fresh.initiative.hours),
         field("At most per day", "initiative_max_per_day", fresh.initiative.max_per_day, "number", { min: 0, max: 48, step: 1 }))),
+    voiceBox(fresh, voice),
     el("details", {}, el("summary", {}, "Advanced card fields"),
       JSON_FIELDS.map(([name, label]) => field(label, name, JSON.stringify(fresh[name] ?? null, null, 2), "textarea", { rows: 3, class: "mono", dataset: { json: "1" } }))),
     el("div", { class: "row end" },
@@ -179,6 +181,22 @@ async function edit(c, root) {
     el("h1", {}, `Edit ${fresh.name}`), avatarBox, await lorebookBox(fresh), form));
 }
 
+/** The voice the companion speaks with (shown only where the daemon can speak). */
+function voiceBox(companion, voice) {
+  if (!voice?.speak?.available || !companion.voice) return null;
+  const chosen = companion.voice.voice || "";
+  const voices = voice.speak.voices || [];
+  const options = voices.map((v) => el("option", { value: v.name, selected: v.name === chosen },
+    `${v.name}${v.language ? ` (${v.language})` : ""}`));
+  if (!chosen) options.unshift(el("option", { value: "", selected: true }, `The default${voice.speak.voice ? ` (${voice.speak.voice})` : ""}`));
+  else if (!voices.some((v) => v.name === chosen)) options.unshift(el("option", { value: chosen, selected: true }, `${chosen} (not installed)`));
+  return el("fieldset", { id: "companion-voice-box", dataset: { before: JSON.stringify(companion.voice) } }, el("legend", {}, "Voice"),
+    el("div", { class: "grid" },
+      el("label", {}, "Voice", el("select", { name: "voice_name", id: "companion-voice" }, options)),
+      field("Speed (1: normal)", "voice_speed", companion.voice.speed ?? voice.speak.speed ?? 1, "number",
+        { min: 0.25, max: 4, step: 0.05, id: "companion-voice-speed" })));
+}
+
 function collect(form) {
   const body = {};
   for (const [name, , type] of TEXT_FIELDS) body[name] = form.elements[name].value;
@@ -200,6 +218,13 @@ function collect(form) {
   };
   body.initiative = { enabled: form.elements.initiative_enabled.checked };
   for (const [key, value] of Object.entries(initiative)) if (value !== before[key]) body.initiative[key] = value;  // the rest follow [initiative]
+  const voiceFields = form.querySelector("#companion-voice-box");
+  if (voiceFields) {   // sent when changed: a companion left alone keeps what it has
+    const was = JSON.parse(voiceFields.dataset.before);
+    const name = form.elements.voice_name.value;
+    const speed = Number(form.elements.voice_speed.value);
+    if (name !== (was.voice || "") || speed !== was.speed) body.voice = name ? { voice: name, speed } : { speed };
+  }
   for (const [name, , empty] of JSON_FIELDS) {
     const text = form.elements[name].value.trim();
     try {

@@ -11,6 +11,7 @@ import { showMemory } from "./memory.js";
 import { showSettings } from "./settings.js";
 import { companionById } from "./state.js";
 import { clear, el } from "./ui.js";
+import { stopVoice } from "./voice.js";
 
 const VIEWS = {
   chat: showChat,
@@ -36,6 +37,7 @@ async function route() {
   document.getElementById("nav").classList.remove("open");
   document.body.dataset.view = name;
   if (name === "chat") markRead();
+  else stopVoice();          // leaving the chat: nothing goes on speaking or recording
   rendering = rendering.then(async () => {
     try {
       await show(root);
