@@ -25,7 +25,7 @@ VOICE_STAMP := $(VENV)/.voice-installed
 # not work offline); `make browser` installs it with apt when run as root, else says how.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install voice browser serve test test-fast bench lint clean-venv
+.PHONY: install voice browser serve test test-fast bench lint clean-venv llama-cmake-args
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)
+
+# the flags above, for bench/throughput.py's llama-bench built like the daemon's llama.cpp
+llama-cmake-args:
+	@echo "$(LLAMA_CMAKE_ARGS)"
 
 lint: install
 	$(BIN)/ruff check companion tests bench

@@ -36,6 +36,7 @@ import http.client
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -227,15 +228,29 @@ def measure(sample: dict, count_tokens) -> dict:
 
 # the native ceiling --------------------------------------------------------------------------
 
-def llama_bench_binary() -> Path:
-    return NATIVE_ROOT / "build" / "bin" / "llama-bench"
+# llama-bench is built twice: with llama.cpp's own defaults (OpenMP; -march=native, which takes in
+# AMX kernels on a CPU that has them) and with the flags the Makefile builds the daemon's
+# llama-cpp-python with (no OpenMP, no AMX: see the Makefile), which isolates what the daemon adds.
+NATIVE_BUILDS = {"defaults": "build", "daemon_flags": "build-daemon"}
+REPO = Path(__file__).resolve().parents[1]
 
 
-def build_llama_bench(timeout: float) -> tuple[Path | None, str]:
+def llama_bench_binary(flavour: str = "defaults") -> Path:
+    return NATIVE_ROOT / NATIVE_BUILDS[flavour] / "bin" / "llama-bench"
+
+
+def daemon_cmake_args() -> list[str]:
+    """The CMake flags `make install` builds llama-cpp-python with (declared once, in the Makefile)."""
+    out = subprocess.run(["make", "-s", "-C", str(REPO), "llama-cmake-args"], capture_output=True, text=True,
+                         check=True, timeout=30)
+    return shlex.split(out.stdout)
+
+
+def build_llama_bench(timeout: float, flavour: str = "defaults") -> tuple[Path | None, str]:
     """Download llama-cpp-python's sdist and build llama-bench from its vendor/llama.cpp in /tmp."""
     from importlib.metadata import version
 
-    binary = llama_bench_binary()
+    binary = llama_bench_binary(flavour)
     if binary.is_file():
         return binary, "cached build"
     if shutil.which("cmake") is None:
@@ -254,10 +269,11 @@ def build_llama_bench(timeout: float) -> tuple[Path | None, str]:
             subprocess.run(["tar", "xzf", str(archive), "-C", str(NATIVE_ROOT)], check=True,
                            stdout=log, stderr=subprocess.STDOUT,
                            timeout=max(1, timeout - (time.monotonic() - started)))
-        build = NATIVE_ROOT / "build"
+        build = NATIVE_ROOT / NATIVE_BUILDS[flavour]
+        flags = daemon_cmake_args() if flavour == "daemon_flags" else []
         subprocess.run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                         "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                        "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON"],
+                        "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON", *flags],
                        check=True, stdout=log, stderr=subprocess.STDOUT,
                        timeout=max(1, timeout - (time.monotonic() - started)))
         subprocess.run(["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 1)],
@@ -304,12 +320,18 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
     settings = ModelSettings()
     threads = physical_cores()
 
-    native_binary, native_note = None, "off"
-    if native == "build":
-        native_binary, native_note = build_llama_bench(native_build_timeout)
-    elif native == "cached":
-        native_binary = llama_bench_binary() if llama_bench_binary().is_file() else None
-        native_note = "cached build" if native_binary else "no cached build (run without --quick to build it)"
+    natives: dict[str, tuple[Path | None, str]] = {}
+    for flavour in NATIVE_BUILDS:
+        if native == "build":
+            natives[flavour] = build_llama_bench(native_build_timeout, flavour)
+        elif native == "cached":
+            binary = llama_bench_binary(flavour)
+            natives[flavour] = (binary, "cached build") if binary.is_file() else (
+                None, "no cached build (run without --quick to build it)")
+        else:
+            natives[flavour] = (None, "off")
+    native_arms = {("native" if flavour == "defaults" else f"native_{flavour}"): flavour
+                   for flavour, (binary, _) in natives.items() if binary}
 
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         tmp_path = Path(tmp)
@@ -333,8 +355,7 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
             def count_tokens(text: str) -> int:
                 return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-            arms = ["http", "in_process"] + (["generator"] if generator_arm else []) + (
-                ["native"] if native_binary else [])
+            arms = ["http", "in_process"] + (["generator"] if generator_arm else []) + list(native_arms)
             samples: dict[str, list[dict]] = {arm: [] for arm in arms}
             texts: dict[str, list[str]] = {"http": [], "in_process": [], "generator": []}
             gate = Gate(window=1.0, max_wait=60)
@@ -366,7 +387,7 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
                         result = measure(raw, count_tokens)
                         text = raw["text"].strip()
                     else:
-                        result = run_llama_bench(native_binary, model, threads, max_tokens)
+                        result = run_llama_bench(natives[native_arms[arm]][0], model, threads, max_tokens)
                         text = None
                     result["foreign_cpu"] = meter.foreign()
                     if i >= warmup:
@@ -429,20 +450,24 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
         "daemon_exit_code": code,
         "gate": gate.report(),
     }
-    if native_binary:
-        tg = median(s["tg_tps"] for s in samples["native"])
-        result["native"] = {
-            "tool": "llama-bench (llama.cpp vendored in llama-cpp-python's sdist, built in /tmp)",
-            "note": native_note + "; tg is generation from an empty context, so a little faster than "
+    for flavour, (binary, note) in natives.items():
+        arm = "native" if flavour == "defaults" else f"native_{flavour}"
+        if not binary:
+            result[arm] = {"skipped": True, "reason": note}
+            continue
+        tg = median(s["tg_tps"] for s in samples[arm])
+        result[arm] = {
+            "tool": "llama-bench (llama.cpp vendored in llama-cpp-python's sdist, built in /tmp) with "
+                    + ("llama.cpp's default build flags" if flavour == "defaults"
+                       else "the daemon's build flags (make llama-cmake-args: " + " ".join(daemon_cmake_args()) + ")"),
+            "note": note + "; tg is generation from an empty context, so a little faster than "
                     "decoding after the prompt",
-            "command": samples["native"][0]["command"] if samples["native"] else None,
-            "tg_tps_per_round": [s["tg_tps"] for s in samples["native"]],
+            "command": samples[arm][0]["command"] if samples[arm] else None,
+            "tg_tps_per_round": [s["tg_tps"] for s in samples[arm]],
             "tg_tps_median": tg,
             "ratio_in_process_over_native": ratio(summary["in_process"]["decode_tps_tokens"], tg),
             "ratio_http_over_native": ratio(summary["http"]["decode_tps_tokens"], tg),
         }
-    else:
-        result["native"] = {"skipped": True, "reason": native_note}
     return rounded(result)
 
 
