@@ -3,7 +3,7 @@
     python -m bench.run [names...] [--quick] [--cores N]
 
 Names: prompt_cache, kv_restore, embedder, throughput, ttft, overhead, recall_quality, recall_latency, load,
-group_switch, startup, voice (default:
+group_switch, startup, voice, flash_attn (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
 bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
@@ -29,7 +29,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "overhead", "recall_quality",
-              "recall_latency", "load", "group_switch", "startup", "voice")
+              "recall_latency", "load", "group_switch", "startup", "voice", "flash_attn")
 QUICK = {
     "prompt_cache": {"turns": 4},
     "kv_restore": {"rounds": 1, "history_tokens": 400},
@@ -43,6 +43,7 @@ QUICK = {
     "group_switch": {"turns": 4},
     "startup": {"rounds": 1},
     "voice": {"rounds": 1, "reply_rounds": 2, "max_tokens": 40},
+    "flash_attn": {"rounds": 1, "lengths": (4,), "max_tokens": 16},
 }
 
 

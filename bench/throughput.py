@@ -25,8 +25,9 @@ in_process into the generator wrapper's share and the HTTP/SSE path's share.
 The arms run one after the other, never at once (they would fight for the cores); the order
 rotates every round (A B C, B C A, ...), and before each arm the run waits for the machine
 to be quiet (gate); each arm's foreign CPU share is recorded. Optionally native llama.cpp's
-``llama-bench -p 0 -n N`` (tg: generation only, from an empty context) joins the rotation as
-the ceiling; it is built from the llama.cpp sources inside llama-cpp-python's sdist into /tmp
+``llama-bench -p 0 -n N -d D`` (tg: generation only, after D tokens of context, D being the
+daemon's prompt length, with the daemon's flash attention setting) joins the rotation as the
+ceiling, built twice: with llama.cpp's default flags and with the daemon's; it is built from the llama.cpp sources inside llama-cpp-python's sdist into /tmp
 (never into the repository) the first time, if that takes under ``native_build_timeout``.
 """
 
@@ -291,10 +292,10 @@ def build_llama_bench(timeout: float, flavour: str = "defaults") -> tuple[Path |
     return binary, f"built in {time.monotonic() - started:.0f} s"
 
 
-def run_llama_bench(binary: Path, model: Path, threads: int, n_gen: int) -> dict:
-    """One llama-bench run (a warm-up, then one repetition): tg tokens/s."""
-    cmd = [str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(n_gen),
-           "-fa", "on", "-b", "256", "-r", "1", "-o", "json"]
+def run_llama_bench(binary: Path, model: Path, threads: int, n_gen: int, depth: int, flash_attn: bool) -> dict:
+    """llama-bench's tg: n_gen tokens generated after `depth` tokens of context (the daemon's prompt)."""
+    cmd = [str(binary), "-m", str(model), "-t", str(threads), "-p", "0", "-n", str(n_gen), "-d", str(depth),
+           "-fa", "on" if flash_attn else "off", "-b", "256", "-r", "1", "-o", "json"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"llama-bench failed ({out.returncode}): {out.stderr[-500:]}")
@@ -352,6 +353,8 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
                     "stop": [], **SAMPLING}
             prompt, stops, params, package_gen, prompt_info = daemon_prompt(model, tmp_path / "shadow", body)
 
+            prompt_tokens = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+
             def count_tokens(text: str) -> int:
                 return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
@@ -387,7 +390,8 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
                         result = measure(raw, count_tokens)
                         text = raw["text"].strip()
                     else:
-                        result = run_llama_bench(natives[native_arms[arm]][0], model, threads, max_tokens)
+                        result = run_llama_bench(natives[native_arms[arm]][0], model, threads, max_tokens,
+                                                 prompt_tokens, settings.flash_attn)
                         text = None
                     result["foreign_cpu"] = meter.foreign()
                     if i >= warmup:
@@ -395,7 +399,6 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
                         if text is not None:
                             texts[arm].append(text)
                     time.sleep(0.2)
-            prompt_tokens = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
         finally:
             code = daemon.stop()
 
@@ -460,8 +463,7 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
             "tool": "llama-bench (llama.cpp vendored in llama-cpp-python's sdist, built in /tmp) with "
                     + ("llama.cpp's default build flags" if flavour == "defaults"
                        else "the daemon's build flags (make llama-cmake-args: " + " ".join(daemon_cmake_args()) + ")"),
-            "note": note + "; tg is generation from an empty context, so a little faster than "
-                    "decoding after the prompt",
+            "note": note + "; tg at the daemon's prompt length (-d), with the daemon's flash attention setting",
             "command": samples[arm][0]["command"] if samples[arm] else None,
             "tg_tps_per_round": [s["tg_tps"] for s in samples[arm]],
             "tg_tps_median": tg,

@@ -149,7 +149,10 @@ class ModelSettings:
     n_batch: int = setting(256, "Prompt tokens evaluated per batch.", ge=1, le=65_536)
     n_gpu_layers: int = setting(0, "Layers to offload to a GPU (needs a GPU build of llama-cpp-python); -1 for all.",
                                 ge=-1, le=100_000)
-    flash_attn: bool = setting(True, "Use flash attention (faster prompt evaluation; measured 1.25x here on CPU).")
+    flash_attn: bool = setting(
+        False, "Use llama.cpp's flash attention. Off on a CPU: measured here (bench/flash_attn.py), it decodes 1.6x "
+               "slower at 1,200 tokens of context and 2x slower at 2,200 (it reads the prompt ~6% faster). "
+               "With a GPU (n_gpu_layers) it is usually faster: turn it on (not measured here).")
     use_mmap: bool = setting(True, "Map the model file into memory instead of reading it whole.")
     kv_cache_mb: int = setting(
         1024, "Disk space for chats' saved model states (the KV cache), so that a chat's prompt is not read "

@@ -22,6 +22,7 @@ from typing import Iterator
 from .config import ModelSettings
 from .errors import BadRequest
 from .gguf import GGUFError, read_metadata
+from .kv_cache import common_prefix
 from .generation import GenerationParams, GenerationRequest
 from .loading import BackgroundLoaded
 from .prompt import render_transcript
@@ -414,6 +415,22 @@ class LlamaGenerator(BackgroundLoaded):
             piece = self._pieces[token] = buffer.raw[:n]
         return piece
 
+    def _evaluate_all_but_last(self, tokens: list[int]) -> None:
+        """Bring the KV cache to the prompt but its last token, reusing the longest cached prefix, so
+        that the last token is always evaluated on its own. llama.cpp's attention without flash
+        attention computes a query row alone and in a batch with different rounding, and the first
+        token of a reply is sampled from that row: evaluated alone both when the prompt is new and
+        when it is cached, the same prompt at temperature 0 gives the same reply either way."""
+        llama = self._llama
+        cached = llama._input_ids[:llama.n_tokens].tolist()
+        head = tokens[:-1]
+        shared = common_prefix(cached, head)
+        if shared < llama.n_tokens:
+            llama._ctx.kv_cache_seq_rm(-1, shared, -1)
+            llama.n_tokens = shared
+        if shared < len(head):
+            llama.eval(head[shared:])
+
     def _complete(self, prompt: str, stops: list[str], params: GenerationParams,
                   stop_event: threading.Event | None = None) -> Stream[str, None, None]:
         """Stream the completion of prompt text, token by token.
@@ -438,6 +455,7 @@ class LlamaGenerator(BackgroundLoaded):
             stopper = StopStrings(stops)
             vocab = llama._model.vocab
             generated = 0
+            self._evaluate_all_but_last(tokens)
             pieces = llama.generate(tokens, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
                                     temp=params.temperature, repeat_penalty=params.repeat_penalty,
                                     frequency_penalty=params.frequency_penalty,
@@ -452,8 +470,8 @@ class LlamaGenerator(BackgroundLoaded):
                         yield text
                     if stopped or generated >= budget:
                         break
-                if not stopper.stopped:
-                    rest = stopper.finish(decoder.decode(b"", final=True))
+                if not stopper.stopped:   # a character cut off by max_tokens is left out, not sent as U+FFFD
+                    rest = stopper.finish()
                     if rest:
                         yield rest
             finally:
