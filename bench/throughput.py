@@ -27,8 +27,9 @@ rotates every round (A B C, B C A, ...), and before each arm the run waits for t
 to be quiet (gate); each arm's foreign CPU share is recorded. Optionally native llama.cpp's
 ``llama-bench -p 0 -n N -d D`` (tg: generation only, after D tokens of context, D being the
 daemon's prompt length, with the daemon's flash attention setting) joins the rotation as the
-ceiling, built twice: with llama.cpp's default flags and with the daemon's; it is built from the llama.cpp sources inside llama-cpp-python's sdist into /tmp
-(never into the repository) the first time, if that takes under ``native_build_timeout``.
+ceiling, built twice: with llama.cpp's default flags and with the daemon's; it is built from
+the llama.cpp sources inside llama-cpp-python's sdist into /tmp (never into the repository)
+the first time, if that takes under ``native_build_timeout``.
 """
 
 from __future__ import annotations
