@@ -359,6 +359,13 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
             def count_tokens(text: str) -> int:
                 return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+            for arm, flavour in list(native_arms.items()):     # a build that cannot run this is reported, not run
+                try:
+                    run_llama_bench(natives[flavour][0], model, threads, 4, prompt_tokens, settings.flash_attn)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    natives[flavour] = (None, f"llama-bench failed at this prompt length: {exc} (a SIGSEGV "
+                                              "(-11) with llama.cpp's defaults is its AMX kernels, see the Makefile)")
+                    del native_arms[arm]
             arms = ["http", "in_process"] + (["generator"] if generator_arm else []) + list(native_arms)
             samples: dict[str, list[dict]] = {arm: [] for arm in arms}
             texts: dict[str, list[str]] = {"http": [], "in_process": [], "generator": []}
