@@ -92,6 +92,16 @@ class Narration:
                 self._next_out += 1
             yield event
 
+    def spoken(self, piece: str) -> list[dict]:
+        """Feed a piece of the reply; the audio events ready now, in order."""
+        self.feed(piece)
+        return self.ready()
+
+    def ending(self) -> Iterator[dict]:
+        """The reply is complete: every audio event still to come, in order, as each is spoken."""
+        self.finish()
+        return self.rest()
+
     def close(self) -> None:
         """Stop speaking (the client left, or the reply was aborted)."""
         with self._cond:

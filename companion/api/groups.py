@@ -14,7 +14,7 @@ from ..streams import GroupStream, Reply
 from . import services
 from .chats import message_rest
 from .companions import created, page
-from .sse import event, used_json
+from .sse import TurnEvents, event, used_json
 from .voice import speak_requested
 from .validate import generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
     wants_stream
@@ -105,7 +105,7 @@ def import_group_chat(group_id: int):
 
 # turns ----------------------------------------------------------------------------------------
 
-class GroupEventStream:
+class GroupEventStream(TurnEvents):
     """SSE of a group turn: message (the user's), then speaker, token... and reply for each
     member, then done; closing it mid-way (a client gone) stops the turn, partial reply kept.
     With speak, each member's sentences are spoken in its own voice (audio events before its reply)."""
@@ -130,24 +130,16 @@ class GroupEventStream:
                 elif kind == "token":
                     yield event("token", {"text": value, **speaker})
                     if self.narration:
-                        self.narration.feed(str(value))
-                        yield from (event("audio", {**a, **speaker}) for a in self.narration.ready())
+                        yield from (event("audio", {**a, **speaker}) for a in self.narration.spoken(str(value)))
                 elif kind == "reply":
                     if self.narration:
-                        self.narration.finish()
-                        yield from (event("audio", {**a, **speaker}) for a in self.narration.rest())
+                        yield from (event("audio", {**a, **speaker}) for a in self.narration.ending())
                         self.narration = None
                     yield event("reply", reply_json(value))  # type: ignore[arg-type]
                 else:
                     yield event("done", {"replies": [reply_json(r) for r in value]})  # type: ignore[attr-defined]
         except CompanionError as exc:
             yield event("error", {"message": exc.message, "code": exc.code})
-
-    def close(self) -> None:
-        if self.narration:
-            self.narration.close()
-        self._events.close()
-        self.turn.close()
 
 
 def group_turn(group_id: int, text: str | None, asked: int | None, body: dict) -> Response:

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 from flask import Response
 
 from ..narration import Narration
-from ..streams import Reply, TurnStream
+from ..streams import GroupStream, Reply, TurnStream
 from ..errors import CompanionError
 from . import services
 
@@ -38,7 +38,21 @@ def done_json(reply: Reply) -> dict:
     return {"message": message_json(reply), **used_json(reply)}
 
 
-class EventStream:
+class TurnEvents:
+    """The common end of an SSE body over a turn: closing it stops speaking, generating and the turn."""
+
+    narration: Narration | None
+    turn: TurnStream | GroupStream
+    _events: Iterator
+
+    def close(self) -> None:
+        if self.narration:
+            self.narration.close()
+        self._events.close()   # type: ignore[attr-defined]
+        self.turn.close()
+
+
+class EventStream(TurnEvents):
     """The body of an SSE response: token events, then done (or error); with a narration, audio
     events too, each sentence's as soon as it is spoken, all before done.
 
@@ -58,21 +72,13 @@ class EventStream:
                 if kind == "token":
                     yield event("token", {"text": value})
                     if self.narration:
-                        self.narration.feed(str(value))
-                        yield from (event("audio", a) for a in self.narration.ready())
+                        yield from (event("audio", a) for a in self.narration.spoken(str(value)))
                 else:
                     if self.narration:
-                        self.narration.finish()
-                        yield from (event("audio", a) for a in self.narration.rest())
+                        yield from (event("audio", a) for a in self.narration.ending())
                     yield event("done", self.done(value))  # type: ignore[arg-type]
         except CompanionError as exc:
             yield event("error", {"message": exc.message, "code": exc.code})
-
-    def close(self) -> None:
-        if self.narration:
-            self.narration.close()
-        self._events.close()
-        self.turn.close()
 
 
 def stream_response(turn: TurnStream, done: Callable[[Reply], dict], speak: bool = False) -> Response:
