@@ -206,6 +206,8 @@ def test_a_stored_reply_is_spoken_in_its_companions_voice_and_cached(client, ser
     assert client.patch(f"/api/companions/{companion['id']}", json={"voice": {"speed": None}}).get_json()[
         "voice"] == {"voice": "joe", "speed": 1.0}
     assert client.patch(f"/api/companions/{companion['id']}", json={"voice": {"speed": "fast"}}).status_code == 400
+    unknown = client.patch(f"/api/companions/{companion['id']}", json={"voice": {"voice": "nobody"}})
+    assert unknown.status_code == 400 and "joe" in unknown.get_json()["error"]["message"]
     assert client.get("/api/messages/999999/speech").status_code == 404
     assert client.get(f"/api/messages/{reply['id']}/speech?format=ogg").status_code == 400
 

@@ -87,8 +87,11 @@ def companion_voice_field(value: object) -> dict:
     """A companion's voice ({"voice", "speed"}; null for one: back to [voice]'s), kept in its card."""
     if not isinstance(value, dict) or set(value) - {"voice", "speed"}:
         raise BadRequest("'voice' must be an object like {\"voice\": \"joe\", \"speed\": 1.0}")
-    voice_field(value.get("voice"), "voice.voice")
+    name = voice_field(value.get("voice"), "voice.voice")
     speed_field(value.get("speed"), "voice.speed")
+    speaker = services().voice.speaker
+    if name is not None and speaker.available and name not in speaker.voice_files():
+        raise BadRequest(f"no voice named {name!r}; the voices are: {', '.join(speaker.voice_files())}")
     return value
 
 
