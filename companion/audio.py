@@ -114,7 +114,7 @@ def decode(data: bytes, max_seconds: float) -> np.ndarray:
             parts.extend(p.to_ndarray().reshape(-1) for p in resampler.resample(None))
     except InvalidAudio:
         raise
-    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+    except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as exc:
         raise InvalidAudio(f"the file is not audio that can be read ({exc.__class__.__name__}: {exc})") from None
     if not parts or not sum(len(p) for p in parts):
         raise InvalidAudio("the file holds no audio samples")

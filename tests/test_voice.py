@@ -262,3 +262,17 @@ def test_a_group_reply_is_spoken_in_each_members_voice(client):
         assert spoken and [a["index"] for a in spoken] == list(range(len(spoken)))
     # each member's audio comes before its reply event
     assert names.index("audio") < names.index("reply")
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "opus", "flac"])
+def test_cut_or_damaged_audio_is_read_or_refused_with_a_reason(fmt):
+    whole = encode(tone(1.0), fmt)
+    damaged = bytearray(whole)
+    damaged[len(damaged) // 3: len(damaged) // 3 + 64] = b"\xff" * 64
+    for data in (whole[:40], whole[: len(whole) // 2], bytes(damaged), b"OggS" + whole[4:200]):
+        try:
+            samples = decode(data, max_seconds=10)
+        except InvalidAudio as exc:          # a 400 with its reason, never another error
+            assert str(exc)
+        else:
+            assert len(samples) > 0
