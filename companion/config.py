@@ -561,6 +561,10 @@ def _validate(settings: Settings) -> None:
          f"memory.embedder_backend must be one of {', '.join(EMBEDDER_BACKENDS)}"),
         (0 < settings.memory.same_fact_similarity <= 1, "memory.same_fact_similarity must be in (0, 1]"),
         (0 < settings.memory.duplicate_similarity <= 1, "memory.duplicate_similarity must be in (0, 1]"),
+        (not settings.voice.stt_model or Path(settings.voice.stt_model).expanduser().is_dir(),
+         "voice.stt_model must be the folder of a CTranslate2 Whisper model (model.bin, config.json...)"),
+        (not settings.voice.language or settings.voice.language.isalpha(),
+         "voice.language must be an ISO 639-1 code such as 'en', or empty to detect it"),
         (settings.server.threads > settings.server.max_event_streams,
          "server.threads must be above server.max_event_streams (each event stream holds a thread)"),
     ]

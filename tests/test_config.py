@@ -43,6 +43,9 @@ def test_platform_data_dir_when_nothing_given():
     ("[generation]\nstop = [1, 2]\n", "expected list"),
     ("[model]\nchat_template = 'x'\n", "chat_template"),
     ("[model]\nflash_attn = 'maybe'\n", "expected bool"),
+    ("[voice]\nstt_model = '/no/such/folder'\n", "voice.stt_model"),
+    ("[voice]\nlanguage = 'en-US'\n", "voice.language"),
+    ("[voice]\nspeed = 9\n", "voice.speed"),
     ("this is not toml", "not valid TOML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, text, message):
