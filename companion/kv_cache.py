@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .lru_files import trim_least_recent
 from .model_lock import ModelLock
 
 log = logging.getLogger(__name__)
@@ -119,15 +120,7 @@ class StateFiles:
 
     def evict(self, keep: Path | None = None) -> None:
         """Remove the least recently used files until the rest fit the size bound."""
-        files = sorted((p for p in self.folder.glob("*.kv") if p != keep), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in files) + (keep.stat().st_size if keep and keep.exists() else 0)
-        for path in files:
-            if total <= self.max_bytes:
-                break
-            total -= path.stat().st_size
-            path.unlink(missing_ok=True)
-        if keep is not None and total > self.max_bytes:    # one state larger than the bound
-            keep.unlink(missing_ok=True)
+        trim_least_recent(self.folder.glob("*.kv"), self.max_bytes, keep)
 
 
 class ChatStates:

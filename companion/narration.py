@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 
 
 class Narration:
-    """A reply spoken sentence by sentence while it is written: feed it the text's pieces as they
-    come; a worker thread speaks each complete sentence, and ready() hands out the audio in order."""
+    """A reply spoken sentence by sentence while it is written: spoken() takes each piece of the text
+    as it comes and hands out the audio ready so far; a worker thread speaks each complete sentence;
+    ending() hands out the rest, in order, once the text is complete."""
 
     def __init__(self, speaker: Speaker, voice: str | None, speed: float | None, fmt: str = "wav") -> None:
         self.speaker, self.voice, self.speed, self.fmt = speaker, voice, speed, fmt
@@ -30,12 +31,12 @@ class Narration:
         self._thread = threading.Thread(target=self._work, name="narration", daemon=True)
         self._thread.start()
 
-    def feed(self, piece: str) -> None:
+    def _feed(self, piece: str) -> None:
         """More of the reply's text."""
         sentences, self._text = split_sentences(self._text + piece)
         self._add(sentences)
 
-    def finish(self) -> None:
+    def _finish(self) -> None:
         """The reply is complete: its last words are a sentence too."""
         rest, self._text = self._text.strip(), ""
         self._add([rest] if speakable(rest) else [])
@@ -71,7 +72,7 @@ class Narration:
                 self._done[index] = event
                 self._cond.notify_all()
 
-    def ready(self) -> list[dict]:
+    def _ready(self) -> list[dict]:
         """The audio events spoken so far, in order (never blocks)."""
         out = []
         with self._cond:
@@ -80,7 +81,7 @@ class Narration:
                 self._next_out += 1
         return out
 
-    def rest(self) -> Iterator[dict]:
+    def _rest(self) -> Iterator[dict]:
         """After finish(): every audio event not handed out yet, in order, as each is spoken."""
         while True:
             with self._cond:
@@ -94,13 +95,13 @@ class Narration:
 
     def spoken(self, piece: str) -> list[dict]:
         """Feed a piece of the reply; the audio events ready now, in order."""
-        self.feed(piece)
-        return self.ready()
+        self._feed(piece)
+        return self._ready()
 
     def ending(self) -> Iterator[dict]:
         """The reply is complete: every audio event still to come, in order, as each is spoken."""
-        self.finish()
-        return self.rest()
+        self._finish()
+        return self._rest()
 
     def close(self) -> None:
         """Stop speaking (the client left, or the reply was aborted)."""

@@ -10,11 +10,14 @@ from pathlib import Path
 
 from .audio import MEDIA_TYPES, decode, encode
 from .cards import card_voice
-from .config import VoiceSettings
+from .config import VoiceSettings, limits
 from .errors import BadRequest, NotFound, PayloadTooLarge
+from .lru_files import trim_least_recent
 from .narration import Narration
 from .store import Store
 from .voice import LISTEN_INSTALL, SPEAK_INSTALL, Listener, Speaker, Transcript
+
+SPEED = limits(VoiceSettings)["speed"]
 
 
 class SpeechCache:
@@ -45,15 +48,8 @@ class SpeechCache:
             partial = path.with_name(path.name + ".partial")
             partial.write_bytes(data)
             os.replace(partial, path)           # never a half-written file under the real name
-            files = sorted((p for p in self.folder.iterdir() if not p.name.endswith(".partial")),
-                           key=lambda p: p.stat().st_mtime)
-            total = sum(p.stat().st_size for p in files)
-            for old in files:
-                if total <= self.max_bytes:
-                    break
-                if old != path:
-                    total -= old.stat().st_size
-                    old.unlink(missing_ok=True)
+            trim_least_recent((p for p in self.folder.iterdir() if not p.name.endswith(".partial")),
+                              self.max_bytes, path)
 
 
 class VoiceService:
@@ -87,9 +83,9 @@ class VoiceService:
             companion = self.store.get_companion(companion_id)
             own = card_voice(companion.get("card") or {}) if companion else {}
         speed = own.get("speed")
-        return {"voice": own.get("voice") or self.settings.voice,
-                "speed": float(speed) if isinstance(speed, (int, float)) and not isinstance(speed, bool)
-                and 0.25 <= speed <= 4 else self.settings.speed}
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or SPEED.check(speed, "speed"):
+            speed = self.settings.speed          # a card's own bad speed: [voice]'s
+        return {"voice": own.get("voice") or self.settings.voice, "speed": float(speed)}
 
     def speak(self, text: str, voice: str | None, speed: float | None, fmt: str) -> bytes:
         """Text spoken as an audio file of a format of audio.MEDIA_TYPES."""

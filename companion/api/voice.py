@@ -6,14 +6,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..audio import MEDIA_TYPES
-from ..config import VoiceSettings, limits
+from ..speech import SPEED
 from ..errors import BadRequest
 from . import services
 from .validate import json_object, text_field, uploaded_file
 
 bp = Blueprint("voice", __name__)
 
-SPEED = limits(VoiceSettings)["speed"]
 TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
 
 
