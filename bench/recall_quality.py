@@ -187,19 +187,16 @@ def default_end(now_supported: bool) -> _dt.datetime:
 
 
 def embed_distinct(embedder, texts: list[str]):
-    """Embeddings (a float32 matrix, one row per text) of `texts` as the daemon embeds them,
-    each distinct embedded text once; and how many were distinct and the seconds it took."""
-    import numpy as np
+    """The memories' index vectors (a float32 matrix, one row per text: both views side by side,
+    ``companion.memory.views``) as the daemon makes them, each distinct text embedded once; and
+    how many distinct texts were embedded and the seconds it took."""
+    from companion.memory import side_by_side, views
 
-    from companion.memory import embedded_text
-
-    from .chatlog import distinct
-
-    unique, where = distinct([embedded_text(t) for t in texts])
+    pairs = [views(t) for t in texts]
+    distinct_n = len({text for pair in pairs for text in pair})
     began = time.perf_counter()
-    vectors = np.asarray(embedder.embed(unique), dtype=np.float32) if unique else np.zeros((0, 384), np.float32)
-    seconds = time.perf_counter() - began
-    return vectors[np.asarray(where, dtype=np.int64)], len(unique), seconds
+    vectors = side_by_side(embedder.embed, pairs)
+    return vectors, distinct_n, time.perf_counter() - began
 
 
 def _rank(ids: list[int], wanted: int | None) -> int | None:
@@ -324,6 +321,7 @@ def evaluate(corpus: Corpus, embedder, tmp: Path, batch: int, examples: int) -> 
         except Exception:  # pragma: no cover - the diagnostic only
             collection = None
 
+        said = vectors[:, :vectors.shape[1] // 2]
         results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
         per_question, recall_ms, hnsw_overlap, windows = [], [], [], []
         for a, qv in zip(corpus.asks, question_vectors):
@@ -334,15 +332,16 @@ def evaluate(corpus: Corpus, embedder, tmp: Path, batch: int, examples: int) -> 
             top = bm25.top(a.text, candidates, K)
             results["bm25"].append({**base, "top": top, "rank": _rank(top, a.expected),
                                     "stale_rank": _rank(top, a.stale)})
-            # brute-force cosine over every memory of the companion, ties newest first
+            # brute-force cosine over every memory of the companion (the embedding of what was
+            # said, the first view), ties newest first
             cand = np.asarray(candidates)
-            sims = vectors[cand] @ qv
+            sims = said[cand] @ qv
             order = np.lexsort((-cand, -sims))
             exact = [int(cand[i]) for i in order[:30]]
             top = exact[:K]
             results["brute_force_cosine"].append({**base, "top": top, "rank": _rank(top, a.expected),
                                                   "stale_rank": _rank(top, a.stale),
-                                                  "expected_exact_rank": int(np.sum(sims > vectors[a.expected] @ qv)) + 1})
+                                                  "expected_exact_rank": int(np.sum(sims > said[a.expected] @ qv)) + 1})
             # the daemon
             t = time.perf_counter()
             found = memory.recall(built.cid[a.companion], a.text, k=K, min_relevance=floor, **extra)
@@ -365,11 +364,14 @@ def evaluate(corpus: Corpus, embedder, tmp: Path, batch: int, examples: int) -> 
             # diagnostic: Chroma's HNSW neighbours against the exact ones
             if collection is not None:
                 try:
-                    raw = collection.query(query_embeddings=[qv.tolist()], n_results=min(30, len(candidates)),
+                    both = np.concatenate([qv, qv])    # the index holds both views side by side
+                    stored = vectors[cand] @ both
+                    nearest = [int(cand[i]) for i in np.lexsort((-cand, -stored))[:30]]
+                    raw = collection.query(query_embeddings=[both.tolist()], n_results=min(30, len(candidates)),
                                            where=None if only_one else {"companion_id": built.cid[a.companion]},
                                            include=["distances"])
                     got = {built.position[int(i)] for i in raw["ids"][0] if int(i) in built.position}
-                    hnsw_overlap.append(len(got & set(exact)) / len(exact))
+                    hnsw_overlap.append(len(got & set(nearest)) / len(nearest))
                 except Exception:
                     collection = None
             per_question.append({"qid": a.qid, "kind": a.kind, "question": a.text,

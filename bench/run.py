@@ -2,8 +2,8 @@
 
     python -m bench.run [names...] [--quick] [--cores N]
 
-Names: prompt_cache, kv_restore, embedder, throughput, ttft, overhead, recall_quality, recall_latency, load,
-group_switch, startup, voice, flash_attn (default:
+Names: prompt_cache, kv_restore, embedder, throughput, ttft, overhead, recall_quality, locomo, recall_tuning,
+recall_latency, load, group_switch, startup, voice, flash_attn (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
 bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
@@ -29,7 +29,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "overhead", "recall_quality",
-              "recall_latency", "load", "group_switch", "startup", "voice", "flash_attn")
+              "locomo", "recall_tuning", "recall_latency", "load", "group_switch", "startup", "voice", "flash_attn")
 QUICK = {
     "prompt_cache": {"turns": 4},
     "kv_restore": {"rounds": 1, "history_tokens": 400},
@@ -38,6 +38,8 @@ QUICK = {
     "ttft": {"turns": 6},
     "overhead": {"memories": 300, "turns": 5, "warmup": 1},
     "recall_quality": {"quick": True},
+    "locomo": {"quick": True},
+    "recall_tuning": {"seeds": (1,), "days": 30, "conversations": ("conv-30",), "variants": ("lexical_weight=0",)},
     "recall_latency": {"quick": True},
     "load": {"quick": True},
     "group_switch": {"turns": 4},

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 COLLECTION = "memories"
 VECTOR_PAGE = 5000   # vectors read from Chroma at a time when the in-memory copy is built
-INDEX_VERSION = "2"   # 2: exchanges embedded by the user's line; a change rebuilds the index
+INDEX_VERSION = "3"   # 3: two views a memory (what was said, the whole exchange); a change rebuilds the index
 
 
 def bundled_embedder() -> Path | None:
@@ -232,6 +232,19 @@ def embedded_text(text: str) -> str:
     return match.group(1) if match else text
 
 
+def whole_text(text: str) -> str:
+    """A memory's second view: for an exchange, both lines without their speaker marks (what
+    the companion said holds facts too: on LoCoMo's conversations, where both people tell
+    things, recall@5 0.47 by the user's line alone, 0.57 by the whole exchange); else the text."""
+    match = EXCHANGE.match(text)
+    return f"{match.group(1)}\n{text[match.end():]}" if match else text
+
+
+def views(text: str) -> tuple[str, str]:
+    """The two texts a memory is embedded by: what was said (embedded_text) and the whole (whole_text)."""
+    return embedded_text(text), whole_text(text)
+
+
 SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
 
@@ -319,8 +332,19 @@ def lexical_query(text: str, skip: set[str] = frozenset()) -> str | None:
     return " OR ".join(f'"{w}"' for w in words[:32]) or None
 
 
+def closer_view(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Each row's cosine to the query by the closer of its two views (our vectors are normalized)."""
+    half = rows.shape[1] // 2
+    query = np.asarray(query, dtype=np.float32)
+    return np.maximum(rows[:, :half] @ query, rows[:, half:] @ query)
+
+
 class VectorTable:
     """An in-memory copy of the index's vectors, for exact nearest-neighbour search.
+
+    Each row holds a memory's two views side by side (``views``: what was said, then the whole
+    exchange; 2 x 384 floats), as the Chroma index stores them; a memory is as similar to a
+    query as the closer of its views.
 
     Chroma's HNSW graph loses neighbours on stores made mostly of near-duplicates (a chat log:
     "good night", "how was work"), so recall does not ask it: one matrix-vector product over
@@ -380,19 +404,28 @@ class VectorTable:
             self.count = last
 
     def vectors_of(self, ids: list[int]) -> dict[int, np.ndarray]:
-        """Copies of the vectors of those ids that are here (a copy: rows move when one is removed)."""
+        """Copies of the first view's vectors (what was said) of those ids that are here (a copy:
+        rows move when one is removed)."""
         found = [i for i in ids if i in self.row]
         if not found:
             return {}
-        return dict(zip(found, self.vectors[[self.row[i] for i in found]]))
+        half = self.vectors.shape[1] // 2
+        return dict(zip(found, self.vectors[[self.row[i] for i in found], :half]))
+
+    def similarities(self, ids: list[int], query: np.ndarray) -> dict[int, float]:
+        """How similar to the query those ids that are here are (their closer view's cosine)."""
+        found = [i for i in ids if i in self.row]
+        if not found:
+            return {}
+        return dict(zip(found, closer_view(self.vectors[[self.row[i] for i in found]], query).tolist()))
 
     def nearest(self, query: np.ndarray, companion_id: int, depth: int,
                 since: float | None = None, until: float | None = None) -> list[tuple[int, float]]:
-        """The companion's `depth` memories most similar to the query (cosine: our vectors are
-        normalized), best first, within [since, until) when given."""
+        """The companion's `depth` memories most similar to the query (by the closer of their
+        views), best first, within [since, until) when given."""
         if not self.count:
             return []
-        similarity = self.vectors[:self.count] @ np.asarray(query, dtype=np.float32)
+        similarity = closer_view(self.vectors[:self.count], query)
         mask = self.companions[:self.count] == companion_id
         if since is not None:
             mask &= self.times[:self.count] >= since
@@ -407,6 +440,16 @@ class VectorTable:
         best = np.argpartition(-similarity, depth - 1)[:depth] if depth < self.count else np.arange(self.count)
         best = best[np.argsort(-similarity[best], kind="stable")]
         return [(int(self.ids[i]), float(similarity[i])) for i in best if mask[i]]
+
+
+def side_by_side(embed: Callable[[list[str]], list], pairs: list[tuple[str, str]]) -> np.ndarray:
+    """Rows of two embeddings side by side, from (first, second) texts; each distinct text
+    is embedded once."""
+    distinct = list(dict.fromkeys(text for pair in pairs for text in pair))
+    if not distinct:
+        return np.zeros((0, 0), dtype=np.float32)
+    made = dict(zip(distinct, np.asarray(embed(distinct), dtype=np.float32)))
+    return np.stack([np.concatenate([made[a], made[b]]) for a, b in pairs])
 
 
 def epoch(moment: str) -> float:
@@ -548,7 +591,7 @@ class LongTermMemory:
                 words = WordCounts()
                 for batch in self.store.iter_memories(batch=2000):
                     for row in batch:
-                        words.add(embedded_text(row["text"]))
+                        words.add(whole_text(row["text"]))
                 self._words = words
             return self._words
 
@@ -626,7 +669,7 @@ class LongTermMemory:
         if not rows:
             return
         if vectors is None:
-            vectors = self.embedder.embed([embedded_text(row["text"]) for row in rows])
+            vectors = self.embed_views([row["text"] for row in rows])
         vectors = [list(map(float, v)) for v in vectors]
         with self._lock:
             self.collection().upsert(
@@ -637,11 +680,16 @@ class LongTermMemory:
                 known = self._table.row if self._table is not None else {}
                 for row in rows:
                     if row["id"] not in known:
-                        self._words.add(embedded_text(row["text"]))
+                        self._words.add(whole_text(row["text"]))
             if self._table is not None:
                 self._table.put([int(row["id"]) for row in rows], vectors,
                                 [int(row["companion_id"]) for row in rows],
                                 [epoch(row["created_at"]) for row in rows])
+
+    def embed_views(self, texts: list[str]) -> np.ndarray:
+        """The memories' two views embedded side by side, one row a text (each distinct text once)."""
+        pairs = [views(text) for text in texts]
+        return side_by_side(self.embedder.embed, pairs)
 
     def unindex(self, ids: list[int]) -> None:
         if ids:
@@ -791,12 +839,15 @@ class LongTermMemory:
         ids = list(dict.fromkeys([i for i, _ in dense] + lexical))
         rows = {row["id"]: row for row in self.store.memories_by_ids(ids)}
         with self._lock:
-            vectors = self.vectors().vectors_of([i for i in ids if i in rows])
+            table = self.vectors()
+            vectors = table.vectors_of([i for i in ids if i in rows])
+            similar = table.similarities(list(vectors), query_vector)
         ids = [i for i in ids if i in vectors]
         said = {i: " ".join(embedded_text(rows[i]["text"]).lower().split()) for i in ids}
         asked = {i: asked_only(rows[i]["text"]) for i in ids}
         words = self.word_counts()
-        rarity = {i: words.rarity(said[i]) for i in ids}
+        # how much a memory tells: the rarer of its views (a fact the companion told is in the whole)
+        rarity = {i: max(words.rarity(said[i]), words.rarity(whole_text(rows[i]["text"]))) for i in ids}
         ranks = Rankings(meaning=distinct_ranks([i for i, _ in dense if i in vectors], said, asked),
                          words=distinct_ranks([i for i in lexical if i in vectors], said, asked),
                          rarity=distinct_ranks(sorted(ids, key=lambda i: -rarity[i]), said, asked))
@@ -805,7 +856,7 @@ class LongTermMemory:
             row = rows[memory_id]
             if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
                 continue
-            relevance = float(vectors[memory_id] @ query_vector)
+            relevance = similar[memory_id]
             if relevance < floor and memory_id not in ranks.words and result.window is None:
                 continue
             score = ranks.fused(memory_id, options)
@@ -842,7 +893,7 @@ class LongTermMemory:
             # made since the window ended that name it as the question does
             told = self.store.match_memories(named, companion_id, depth, utc_iso(window.end), utc_iso(now))
             with self._lock:
-                told_dense = [(i, float(v @ query_vector)) for i, v in table.vectors_of(told).items()]
+                told_dense = list(table.similarities(told, query_vector).items())
             dense = sorted(dense + told_dense, key=lambda pair: -pair[1])
             lexical += [i for i in told if i not in lexical]
         return dense, lexical

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import open_memory
 
-from companion.memory import LongTermMemory, asked_only, embedded_text, is_question, lexical_query
+from companion.memory import LongTermMemory, asked_only, embedded_text, is_question, lexical_query, views, whole_text
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
 
@@ -74,7 +74,8 @@ def test_index_equals_brute_force_on_a_near_duplicate_store(tmp_path, embedder):
     memory.delete(gone)
     rows = memory.store.memories_by_ids(memory.store.memory_ids())
     truth_ids = np.array([row["id"] for row in rows])
-    truth = np.asarray(embedder.embed([embedded_text(row["text"]) for row in rows]), dtype=np.float32)
+    said = np.asarray(embedder.embed([embedded_text(row["text"]) for row in rows]), dtype=np.float32)
+    whole = np.asarray(embedder.embed([whole_text(row["text"]) for row in rows]), dtype=np.float32)
     rng = random.Random(2)
     queries = ["Where does my uncle live?", "What car do I have?", "What's my sister's name?",
                "What am I allergic to?", "What do I do on Sunday nights?"]
@@ -86,7 +87,8 @@ def test_index_equals_brute_force_on_a_near_duplicate_store(tmp_path, embedder):
         them will do, so a found memory counts when it is as similar as the true 10th)."""
         shared = total = 0
         for query in vectors:
-            similarity = dict(zip(truth_ids.tolist(), (truth @ query).tolist()))
+            closer = np.maximum(said @ query, whole @ query)     # a memory is as near as its closer view
+            similarity = dict(zip(truth_ids.tolist(), closer.tolist()))
             tenth = sorted(similarity.values(), reverse=True)[9]
             found = [i for i, _ in memory.vectors().nearest(query, companion, 10)]
             shared += sum(similarity.get(i, -2.0) >= tenth - 1e-5 for i in found)
@@ -111,6 +113,26 @@ def test_a_fact_among_thousands_of_chitchat_is_recalled_by_words_and_meaning(tmp
     assert "dentist" in memory.recall(companion, "When do I see the dentist?", 5, now=NOW)[0].text
     found = memory.recall(companion, "What keeps me busy on Sunday nights?", 5, now=NOW)
     assert any("football" in m.text for m in found)
+
+
+def test_an_exchange_is_embedded_by_what_was_said_and_as_a_whole():
+    exchange = "{{user}}: What did you do today?\n{{char}}: I repotted my lemon tree on the balcony."
+    assert views(exchange) == ("What did you do today?",
+                               "What did you do today?\nI repotted my lemon tree on the balcony.")
+    assert views("A note without speakers.") == ("A note without speakers.", "A note without speakers.")
+
+
+def test_what_the_companion_said_is_recalled_by_meaning(tmp_path, embedder):
+    """A fact in the companion's line only, asked in other words (no word in common), among
+    chit-chat: found through the whole exchange's vector."""
+    log = chat_log(600, seed=5)
+    log.insert(300, ("{{user}}: I was out all morning.\n{{char}}: I repotted my lemon tree on the balcony.",
+                     log[300][1]))
+    memory = build(tmp_path, embedder, log)
+    companion = memory.store.active_companion_id()
+    found = memory.recall(companion, "Which citrus plant got a new container?", 5, now=NOW)
+    assert any("lemon tree" in m.text for m in found)
+    memory.close()
 
 
 def test_the_newer_version_of_a_fact_comes_first(tmp_path, embedder):
