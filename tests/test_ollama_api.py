@@ -26,7 +26,7 @@ def test_version_tags_show_ps(client, services):
 
 
 def test_generate_streams_ndjson_by_default_and_answers_whole_when_asked(client):
-    body = {"model": "anything", "prompt": "Name a colour.", "options": {"temperature": 0, "num_predict": 8, "seed": 1}}
+    body = {"prompt": "Name a colour.", "options": {"temperature": 0, "num_predict": 8, "seed": 1}}
     lines = lines_of(client.post("/api/generate", json=body))
     assert all(not line["done"] for line in lines[:-1]) and lines[-1]["done"] is True
     final = lines[-1]
@@ -39,7 +39,7 @@ def test_generate_streams_ndjson_by_default_and_answers_whole_when_asked(client)
 
 
 def test_chat_with_the_model_and_with_a_companion(client, services):
-    body = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}], "stream": False,
+    body = {"messages": [{"role": "user", "content": "Say hello."}], "stream": False,
             "options": {"temperature": 0, "num_predict": 8}}
     reply = client.post("/api/chat", json=body).get_json()
     assert reply["message"]["role"] == "assistant" and reply["message"]["content"] and reply["done"] is True
@@ -61,14 +61,14 @@ def test_embeddings(client, services):
 def test_errors_come_in_ollamas_shape(client):
     response = client.post("/api/generate", json={"prompt": "hi", "context": [1, 2, 3]})
     assert response.status_code == 400 and "context" in response.get_json()["error"]
-    assert client.post("/api/chat", json={"model": "m", "messages": []}).get_json()["error"]
+    assert client.post("/api/chat", json={"messages": []}).get_json()["error"]
     assert client.post("/api/chat", json={"model": "companion/999", "messages": [{"role": "user", "content": "x"}]}
                        ).status_code == 404
     assert client.post("/api/generate", json={"prompt": "hi", "images": ["aGk="]}).status_code == 400
 
 
 def test_a_client_that_goes_away_stops_the_generation(client):
-    body = {"model": "m", "messages": [{"role": "user", "content": "Tell me a long story."}],
+    body = {"messages": [{"role": "user", "content": "Tell me a long story."}],
             "options": {"temperature": 0, "num_predict": 200}}
     response = client.post("/api/chat", json=body, buffered=False)
     first = next(iter(response.response))

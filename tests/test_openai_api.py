@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
+
+from companion.llm import bundled_model
+
+MODEL = bundled_model().name      # the serving model, by the name /v1/models lists
 
 
 @pytest.fixture
@@ -21,7 +28,7 @@ def test_models(oai):
 
 def test_plain_chat_completion(oai, client):
     before = client.get("/api/messages").get_json()
-    result = oai.chat.completions.create(model="anything", temperature=0, max_tokens=12, seed=1,
+    result = oai.chat.completions.create(model=MODEL, temperature=0, max_tokens=12, seed=1,
                                          messages=[{"role": "system", "content": "You are terse."},
                                                    {"role": "user", "content": "Name a colour."}])
     choice = result.choices[0]
@@ -32,7 +39,7 @@ def test_plain_chat_completion(oai, client):
 
 
 def test_plain_chat_stream(oai):
-    stream = oai.chat.completions.create(model="m", stream=True, temperature=0, max_tokens=10,
+    stream = oai.chat.completions.create(model=MODEL, stream=True, temperature=0, max_tokens=10,
                                          messages=[{"role": "user", "content": "Say hello."}])
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
@@ -55,9 +62,9 @@ def test_companion_chat_is_stored_like_a_prompt(oai, client):
 
 
 def test_completions_and_embeddings(oai):
-    result = oai.completions.create(model="m", prompt="Once upon a time", max_tokens=8, temperature=0)
+    result = oai.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=8, temperature=0)
     assert result.choices[0].text and result.usage.prompt_tokens > 0
-    pieces = list(oai.completions.create(model="m", prompt="One, two,", max_tokens=6, temperature=0, stream=True))
+    pieces = list(oai.completions.create(model=MODEL, prompt="One, two,", max_tokens=6, temperature=0, stream=True))
     assert "".join(p.choices[0].text for p in pieces)
     embedded = oai.embeddings.create(model="whatever", input=["hello world", "good night"])
     assert len(embedded.data) == 2 and len(embedded.data[0].embedding) == 384
@@ -65,11 +72,34 @@ def test_completions_and_embeddings(oai):
 
 def test_bad_requests_in_openai_error_shape(oai, client):
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model="m", messages=[], max_tokens=5)
+        oai.chat.completions.create(model=MODEL, messages=[], max_tokens=5)
     assert info.value.body["type"] == "invalid_request_error" and "messages" in info.value.body["message"]
     with pytest.raises(openai.BadRequestError):
-        oai.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], temperature=9)
+        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], temperature=9)
     with pytest.raises(openai.NotFoundError):
         oai.chat.completions.create(model="companion:999", messages=[{"role": "user", "content": "x"}])
     response = client.post("/v1/embeddings", json={"input": []})
     assert response.status_code == 400 and response.get_json()["error"]["type"] == "invalid_request_error"
+
+
+def test_model_names_mean_models(oai, services, settings):
+    """An unknown model is a 404 (model_not_found); another model file of /v1/models loads by its
+    name; companion and companion:<id> stay the companion."""
+    for unknown in ("no-such-model:7b", "gpt-4o", "companion:x"):
+        with pytest.raises(openai.NotFoundError) as info:
+            oai.chat.completions.create(model=unknown, messages=[{"role": "user", "content": "x"}], max_tokens=2)
+        assert info.value.body["code"] == "model_not_found" and unknown in info.value.body["message"]
+    with pytest.raises(openai.NotFoundError):
+        oai.completions.create(model="no-such-model", prompt="Once", max_tokens=2)
+    folder = Path(settings.data_dir) / "models"
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(bundled_model(), folder / "SmolLM2-Second.gguf")
+    ids = [m.id for m in oai.models.list().data]
+    assert ids[:2] == [MODEL, "SmolLM2-Second.gguf"] and "companion" in ids
+    result = oai.chat.completions.create(model="SmolLM2-Second.gguf", messages=[{"role": "user", "content": "Hi."}],
+                                         max_tokens=4, temperature=0)
+    assert result.choices[0].message.content and result.model == "SmolLM2-Second.gguf"
+    assert Path(services.generator.path).name == "SmolLM2-Second.gguf"
+    assert [m.id for m in oai.models.list().data][:2] == ["SmolLM2-Second.gguf", MODEL]
+    stream = oai.completions.create(model=MODEL, prompt="One, two,", max_tokens=4, temperature=0, stream=True)
+    assert "".join(p.choices[0].text for p in stream) and Path(services.generator.path).name == MODEL

@@ -3,7 +3,9 @@
 Chat completions work two ways: as a plain model (the messages go to the model as given, as
 SillyTavern's Chat Completion "Custom (OpenAI-compatible)" source sends them), or as the
 companion (model "companion" or "companion:<id>": the last user message becomes a turn with the
-companion's persona, memory, lore and history, stored like /api/prompt).
+companion's persona, memory, lore and history, stored like /api/prompt). Model names are
+resolved in model_names.py: another listed model file loads, an unknown name is a 404
+(model_not_found).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import time
 import uuid
 from typing import Any, Callable, Iterator
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from ..streams import RawStream, TurnStream
-from ..errors import BadRequest, CompanionError, ModelUnavailable, NotFound
+from ..errors import BadRequest, CompanionError, ModelUnavailable
+from ..model_names import MEMORY_HEADER, Named
 from . import services
 from .validate import GENERATION_LIMITS, generation_settings, json_object
 
@@ -28,7 +31,12 @@ ROLES = ("system", "user", "assistant", "developer", "tool")
 
 
 def model_name() -> str:
-    return services().generator.name or "model"
+    return services().names.serving_id()
+
+
+def named(body: dict) -> Named:
+    """What the body's model name (and an X-Companion-Memory header) asks for; 404 for an unknown name."""
+    return services().names.resolve(body.get("model"), request.headers.get(MEMORY_HEADER))
 
 
 def overrides(body: dict) -> dict:
@@ -69,20 +77,6 @@ def chat_messages(body: dict) -> list[dict]:
     return out
 
 
-def companion_of(model: str) -> int | None:
-    """The companion id a model name asks for: None for the plain model."""
-    if model == COMPANION_MODEL:
-        return services().companions.active_companion_id()
-    if model.startswith(COMPANION_MODEL + ":"):
-        try:
-            companion_id = int(model.split(":", 1)[1])
-        except ValueError:
-            raise NotFound(f"no model named {model!r}") from None
-        services().companions.get(companion_id)
-        return companion_id
-    return None
-
-
 def sse(chunks: Iterator[dict], on_close: Callable[[], None]) -> Response:
     """OpenAI's stream: `data: {json}` lines, then `data: [DONE]`."""
     class Body:
@@ -108,8 +102,10 @@ def finish_reason(completion_tokens: int, max_tokens: int) -> str:
 @bp.get("/v1/models")
 def models():
     created = int(time.time())
-    data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "companion"},
-            {"id": COMPANION_MODEL, "object": "model", "created": created, "owned_by": "companion"}]
+    data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "companion"}]
+    data += [{"id": path.name, "object": "model", "created": created, "owned_by": "companion"}
+             for path in services().names.other_files()]
+    data.append({"id": COMPANION_MODEL, "object": "model", "created": created, "owned_by": "companion"})
     rows, _ = services().companions.list(200, 0)
     data += [{"id": f"{COMPANION_MODEL}:{r['id']}", "object": "model", "created": created,
               "owned_by": "companion", "name": r["name"]} for r in rows]
@@ -120,11 +116,11 @@ def models():
 def chat_completions():
     body = json_object()
     messages = chat_messages(body)
-    model = body.get("model") or model_name()
-    if not isinstance(model, str):
-        raise BadRequest("'model' must be a string")
     params = overrides(body)
-    companion_id = companion_of(model)
+    choice = named(body)
+    services().names.use(choice)
+    model = choice.name or model_name()
+    companion_id = choice.companion_id
     stream = body.get("stream") is True
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
@@ -181,8 +177,12 @@ def completions():
     suffix = body.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
         raise BadRequest("'suffix' must be a string")
-    model = body.get("model") or model_name()
     params = overrides(body)
+    choice = named(body)
+    if choice.memory_id is not None:
+        raise BadRequest(f"memory ({MEMORY_HEADER}, memory/<id>) works with chat messages: use /v1/chat/completions")
+    services().names.use(choice)
+    model = choice.name or model_name()
     raw = services().turns.start_raw(prompt, params, suffix=suffix or None)
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
