@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .backends import uses_model_file
-from .companions import CompanionService
 from .errors import BadRequest, ModelNotFound
-from .memory import Embedder, bundled_embedder
-from .models import ModelService
+
+if TYPE_CHECKING:     # light to import: security.py reads the header names
+    from .companions import CompanionService
+    from .memory import Embedder
+    from .models import ModelService
 
 COMPANION = "companion"
 MEMORY = "memory/"
@@ -56,7 +58,7 @@ class Named:
 class ModelNames:
     """The names /api/tags and /v1/models list, and what a request's model name means."""
 
-    def __init__(self, models: ModelService, companions: CompanionService, embedder: Embedder) -> None:
+    def __init__(self, models: "ModelService", companions: "CompanionService", embedder: "Embedder") -> None:
         self.models = models
         self.companions = companions
         self.embedder = embedder
@@ -76,7 +78,7 @@ class ModelNames:
 
     def other_files(self) -> list[Path]:
         """The listed model files besides the one serving (none with a backend that runs no file)."""
-        if not uses_model_file(self.models.settings.model):
+        if not self.models.runs_files():
             return []
         serving = self.models.serving_file()
         return [path for path in self.models.files() if path != serving]
@@ -85,6 +87,8 @@ class ModelNames:
         """The embedder's names, lower case, the one to show first: for the bundled embedder
         Ollama's name of that model (all-minilm) and its own; for any other its model folder's
         name (the folder above one named 'model'); and embedder.name, as /api/status shows it."""
+        from .memory import bundled_embedder
+
         path = Path(self.embedder.path or "embedder")
         names = list(BUNDLED_EMBEDDER) if self.embedder.path and path == bundled_embedder() else []
         parts = [p for p in path.parts if p.lower() not in ("model", "models")]

@@ -78,9 +78,13 @@ class ModelService:
         self.last_error: str | None = None
         self._lock = threading.Lock()
 
+    def runs_files(self) -> bool:
+        """Whether the backend in use runs model files of its own ([model] path applies)."""
+        return uses_model_file(self.settings.model)
+
     def serving_file(self) -> Path | None:
         """The model file serving now (None with a backend that runs no file of its own)."""
-        if uses_model_file(self.settings.model) and self.turns.generator.path:
+        if self.runs_files() and self.turns.generator.path:
             return Path(self.turns.generator.path).resolve()
         return None
 

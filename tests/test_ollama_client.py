@@ -186,3 +186,57 @@ def test_model_names_mean_models(client, daemon):
     with pytest.raises(ollama.ResponseError) as other:
         client.embed(model="smollm2-second", input="hello")
     assert other.value.status_code == 400 and "embedder" in other.value.error
+
+
+FACT = "My sister Ingrid lives in Tromsø and keeps bees."
+QUESTION = "Where does my sister live?"
+
+
+def memories(daemon, companion: int) -> list[dict]:
+    return daemon.api("GET", f"/api/memories?companion_id={companion}&limit=100")["items"]
+
+
+def test_memory_for_a_frontends_own_prompt(client, daemon):
+    """Open WebUI and the like send their whole history to /api/chat: with memory/<id> (or the
+    X-Companion-Memory header) the companion's memories go into it and the exchange is kept."""
+    companion = daemon.services.companions.active_companion_id()
+    assert client.chat(model=MODEL, messages=[{"role": "user", "content": FACT}], options=OPTIONS).done
+    assert memories(daemon, companion) == []                         # no opt-in: nothing remembered
+    told = client.chat(model=f"memory/{companion}", messages=[{"role": "user", "content": FACT}], options=OPTIONS)
+    first = memories(daemon, companion)[0]
+    assert first["text"] == f"{{{{user}}}}: {FACT}\n{{{{char}}}}: {told.message.content.strip()}"
+
+    body = {"model": f"memory/{companion}/{MODEL}", "messages": [{"role": "user", "content": QUESTION}],
+            "options": OPTIONS}
+    chunks = list(client.chat(**body, stream=True))
+    second = memories(daemon, companion)[0]
+    assert second["text"] == f"{{{{user}}}}: {QUESTION}\n{{{{char}}}}: {''.join(c.message.content for c in chunks).strip()}"
+    raw = requests.post(daemon.url + "/api/chat", json={**body, "stream": False}, timeout=120)
+    assert raw.status_code == 200 and str(first["id"]) in raw.headers["X-Companion-Memories"].split(",")
+    assert raw.json()["message"]["content"]
+
+    with ollama.Client(host=daemon.url, timeout=120, headers={"X-Companion-Memory": str(companion)}) as frontend:
+        assert frontend.chat(model=MODEL, messages=[{"role": "user", "content": "Hello again."}], options=OPTIONS).done
+    assert memories(daemon, companion)[0]["text"].startswith("{{user}}: Hello again.\n{{char}}: ")
+    with pytest.raises(ollama.ResponseError) as unknown:
+        client.chat(model="memory/999", messages=[{"role": "user", "content": "Hi."}])
+    assert unknown.value.status_code == 404 and "999" in unknown.value.error
+
+
+def test_a_frontend_that_goes_away_keeps_the_partial_exchange(client, daemon):
+    """As a turn keeps a partial reply: the exchange is remembered with what was said."""
+    companion = daemon.services.companions.active_companion_id()
+    daemon.generator.pace = 0.2
+    stream = client.chat(model=f"memory/{companion}", stream=True, options={"temperature": 0, "num_predict": 200},
+                         messages=[{"role": "user", "content": "Tell me a long story."}])
+    said = "".join(next(stream).message.content for _ in range(3))
+    stream.close()
+    client.close()
+    daemon.generator.pace = 0
+    for _ in range(100):
+        if memories(daemon, companion):
+            break
+        time.sleep(0.1)
+    kept = memories(daemon, companion)[0]["text"]
+    assert kept.startswith("{{user}}: Tell me a long story.\n{{char}}: " + said.strip())
+    assert len(kept) < 400                                           # not 200 tokens' worth

@@ -103,3 +103,65 @@ def test_model_names_mean_models(oai, services, settings):
     assert [m.id for m in oai.models.list().data][:2] == ["SmolLM2-Second.gguf", MODEL]
     stream = oai.completions.create(model=MODEL, prompt="One, two,", max_tokens=4, temperature=0, stream=True)
     assert "".join(p.choices[0].text for p in stream) and Path(services.generator.path).name == MODEL
+
+
+FACT = "My sister Ingrid lives in Tromsø and keeps bees."
+QUESTION = "Where does my sister live?"
+
+
+def memories_of(client, companion_id: int) -> list[dict]:
+    return client.get(f"/api/memories?companion_id={companion_id}&limit=100").get_json()["items"]
+
+
+def test_memory_for_a_frontends_own_prompt(oai, client, services):
+    """memory/<id> (or X-Companion-Memory): the client's messages as the plain model gets them,
+    with the companion's memories for the newest user message in the system message, and the
+    exchange remembered; X-Companion-Memories says which were put in."""
+    companion = services.companions.active_companion_id()
+    before = services.store.count("memories")
+    plain = oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": FACT}], max_tokens=6,
+                                        temperature=0)
+    assert plain.choices[0].message.content and services.store.count("memories") == before   # no opt-in: nothing
+
+    told = oai.chat.completions.with_raw_response.create(
+        model=f"memory/{companion}", max_tokens=8, temperature=0,
+        messages=[{"role": "system", "content": "You are a friendly assistant."}, {"role": "user", "content": FACT}])
+    assert told.headers["X-Companion-Memories"] == ""                # nothing to recall yet
+    reply = told.parse().choices[0].message.content
+    first = memories_of(client, companion)[0]
+    assert first["text"] == f"{{{{user}}}}: {FACT}\n{{{{char}}}}: {reply.strip()}" and first["source"] == "client"
+
+    messages = [{"role": "system", "content": "You are a friendly assistant."}, {"role": "user", "content": QUESTION}]
+    asked = oai.chat.completions.with_raw_response.create(model=MODEL, messages=messages, max_tokens=8, temperature=0,
+                                                         extra_headers={"X-Companion-Memory": str(companion)})
+    assert asked.headers["X-Companion-Memories"].split(",")[0] == str(first["id"])     # recalled
+    without = oai.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, temperature=0)
+    assert asked.parse().usage.prompt_tokens > without.usage.prompt_tokens + 10        # and put in the prompt
+    second = memories_of(client, companion)[0]
+    assert second["id"] > first["id"] and second["text"].startswith(f"{{{{user}}}}: {QUESTION}\n{{{{char}}}}: ")
+
+    streamed = oai.chat.completions.with_raw_response.create(
+        model=f"memory/{companion}/{MODEL}", stream=True, max_tokens=8, temperature=0,
+        messages=[{"role": "user", "content": FACT}, {"role": "assistant", "content": reply},
+                  {"role": "user", "content": "Does she sell the honey?"}])
+    recalled = streamed.headers["X-Companion-Memories"].split(",")
+    assert str(first["id"]) not in recalled                          # its text is in the messages already
+    text = "".join(c.choices[0].delta.content or "" for c in streamed.parse())
+    third = memories_of(client, companion)[0]
+    assert third["text"] == f"{{{{user}}}}: Does she sell the honey?\n{{{{char}}}}: {text.strip()}"
+
+
+def test_memory_errors_in_openai_shape(oai, client):
+    for kwargs in ({"model": "memory/999"}, {"model": MODEL, "extra_headers": {"X-Companion-Memory": "999"}}):
+        with pytest.raises(openai.NotFoundError) as info:
+            oai.chat.completions.create(messages=[{"role": "user", "content": "x"}], max_tokens=2, **kwargs)
+        assert "999" in info.value.body["message"]
+    for kwargs in ({"model": "companion", "extra_headers": {"X-Companion-Memory": "1"}},
+                   {"model": MODEL, "extra_headers": {"X-Companion-Memory": "one"}}):
+        with pytest.raises(openai.BadRequestError):
+            oai.chat.completions.create(messages=[{"role": "user", "content": "x"}], max_tokens=2, **kwargs)
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.completions.create(model="memory/1", prompt="Once", max_tokens=2)
+    assert "chat" in info.value.body["message"]
+    with pytest.raises(openai.BadRequestError):
+        oai.chat.completions.create(model="memory/1", messages=[{"role": "system", "content": "x"}], max_tokens=2)

@@ -2,7 +2,9 @@
 generate, chat, embed and embeddings, pull and delete. Streams are newline-delimited JSON, on by
 default as in Ollama; errors are {"error": "..."}. What a model name means is model_names.py's
 business: the serving model, another listed model file (loaded first), companion/<id> (that
-companion's own chat, as the /v1 companion mode does); an unknown name is a 404, as in Ollama."""
+companion's own chat, as the /v1 companion mode does), memory/<id>[/<model>] or the
+X-Companion-Memory header on /api/chat (the client's own messages with that companion's
+long-term memory: TurnService.start_remembered); an unknown name is a 404, as in Ollama."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from ..model_names import MEMORY_HEADER, Named, ollama_tag
 from ..models import describe_model
 from ..security import is_loopback
 from . import services
-from .openai import chat_messages
+from .openai import chat_messages, recalled_header
 from .validate import generation_settings, json_object
 
 bp = Blueprint("ollama", __name__)
@@ -69,7 +71,7 @@ def refuse_unsupported(body: dict) -> None:
         raise BadRequest("images are not supported: the model reads text only")
 
 
-def ndjson(lines: Iterator[dict], on_close: Callable[[], None]) -> Response:
+def ndjson(lines: Iterator[dict], on_close: Callable[[], None], headers: dict[str, str] | None = None) -> Response:
     class Body:
         def __iter__(self):
             for line in lines:
@@ -79,7 +81,7 @@ def ndjson(lines: Iterator[dict], on_close: Callable[[], None]) -> Response:
             lines.close()       # type: ignore[attr-defined]
             on_close()
 
-    return Response(Body(), mimetype="application/x-ndjson")
+    return Response(Body(), mimetype="application/x-ndjson", headers=headers)
 
 
 class Timer:
@@ -101,7 +103,8 @@ class Timer:
                 "eval_count": usage["completion_tokens"], "eval_duration": ended - first}
 
 
-def generation(body: dict, held, pieces: Iterator[str], shape: Callable[[str], dict]) -> Response:
+def generation(body: dict, held, pieces: Iterator[str], shape: Callable[[str], dict],
+               headers: dict[str, str] | None = None) -> Response:
     """Stream (the default) or answer whole: each piece shaped by shape(), then the final object."""
     model = body.get("model") or model_tag()
     timer = Timer()
@@ -114,13 +117,15 @@ def generation(body: dict, held, pieces: Iterator[str], shape: Callable[[str], d
         def close() -> None:      # the client went away: stop the generation (a companion keeps the partial reply)
             getattr(pieces, "close", lambda: None)()
             held.close()
-        return ndjson(lines(), close)
+        return ndjson(lines(), close, headers)
     text = []
     for piece in pieces:
         timer.piece()
         text.append(piece)
-    return jsonify({"model": model, "created_at": now_text(), **shape("".join(text)),
-                    **timer.final(held.usage(), held.params.max_tokens)})
+    response = jsonify({"model": model, "created_at": now_text(), **shape("".join(text)),
+                        **timer.final(held.usage(), held.params.max_tokens)})
+    response.headers.update(headers or {})
+    return response
 
 
 @bp.get("/api/version")
@@ -223,6 +228,9 @@ def chat():
         turn = services().turns.start_send(services().companions.active_chat_id(companion_id), last_user, values)
         tokens = (value for kind, value in turn.events() if kind == "token")
         return generation(body, turn, tokens, shape)  # type: ignore[arg-type]
+    if choice.memory_id is not None:       # the client's prompt, with the companion's memories put in
+        remembered = services().turns.start_remembered(choice.memory_id, messages, values, num_ctx)
+        return generation(body, remembered, remembered.pieces(), shape, recalled_header(remembered))
     held = services().turns.start_raw(overrides=values, context_size=num_ctx, messages=messages)
     return generation(body, held, held.pieces(), shape)
 

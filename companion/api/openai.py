@@ -3,9 +3,10 @@
 Chat completions work two ways: as a plain model (the messages go to the model as given, as
 SillyTavern's Chat Completion "Custom (OpenAI-compatible)" source sends them), or as the
 companion (model "companion" or "companion:<id>": the last user message becomes a turn with the
-companion's persona, memory, lore and history, stored like /api/prompt). Model names are
-resolved in model_names.py: another listed model file loads, an unknown name is a 404
-(model_not_found).
+companion's persona, memory, lore and history, stored like /api/prompt). A third way keeps the
+client's own prompt and adds only memory: model "memory/<id>[/<model>]" or the
+X-Companion-Memory header (TurnService.start_remembered). Model names are resolved in
+model_names.py: another listed model file loads, an unknown name is a 404 (model_not_found).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..streams import RawStream, TurnStream
+from ..streams import RawStream, RememberedStream, TurnStream
 from ..errors import BadRequest, CompanionError, ModelUnavailable
-from ..model_names import MEMORY_HEADER, Named
+from ..model_names import MEMORY_HEADER, RECALLED_HEADER, Named
 from . import services
 from .validate import GENERATION_LIMITS, generation_settings, json_object
 
@@ -77,7 +78,12 @@ def chat_messages(body: dict) -> list[dict]:
     return out
 
 
-def sse(chunks: Iterator[dict], on_close: Callable[[], None]) -> Response:
+def recalled_header(held: RememberedStream) -> dict[str, str]:
+    """X-Companion-Memories: the ids of the memories put into the prompt, best first (empty: none)."""
+    return {RECALLED_HEADER: ",".join(str(m.id) for m in held.memories)}
+
+
+def sse(chunks: Iterator[dict], on_close: Callable[[], None], headers: dict[str, str] | None = None) -> Response:
     """OpenAI's stream: `data: {json}` lines, then `data: [DONE]`."""
     class Body:
         def __iter__(self):
@@ -92,7 +98,7 @@ def sse(chunks: Iterator[dict], on_close: Callable[[], None]) -> Response:
             chunks.close()
             on_close()
 
-    return Response(Body(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return Response(Body(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache", **(headers or {})})
 
 
 def finish_reason(completion_tokens: int, max_tokens: int) -> str:
@@ -123,6 +129,7 @@ def chat_completions():
     companion_id = choice.companion_id
     stream = body.get("stream") is True
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    headers: dict[str, str] = {}
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
         return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -147,7 +154,13 @@ def chat_completions():
         usage = turn.usage()
         finish = finish_reason(usage["completion_tokens"], turn.params.max_tokens)
     else:
-        raw: RawStream = services().turns.start_raw(overrides=params, messages=messages)
+        raw: RawStream
+        if choice.memory_id is not None:     # the client's prompt, with the companion's memories put in
+            remembered = services().turns.start_remembered(choice.memory_id, messages, params)
+            headers = recalled_header(remembered)
+            raw = remembered
+        else:
+            raw = services().turns.start_raw(overrides=params, messages=messages)
         if stream:
             def raw_chunks() -> Iterator[dict]:
                 yield chunk({"role": "assistant"})
@@ -155,15 +168,17 @@ def chat_completions():
                     yield chunk({"content": piece})
                 usage = raw.usage()
                 yield chunk({}, finish_reason(usage["completion_tokens"], raw.params.max_tokens))
-            return sse(raw_chunks(), raw.close)
+            return sse(raw_chunks(), raw.close, headers)
         text = "".join(raw.pieces())
         usage = raw.usage()
         finish = finish_reason(usage["completion_tokens"], raw.params.max_tokens)
-    return jsonify({
+    response = jsonify({
         "id": completion_id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
         "usage": usage,
     })
+    response.headers.update(headers)
+    return response
 
 
 @bp.post("/v1/completions")
