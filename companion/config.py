@@ -154,6 +154,9 @@ class ModelSettings:
                "slower at 1,200 tokens of context and 2x slower at 2,200 (it reads the prompt ~6% faster). "
                "With a GPU (n_gpu_layers) it is usually faster: turn it on (not measured here).")
     use_mmap: bool = setting(True, "Map the model file into memory instead of reading it whole.")
+    load_timeout: float = setting(
+        300.0, "Seconds a request that names another model file (Ollama's and /v1's \"model\") waits for it to "
+               "load and take over before a 503; the load goes on.", ge=1, le=86400)
     kv_cache_mb: int = setting(
         1024, "Disk space for chats' saved model states (the KV cache), so that a chat's prompt is not read "
         "again after a restart or a switch between chats; the least recently used go first. 0 turns it off.", ge=0)

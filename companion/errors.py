@@ -45,6 +45,15 @@ class NotFound(CompanionError):
     code = "not_found"
 
 
+class ModelNotFound(NotFound):
+    """A model name that names no model here (Ollama and OpenAI clients offer to pull on it)."""
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model '{name}' not found")
+        self.name = name
+
+
 class Conflict(CompanionError):
     status = 409
     code = "conflict"

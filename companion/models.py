@@ -11,12 +11,13 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Generator as Steps
 
 from .backends import make_generator, uses_model_file
 from .config import CHAT_TEMPLATES, GenerationSettings, InitiativeSettings, ModelSettings, Settings, initiative_problem
-from .errors import BadRequest
+from .errors import BadRequest, ModelUnavailable
 from .gguf import GGUFError, read_metadata
 from .generation import Generator
 from .llm import CHECKOUT_MODELS, bundled_model
@@ -77,16 +78,29 @@ class ModelService:
         self.last_error: str | None = None
         self._lock = threading.Lock()
 
-    def models(self) -> list[dict]:
+    def runs_files(self) -> bool:
+        """Whether the backend in use runs model files of its own ([model] path applies)."""
+        return uses_model_file(self.settings.model)
+
+    def serving_file(self) -> Path | None:
+        """The model file serving now (None with a backend that runs no file of its own)."""
+        if self.runs_files() and self.turns.generator.path:
+            return Path(self.turns.generator.path).resolve()
+        return None
+
+    def files(self) -> list[Path]:
         """The model files that can be used; the one serving is always among them, first when it
         lies outside the folders searched (given with --model or [model] path)."""
         files = model_files(Path(self.settings.data_dir))
-        current = None
-        if uses_model_file(self.settings.model) and self.turns.generator.path:
-            current = Path(self.turns.generator.path).resolve()
-            if current not in files and current.is_file():
-                files.insert(0, current)
-        items = [describe_model(p) for p in files]
+        current = self.serving_file()
+        if current is not None and current not in files and current.is_file():
+            files.insert(0, current)
+        return files
+
+    def models(self) -> list[dict]:
+        """The model files that can be used, described (see files())."""
+        current = self.serving_file()
+        items = [describe_model(p) for p in self.files()]
         generator = self.turns.generator
         for item in items:
             item["active"] = Path(item["path"]) == current
@@ -155,13 +169,45 @@ class ModelService:
             current = dataclasses.replace(current, path=self.turns.generator.path)
         return dataclasses.replace(current, **changes)
 
-    def _load(self, new: ModelSettings, changes: dict) -> None:
+    def use(self, path: Path) -> None:
+        """Serve with a model file, as PUT /api/config switches to one: at once when it serves
+        already, else after it loads (a load of it under way is waited for, not started again).
+        The caller waits up to [model] load_timeout: a 503 after that, while the load goes on;
+        a file that fails to load is a 503 with the reason (the old model stays)."""
+        target = path.resolve()
+        with self._lock:
+            if self.serving_file() == target:
+                return
+            pending = self.pending if self.pending is not None and Path(self.pending.path).resolve() == target else None
+        if pending is None:
+            new = self._checked_model({"path": str(target)})
+            assert new is not None
+            pending = self._load(new, {"path": str(target)})
+        deadline = time.monotonic() + self.settings.model.load_timeout
+        if not pending.wait_ready(max(0.0, deadline - time.monotonic())) and pending.state == "loading":
+            raise ModelUnavailable(f"{target.name} is still loading", retry_after=5)
+        if pending.state != "ready":
+            raise ModelUnavailable(f"{target.name} failed to load: {pending.error}", retry_after=60)
+        while True:      # it takes over once the generation running now ends, and is no longer pending then
+            with self._lock:
+                waiting = self.pending is pending
+            if self.turns.generator is pending and not waiting:
+                return
+            if not waiting:
+                raise ModelUnavailable(f"another model was asked for while {target.name} loaded", retry_after=5)
+            if time.monotonic() > deadline:
+                raise ModelUnavailable(f"{target.name} is loaded and waits for the running generation to end",
+                                       retry_after=5)
+            time.sleep(0.02)
+
+    def _load(self, new: ModelSettings, changes: dict) -> Generator:
         with self._lock:
             generator = make_generator(new, Path(self.settings.data_dir))
             self.pending = generator
             self.last_error = None
         threading.Thread(target=self._swap_when_loaded, args=(generator, new, changes), name="model-swap",
                          daemon=True).start()
+        return generator
 
     def _swap_when_loaded(self, generator: Generator, new: ModelSettings, changes: dict) -> None:
         generator.start()

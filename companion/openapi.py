@@ -190,6 +190,26 @@ def query(name: str, schema: dict) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
+MEMORY_PARAM = {"name": "X-Companion-Memory", "in": "header", "required": False,
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "Opt in to a companion's long-term memory with any model name (as model memory/<id>): "
+                               "its memories for the newest user message go into the first system message (one "
+                               "is added at the front when there is none), leaving out those whose text the "
+                               "messages already hold; the exchange (that message and the reply) is remembered "
+                               "as one memory of the companion when the reply ends (a partial reply when the "
+                               "client goes away). 404 for an unknown companion; 400 with a companion/<id> model."}
+RECALLED_HEADERS = {"X-Companion-Memories": {
+    "description": "with memory: the ids of the memories put into the prompt, best first, comma-separated "
+                   "(empty: none); streamed replies too", "schema": TEXT}}
+
+
+def with_memory(operation: dict) -> dict:
+    """An operation that takes the memory opt-in: the header parameter, and the recalled ids on its 200."""
+    operation.setdefault("parameters", []).append(MEMORY_PARAM)
+    operation["responses"]["200"]["headers"] = RECALLED_HEADERS
+    return operation
+
+
 OPENAI_STREAM = obj(["data"], data=TEXT)
 # a streamed reply: token pieces, with "speak": true each sentence's audio ({index, text, format,
 # seconds, audio: base64}) in order, then done (or error)
@@ -491,18 +511,24 @@ PATHS: dict[str, dict] = {
     "/api/messages/{message_id}/context": {"get": op("The memories and lore a reply used", ok({"type": "object"}),
                                                      params=[path_param("message_id")])},
     # OpenAI-compatible
-    "/v1/models": {"get": op("Models: the loaded one, 'companion' and 'companion:<id>'",
+    "/v1/models": {"get": op("Models: the serving one, the other model files (named in a request, one loads "
+                             "and serves), 'companion' and 'companion:<id>'",
                              ok(obj(["object", "data"], object=TEXT, data={"type": "array"})))},
-    "/v1/chat/completions": {"post": op(
-        "Chat completion: the plain model, or the companion (model 'companion' / 'companion:<id>')",
+    "/v1/chat/completions": {"post": with_memory(op(
+        "Chat completion: the plain model (omitted, the serving model's name, or another model file of /v1/models, "
+        "which loads first), or the companion (model 'companion' / 'companion:<id>'); any other model is a 404 "
+        "with code model_not_found. Model 'memory/<id>' or 'memory/<id>/<model>' (or the X-Companion-Memory "
+        "header): the client's own messages to the plain model, with companion <id>'s long-term memory put in "
+        "and the exchange remembered",
         ok(obj(["id", "object", "choices"], id=TEXT, object=TEXT, created=INT, model=TEXT,
                choices={"type": "array"}, usage={"type": "object"})),
         body=obj(["messages"], model=TEXT, stream=BOOL, messages={"type": "array", "minItems": 1, "items": obj(
             ["role"], role={"type": "string", "enum": ["system", "user", "assistant", "developer", "tool"]},
             content=TEXT)}, **{k: v for k, v in GENERATION["properties"].items()},
-            presence_penalty=NUM, frequency_penalty=NUM), stream=OPENAI_STREAM)},
+            presence_penalty=NUM, frequency_penalty=NUM), stream=OPENAI_STREAM))},
     "/v1/completions": {"post": op(
-        "Text completion of a prompt by the plain model",
+        "Text completion of a prompt by the plain model (model names as for chat completions; a 404 for an "
+        "unknown one)",
         ok(obj(["id", "object", "choices"], id=TEXT, object=TEXT, created=INT, model=TEXT,
                choices={"type": "array"}, usage={"type": "object"})),
         body=obj(["prompt"], model=TEXT, prompt={"type": "string", "minLength": 1}, stream=BOOL,
@@ -535,32 +561,42 @@ PATHS: dict[str, dict] = {
                                body=obj(["tokens"], tokens={"type": "array", "items": {"type": "integer", "minimum": 0}}))},
     # Ollama
     "/api/version": {"get": op("Ollama: the API version these routes follow", ok(obj(["version"], version=TEXT)))},
-    "/api/tags": {"get": op("Ollama: the serving model, the other model files and one companion/<id> per companion",
+    "/api/tags": {"get": op("Ollama: the serving model, the other model files (<file stem>:latest; named in a "
+                            "request, one loads and serves) and one companion/<id> per companion",
                             ok(obj(["models"], models={"type": "array"})))},
-    "/api/show": {"post": op("Ollama: a model's template, parameters and header facts",
+    "/api/show": {"post": op("Ollama: a model's template, parameters and header facts (a model file named is "
+                             "described, not loaded; 404 for an unknown name)",
                              ok(obj(["template"], modelfile=TEXT, parameters=TEXT, template=TEXT,
                                     details={"type": "object"}, model_info={"type": "object"})),
                              body=obj([], model=TEXT, name=TEXT))},
     "/api/ps": {"get": op("Ollama: the model in memory", ok(obj(["models"], models={"type": "array"})))},
     "/api/generate": {"post": op(
-        "Ollama: completion of a prompt (NDJSON stream unless stream is false; nothing stored)",
+        "Ollama: completion of a prompt (NDJSON stream unless stream is false; nothing stored). The model: "
+        "omitted or the serving one, another model file of /api/tags (loaded first; with an empty prompt, only "
+        "loaded); an unknown name is a 404, {error: \"model 'NAME' not found\"}",
         {"200": {"description": "the reply, or newline-delimited JSON objects ending with done: true",
                  "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": TEXT}}}},
         body=obj([], model=TEXT, prompt=TEXT, system=TEXT, raw=BOOL, stream=BOOL, keep_alive={},
                  options={"type": "object"}))},
-    "/api/chat": {"post": op(
-        "Ollama: chat with the model, or with a companion (model companion/<id>: its memory and chat)",
+    "/api/chat": {"post": with_memory(op(
+        "Ollama: chat with the model (named as for /api/generate: another model file loads first, an unknown "
+        "name is a 404), or with a companion (model companion/<id>: its memory and chat). Model memory/<id> or "
+        "memory/<id>/<model> (or the X-Companion-Memory header): the client's own messages to the model, with "
+        "companion <id>'s long-term memory put in and the exchange remembered",
         {"200": {"description": "the reply, or newline-delimited JSON objects ending with done: true",
                  "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": TEXT}}}},
         body=obj(["messages"], model=TEXT, stream=BOOL, keep_alive={}, options={"type": "object"},
                  messages={"type": "array", "minItems": 1, "items": obj(
                      ["role"], role={"type": "string", "enum": ["system", "user", "assistant", "developer", "tool"]},
-                     content=TEXT)}))},
-    "/api/embed": {"post": op("Ollama: embeddings by the daemon's embedder",
+                     content=TEXT)})))},
+    "/api/embed": {"post": op("Ollama: embeddings by the daemon's embedder (model: omitted, the embedder's name, "
+                              "all-minilm for the bundled one, or the serving model's; 400 for another model file, "
+                              "404 for an unknown name)",
                               ok(obj(["embeddings"], model=TEXT, embeddings={"type": "array"}, total_duration=INT,
                                      load_duration=INT, prompt_eval_count=INT)),
                               body=obj(["input"], model=TEXT, input={"anyOf": [TEXT, STR_LIST]}))},
-    "/api/embeddings": {"post": op("Ollama (older): one embedding", ok(obj(["embedding"], embedding={"type": "array"})),
+    "/api/embeddings": {"post": op("Ollama (older): one embedding (model names as for /api/embed)",
+                                   ok(obj(["embedding"], embedding={"type": "array"})),
                                    body=obj(["prompt"], model=TEXT, prompt={"type": "string", "minLength": 1}))},
     "/api/pull": {"post": op(
         "Ollama: download a GGUF into the data dir's models/ (hf.co/OWNER/REPO[:QUANT], OWNER/REPO/FILE.gguf or an "

@@ -191,14 +191,30 @@ def time_text(now: datetime, last_message_at: str | None) -> str:
     return text
 
 
+def memories_text(memories: list[Recalled], now: datetime) -> str:
+    """Recalled memories as the prompt tells them, each with its age (placeholders unresolved)."""
+    lines = [f"- ({describe_age(m.created_at, now)}) {m.text.strip()}" for m in memories]
+    return "{{char}} remembers from earlier conversations:\n" + "\n".join(lines)
+
+
+def with_system_text(messages: list[dict], text: str) -> list[dict]:
+    """A client's chat messages with text added to its first system message (after a blank
+    line), or in a system message of its own at the front when it has none."""
+    out = [dict(m) for m in messages]
+    first = next((m for m in out if m["role"] == "system"), None)
+    if first is None:
+        return [{"role": "system", "content": text}, *out]
+    first["content"] = f"{first['content'].rstrip()}\n\n{text}" if first["content"].strip() else text
+    return out
+
+
 def volatile_text(p: PromptInput) -> str:
     """The small part that changes every turn: triggered lore, recalled memories, the current
     date and time (and the length of a long pause), and the card's post-history instructions."""
     now = p.now or datetime.now(timezone.utc).astimezone()
     parts = [text.strip() for text in p.lore_triggered if text.strip()]
     if p.memories:
-        lines = [f"- ({describe_age(m.created_at, now)}) {m.text.strip()}" for m in p.memories]
-        parts.append("{{char}} remembers from earlier conversations:\n" + "\n".join(lines))
+        parts.append(memories_text(p.memories, now))
     parts.append(time_text(now, p.last_message_at))
     if p.post_history_instructions.strip():
         parts.append(ORIGINAL.sub("", p.post_history_instructions).strip())

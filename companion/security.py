@@ -13,6 +13,7 @@ from flask import Request, Response
 
 from .config import ServerSettings
 from .errors import Forbidden, MisdirectedRequest, Unauthorized
+from .model_names import MEMORY_HEADER, RECALLED_HEADER
 
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "localhost.localdomain"}
 WILDCARD_BINDS = {"0.0.0.0", "::", ""}
@@ -110,7 +111,8 @@ def add_cors_headers(request: Request, response: Response, server: ServerSetting
     origin = request.headers.get("Origin")
     if origin and origin.rstrip("/").lower() in {o.rstrip("/").lower() for o in server.cors_origins}:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, X-API-Key, Content-Type, Accept"
+        response.headers["Access-Control-Allow-Headers"] = f"Authorization, X-API-Key, Content-Type, Accept, {MEMORY_HEADER}"
+        response.headers["Access-Control-Expose-Headers"] = f"{RECALLED_HEADER}, X-Request-ID"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
         response.headers["Access-Control-Max-Age"] = "600"
         response.vary.add("Origin")

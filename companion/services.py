@@ -19,6 +19,7 @@ from .initiative import InitiativeScheduler
 from .lorebooks import LorebookService
 from .memory import Embedder, LongTermMemory, make_embedder
 from .messages import MessageService
+from .model_names import ModelNames
 from .models import ModelService, apply_saved_config
 from .presets import PresetService
 from .speech import VoiceService
@@ -40,6 +41,7 @@ class Services:
     messages: MessageService
     companions: CompanionService
     models: ModelService
+    names: ModelNames          # what a request's model name means (Ollama, /v1)
     lorebooks: LorebookService
     presets: PresetService
     chats: ChatsService
@@ -130,12 +132,14 @@ def build_services(settings: Settings, generator: Generator | None = None,
     memory = LongTermMemory(store, embedder, data / "chroma", settings.memory)
     lorebooks = LorebookService(store)
     turns = TurnService(store, memory, generator, settings, lorebooks, events.publish)
+    companions = CompanionService(store, memory, lorebooks, data / "avatars")
+    models = ModelService(settings, store, turns)
     services = Services(settings=settings, store=store, embedder=embedder, memory=memory, turns=turns,
                     messages=MessageService(store, memory),
                     lorebooks=lorebooks, presets=PresetService(store), chats=ChatsService(store, memory),
                     summaries=SummaryService(store, memory, turns, settings.memory),
-                    companions=CompanionService(store, memory, lorebooks, data / "avatars"),
-                    models=ModelService(settings, store, turns), events=events, groups=GroupService(store),
+                    companions=companions, models=models, names=ModelNames(models, companions, embedder),
+                    events=events, groups=GroupService(store),
                     initiative=InitiativeScheduler(store, turns, settings, turns.now),
                     state_watch=StateWatch(events.publish, lambda: services.loading_states()),
                     voice=VoiceService(settings.voice, store, data))

@@ -118,8 +118,8 @@ class ModelHold:
 class RawStream(ModelHold):
     """A plain completion holding the model: pieces() streams the text; nothing is stored."""
 
-    def __init__(self, turns: "TurnService", request: GenerationRequest) -> None:
-        super().__init__(turns, request.params)
+    def __init__(self, turns: "TurnService", request: GenerationRequest, companion_id: int | None = None) -> None:
+        super().__init__(turns, request.params, speaker_id=companion_id)
         self.request = request
 
     def pieces(self) -> Iterator[str]:
@@ -138,6 +138,40 @@ class RawStream(ModelHold):
             if stream is not None:
                 stream.close()
             self._release()
+
+
+class RememberedStream(RawStream):
+    """A client's own chat messages with a companion's long-term memories put in, holding the
+    model (TurnService.start_remembered): pieces() streams the reply as a plain completion does;
+    when it ends, or the client goes away after some of it (the partial reply, as a turn keeps
+    it), the newest user message and the reply are remembered as one exchange of the companion.
+    Nothing is remembered when generation fails or nothing was generated."""
+
+    def __init__(self, turns: "TurnService", request: GenerationRequest, companion_id: int, asked: str,
+                 memories: list[RecalledMemory]) -> None:
+        super().__init__(turns, request, companion_id)
+        self.companion_id = companion_id
+        self.asked = asked                  # the newest user message, as the client sent it
+        self.memories = memories            # what was put in, best first
+        self.remembered: dict | None = None     # the exchange's memory row, once stored
+
+    def pieces(self) -> Iterator[str]:
+        stream = super().pieces()
+        try:
+            yield from stream
+        except GeneratorExit:
+            self._remember()
+            raise
+        self._remember()
+
+    def _remember(self) -> None:
+        reply = self.text.strip()
+        if self.remembered is not None or not reply:
+            return
+        try:
+            self.remembered = self.turns.remember_exchange(self.companion_id, self.asked, reply)
+        except Exception:      # the reply is answered already: say so in the log, not to the client
+            log.exception("the exchange for companion %s was not remembered", self.companion_id)
 
 
 class TurnStream(ModelHold):

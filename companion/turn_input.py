@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .prompt import PromptInput, Turn
+from .prompt import PromptInput, Turn, resolve_placeholders
 from .store import MessageRow
 
 
@@ -18,6 +18,32 @@ def char_name(companion: Mapping[str, Any]) -> str:
 def exchange_text(user_text: str, reply_text: str) -> str:
     """How one exchange is remembered; placeholders resolve when it is recalled."""
     return f"{{{{user}}}}: {user_text}\n{{{{char}}}}: {reply_text}"
+
+
+USER_LINE, CHAR_LINE = "{{user}}: ", "\n{{char}}: "    # how exchange_text writes the two lines
+
+
+def memory_parts(text: str) -> list[str]:
+    """What a memory says: an exchange's user line and reply, else its whole text."""
+    if text.startswith(USER_LINE):
+        user_text, between, reply = text[len(USER_LINE):].partition(CHAR_LINE)
+        return [user_text, reply] if between else [user_text]
+    return [text]
+
+
+def folded(text: str) -> str:
+    """A text for comparing: case folded, runs of white space one space."""
+    return " ".join(text.casefold().split())
+
+
+def said_in(memory_text: str, messages: list[dict], char: str, user: str) -> bool:
+    """Whether a memory is already in a client's chat messages: each of its parts (an exchange's
+    user line and reply, else its whole text), placeholders resolved, found in their contents,
+    case and spacing aside."""
+    said = "\n".join(folded(m.get("content") or "") for m in messages)
+    parts = [folded(resolve_placeholders(part, char, user)) for part in memory_parts(memory_text)]
+    parts = [part for part in parts if part]
+    return bool(parts) and all(part in said for part in parts)
 
 
 INITIATIVE_QUERY = "plans, appointments and days that matter coming up, and how things went"

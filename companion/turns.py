@@ -24,12 +24,16 @@ from .lorebooks import LorebookService
 from .memory import LongTermMemory, RecalledMemory
 from .model_lock import ModelLock
 from .presets import preset_settings
-from .prompt import GroupMember, PromptInput, Recalled, fit_history, resolve_placeholders, story_text, window_start
+from .prompt import (GroupMember, PromptInput, Recalled, fit_history, memories_text, resolve_placeholders, story_text,
+                     window_start, with_system_text)
 from .store import ChatRow, CompanionRow, MessageRow, Store, utc_iso
-from .streams import GroupStream, RawStream, Reply, TurnStream
-from .turn_input import char_name, exchange_text, history_turns, prompt_input, recall_query
+from .streams import GroupStream, RawStream, RememberedStream, Reply, TurnStream
+from .turn_input import char_name, exchange_text, history_turns, prompt_input, recall_query, said_in
 
 log = logging.getLogger(__name__)
+
+CLIENT_SOURCE = "client"      # a memory of an exchange a client sent with its own prompt (start_remembered)
+CLIENT_RECALL_DEPTH = 500     # most memories recalled for a client's message before those it holds are left out
 
 
 def group_member(companion: CompanionRow, user_name: str) -> GroupMember:
@@ -269,6 +273,65 @@ class TurnService:
             self.lock.release()
             raise
         return RawStream(self, request)
+
+    def start_remembered(self, companion_id: int, messages: list[dict], overrides: dict | None = None,
+                         context_size: int | None = None) -> RememberedStream:
+        """Hold the model for a client's own chat messages (a frontend's prompt, as start_raw
+        takes it) with a companion's long-term memory: what a turn would recall for the newest
+        user message, less what the messages hold already, goes into the system message as a
+        turn's prompt words it; the exchange is remembered when the reply ends (RememberedStream).
+        Nothing else of the companion goes in: the client owns the prompt."""
+        companion = self.store.get_companion(companion_id)
+        if companion is None:
+            raise NotFound(f"no companion with id {companion_id}")
+        asked = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        if not asked.strip():
+            raise BadRequest("remembering needs a user message with text")
+        params = GenerationParams(**{**asdict(self.settings.generation), **(overrides or {})})
+        limit = min(self.generator.n_ctx, context_size or self.generator.n_ctx)
+        self._acquire_model()
+        try:
+            self.states.before_other_use()
+            user = self.store.get_user(self.store.active_user_id())
+            assert user is not None        # the store always has an active persona
+            names = (char_name(companion), user["name"])
+            memories = self._recall_for_client(companion, asked, messages, names)
+            request = GenerationRequest(params, messages=messages)
+            if memories:
+                told = memories_text([Recalled(m.text, m.created_at) for m in memories], self.now())
+                with_them = GenerationRequest(params, messages=with_system_text(messages, resolve_placeholders(told, *names)))
+                if self.generator.prompt_tokens(with_them) + params.max_tokens <= limit:
+                    request = with_them
+                else:
+                    memories = []          # they do not fit, as in a turn's prompt
+            if self.generator.prompt_tokens(request) + params.max_tokens > limit:
+                raise BadRequest(f"the prompt and max_tokens exceed the context size ({limit} tokens)")
+        except BaseException:
+            self.lock.release()
+            raise
+        return RememberedStream(self, request, companion_id, asked, memories)
+
+    def _recall_for_client(self, companion: CompanionRow, asked: str, messages: list[dict],
+                           names: tuple[str, str]) -> list[RecalledMemory]:
+        """The companion's memories for a client's newest message, as a turn recalls them
+        (long_term_mem of them, [memory]'s ranking), leaving out those already in the messages
+        (their placeholders resolved)."""
+        wanted = companion["long_term_mem"]
+        if wanted <= 0 or self.memory.embedder.state != "ready":   # a failed embedder costs recall, not the reply
+            return []
+        self.memory.flush()
+        found = self.memory.recall(companion["id"], asked, min(wanted + len(messages), CLIENT_RECALL_DEPTH))
+        kept = [m for m in found if not said_in(m.text, messages, *names)][:wanted]
+        for memory in kept:
+            memory.text = resolve_placeholders(memory.text, *names)
+        return kept
+
+    def remember_exchange(self, companion_id: int, asked: str, reply: str) -> dict:
+        """Remember a client's exchange (its user message and the reply) as one memory of the
+        companion, as a turn remembers its exchange; embedded in the background."""
+        row = self.store.add_memory(companion_id, exchange_text(asked, reply), CLIENT_SOURCE)
+        self.memory.index_later([row])
+        return row
 
     def send(self, chat_id: int, text: str, overrides: dict | None = None) -> Reply:
         """Store the user's message, generate the reply, remember the exchange."""

@@ -26,7 +26,7 @@ def test_version_tags_show_ps(client, services):
 
 
 def test_generate_streams_ndjson_by_default_and_answers_whole_when_asked(client):
-    body = {"model": "anything", "prompt": "Name a colour.", "options": {"temperature": 0, "num_predict": 8, "seed": 1}}
+    body = {"prompt": "Name a colour.", "options": {"temperature": 0, "num_predict": 8, "seed": 1}}
     lines = lines_of(client.post("/api/generate", json=body))
     assert all(not line["done"] for line in lines[:-1]) and lines[-1]["done"] is True
     final = lines[-1]
@@ -39,7 +39,7 @@ def test_generate_streams_ndjson_by_default_and_answers_whole_when_asked(client)
 
 
 def test_chat_with_the_model_and_with_a_companion(client, services):
-    body = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}], "stream": False,
+    body = {"messages": [{"role": "user", "content": "Say hello."}], "stream": False,
             "options": {"temperature": 0, "num_predict": 8}}
     reply = client.post("/api/chat", json=body).get_json()
     assert reply["message"]["role"] == "assistant" and reply["message"]["content"] and reply["done"] is True
@@ -61,14 +61,14 @@ def test_embeddings(client, services):
 def test_errors_come_in_ollamas_shape(client):
     response = client.post("/api/generate", json={"prompt": "hi", "context": [1, 2, 3]})
     assert response.status_code == 400 and "context" in response.get_json()["error"]
-    assert client.post("/api/chat", json={"model": "m", "messages": []}).get_json()["error"]
+    assert client.post("/api/chat", json={"messages": []}).get_json()["error"]
     assert client.post("/api/chat", json={"model": "companion/999", "messages": [{"role": "user", "content": "x"}]}
                        ).status_code == 404
     assert client.post("/api/generate", json={"prompt": "hi", "images": ["aGk="]}).status_code == 400
 
 
 def test_a_client_that_goes_away_stops_the_generation(client):
-    body = {"model": "m", "messages": [{"role": "user", "content": "Tell me a long story."}],
+    body = {"messages": [{"role": "user", "content": "Tell me a long story."}],
             "options": {"temperature": 0, "num_predict": 200}}
     response = client.post("/api/chat", json=body, buffered=False)
     first = next(iter(response.response))
@@ -76,3 +76,27 @@ def test_a_client_that_goes_away_stops_the_generation(client):
     response.close()                                   # as a disconnected client's connection
     again = client.post("/api/chat", json={**body, "stream": False, "options": {"num_predict": 4}})
     assert again.status_code == 200                    # the model was let go (not 429)
+
+
+def test_model_names_and_memory_errors_in_ollamas_shape(client, services):
+    hi = [{"role": "user", "content": "Hi."}]
+    unknown = client.post("/api/chat", json={"model": "no-such-model:7b", "messages": hi})
+    assert unknown.status_code == 404 and unknown.get_json() == {"error": "model 'no-such-model:7b' not found"}
+    for path, body in (("/api/show", {"model": "nope"}), ("/api/embed", {"model": "nope", "input": "x"}),
+                       ("/api/embeddings", {"model": "nope", "prompt": "x"}), ("/api/generate", {"model": "nope"}),
+                       ("/api/chat", {"model": "companion/x", "messages": hi})):
+        response = client.post(path, json=body)
+        assert response.status_code == 404 and "not found" in response.get_json()["error"], path
+    companion = services.companions.active_companion_id()
+    refused = [client.post("/api/chat", json={"model": f"companion/{companion}", "messages": hi},
+                           headers={"X-Companion-Memory": str(companion)}),
+               client.post("/api/chat", json={"messages": hi}, headers={"X-Companion-Memory": "Ada"}),
+               client.post("/api/chat", json={"model": f"memory/{companion}", "messages": hi},
+                           headers={"X-Companion-Memory": "999"}),
+               client.post("/api/chat", json={"model": f"memory/{companion}/companion/{companion}", "messages": hi}),
+               client.post("/api/generate", json={"model": f"memory/{companion}", "prompt": "Hi."})]
+    assert [r.status_code for r in refused] == [400] * 5 and all(isinstance(r.get_json()["error"], str) for r in refused)
+    assert client.post("/api/chat", json={"model": f"memory/{companion}/nope", "messages": hi}).get_json() == {
+        "error": f"model 'memory/{companion}/nope' not found"}
+    assert client.post("/api/chat", json={"messages": hi}, headers={"X-Companion-Memory": "999"}).status_code == 404
+    assert services.store.count("memories") == 0

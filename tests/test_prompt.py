@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from companion.prompt import (PromptInput, Recalled, Turn, build_messages, describe_age, fit_history,
-                              render_transcript, resolve_placeholders, window_start)
+from companion.prompt import (PromptInput, Recalled, Turn, build_messages, describe_age, fit_history, memories_text,
+                              render_transcript, resolve_placeholders, window_start, with_system_text)
+from companion.turn_input import said_in
 
 
 def test_placeholders_any_case():
@@ -135,3 +136,27 @@ def test_each_turn_is_named_after_its_speaker():
     assert history[3] == {"role": "user", "content": "Annie: Earlier me.", "name": "Annie"}
     transcript = render_transcript(build_messages(p), "Mira", "Ann")
     assert "\nMira: Hi Ann!\nAnn: Hello.\nKai: I am Kai, Mira's friend.\nAnnie: Earlier me.\n" in transcript
+
+
+def test_a_clients_prompt_gets_the_memories_in_its_first_system_message():
+    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    told = memories_text([Recalled("{{user}}: I keep bees.\n{{char}}: Lovely!", "2026-01-07T10:00:00+00:00")], now)
+    assert told == "{{char}} remembers from earlier conversations:\n- (2 days ago) {{user}}: I keep bees.\n{{char}}: Lovely!"
+    messages = [{"role": "system", "content": "You are Mira. "}, {"role": "user", "content": "Hi"},
+                {"role": "system", "content": "Be brief."}]
+    assert with_system_text(messages, "MEM") == [{"role": "system", "content": "You are Mira.\n\nMEM"},
+                                                 messages[1], messages[2]]
+    assert messages[0]["content"] == "You are Mira. "                            # the client's list is not changed
+    assert with_system_text(messages[1:2], "MEM") == [{"role": "system", "content": "MEM"}, messages[1]]
+    assert with_system_text([{"role": "system", "content": " "}], "MEM") == [{"role": "system", "content": "MEM"}]
+
+
+def test_a_memory_already_in_a_clients_messages():
+    messages = [{"role": "user", "content": "I keep  BEES."}, {"role": "assistant", "content": "Mira: Lovely!"}]
+    exchange = "{{user}}: I keep bees.\n{{char}}: Lovely!"
+    assert said_in(exchange, messages, "Mira", "Ann")
+    assert not said_in(exchange, messages[:1], "Mira", "Ann")                   # the reply is not there
+    assert not said_in("{{user}}: I keep bees.\n{{char}}: Honey!", messages, "Mira", "Ann")
+    assert said_in("{{user}}: I keep bees.", messages, "Mira", "Ann")           # a message without a reply
+    assert said_in("{{char}}: lovely", messages, "Mira", "Ann")                 # another memory: its whole text
+    assert not said_in("Ann keeps bees.", messages, "Mira", "Ann") and not said_in("", messages, "Mira", "Ann")

@@ -82,6 +82,8 @@ def test_cors_only_for_listed_origins(secure_client):
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://frontend.lan:8000"
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "X-Companion-Memory" in preflight.headers["Access-Control-Allow-Headers"]     # a browser frontend may opt in
+    assert "X-Companion-Memories" in preflight.headers["Access-Control-Expose-Headers"]  # and read what was recalled
     allowed = secure_client.post("/api/change/userName", json={"user_name": "Cy"}, headers={**origin, **auth()})
     assert allowed.status_code == 200 and allowed.headers["Access-Control-Allow-Origin"] == origin["Origin"]
     other = secure_client.options("/api/prompt", headers={"Origin": "http://other.lan"})

@@ -1,8 +1,10 @@
 """The Ollama API, the part chat frontends and home tools use: version, tags, show, ps,
 generate, chat, embed and embeddings, pull and delete. Streams are newline-delimited JSON, on by
-default as in Ollama; errors are {"error": "..."}. A model named companion/<id> talks with that
-companion (its memory, its chat), as the /v1 companion mode does; any other name is the serving
-model (another is chosen with PUT /api/config)."""
+default as in Ollama; errors are {"error": "..."}. What a model name means is model_names.py's
+business: the serving model, another listed model file (loaded first), companion/<id> (that
+companion's own chat, as the /v1 companion mode does), memory/<id>[/<model>] or the
+X-Companion-Memory header on /api/chat (the client's own messages with that companion's
+long-term memory: TurnService.start_remembered); an unknown name is a 404, as in Ollama."""
 
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from typing import Any, Callable, Iterator
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import BadRequest, CompanionError, Forbidden, ModelUnavailable
-from ..models import model_files
+from ..model_names import MEMORY_HEADER, Named, ollama_tag
+from ..models import describe_model
 from ..security import is_loopback
 from . import services
-from .openai import chat_messages
+from .openai import chat_messages, recalled_header
 from .validate import generation_settings, json_object
 
 bp = Blueprint("ollama", __name__)
@@ -39,19 +42,12 @@ def now_text(later: timedelta = timedelta()) -> str:
 
 def model_tag() -> str:
     """The serving model as Ollama names it: its file's stem, tag latest."""
-    return f"{Path(services().turns.generator.path).stem.lower() or 'model'}:latest"
+    return services().names.serving_tag()
 
 
-def companion_of(name: str) -> int | None:
-    """The companion a model name asks for (companion/<id>[:tag]); None for the plain model."""
-    if not name.startswith(COMPANION_PREFIX):
-        return None
-    try:
-        companion_id = int(name[len(COMPANION_PREFIX):].split(":", 1)[0].split("-", 1)[0])
-    except ValueError:
-        raise BadRequest(f"model {name!r}: companions are named {COMPANION_PREFIX}<id>") from None
-    services().companions.get(companion_id)
-    return companion_id
+def named(body: dict) -> Named:
+    """What the body's model name (and an X-Companion-Memory header) asks for; 404 for an unknown name."""
+    return services().names.resolve(body.get("model") or body.get("name"), request.headers.get(MEMORY_HEADER))
 
 
 def options_of(body: dict) -> tuple[dict, int | None]:
@@ -75,7 +71,7 @@ def refuse_unsupported(body: dict) -> None:
         raise BadRequest("images are not supported: the model reads text only")
 
 
-def ndjson(lines: Iterator[dict], on_close: Callable[[], None]) -> Response:
+def ndjson(lines: Iterator[dict], on_close: Callable[[], None], headers: dict[str, str] | None = None) -> Response:
     class Body:
         def __iter__(self):
             for line in lines:
@@ -85,7 +81,7 @@ def ndjson(lines: Iterator[dict], on_close: Callable[[], None]) -> Response:
             lines.close()       # type: ignore[attr-defined]
             on_close()
 
-    return Response(Body(), mimetype="application/x-ndjson")
+    return Response(Body(), mimetype="application/x-ndjson", headers=headers)
 
 
 class Timer:
@@ -107,7 +103,8 @@ class Timer:
                 "eval_count": usage["completion_tokens"], "eval_duration": ended - first}
 
 
-def generation(body: dict, held, pieces: Iterator[str], shape: Callable[[str], dict]) -> Response:
+def generation(body: dict, held, pieces: Iterator[str], shape: Callable[[str], dict],
+               headers: dict[str, str] | None = None) -> Response:
     """Stream (the default) or answer whole: each piece shaped by shape(), then the final object."""
     model = body.get("model") or model_tag()
     timer = Timer()
@@ -120,13 +117,15 @@ def generation(body: dict, held, pieces: Iterator[str], shape: Callable[[str], d
         def close() -> None:      # the client went away: stop the generation (a companion keeps the partial reply)
             getattr(pieces, "close", lambda: None)()
             held.close()
-        return ndjson(lines(), close)
+        return ndjson(lines(), close, headers)
     text = []
     for piece in pieces:
         timer.piece()
         text.append(piece)
-    return jsonify({"model": model, "created_at": now_text(), **shape("".join(text)),
-                    **timer.final(held.usage(), held.params.max_tokens)})
+    response = jsonify({"model": model, "created_at": now_text(), **shape("".join(text)),
+                        **timer.final(held.usage(), held.params.max_tokens)})
+    response.headers.update(headers or {})
+    return response
 
 
 @bp.get("/api/version")
@@ -143,13 +142,13 @@ def model_entry(name: str, size: int, details: dict) -> dict:
 
 @bp.get("/api/tags")
 def tags():
-    """The serving model (by its file name), the other model files, and one entry per companion."""
+    """The serving model (by its file name), the other model files (named, they load), and one
+    entry per companion."""
+    names = services().names
     generator = services().turns.generator
     size = Path(generator.path).stat().st_size if generator.path and Path(generator.path).is_file() else 0
     models = [model_entry(model_tag(), size, {})]
-    serving = Path(generator.path).resolve() if generator.path else None
-    models += [model_entry(f"{path.stem.lower()}:latest", path.stat().st_size, {})
-               for path in model_files(Path(services().settings.data_dir)) if path != serving]
+    models += [model_entry(ollama_tag(path), path.stat().st_size, {}) for path in names.other_files()]
     rows, _ = services().companions.list(200, 0)
     models += [model_entry(f"{COMPANION_PREFIX}{row['id']}:latest", 0,
                            {"description": f"{row['name']}, with its memory"}) for row in rows]
@@ -158,12 +157,9 @@ def tags():
 
 @bp.post("/api/show")
 def show():
-    body = json_object()
-    name = body.get("model") or body.get("name") or model_tag()
-    if not isinstance(name, str):
-        raise BadRequest("'model' must be a string")
-    companion_of(name)
-    described = services().models.describe_serving()
+    """A model's facts: the file a name names (not loaded for this), else the serving model."""
+    choice = named(json_object())
+    described = describe_model(choice.path) if choice.path else services().models.describe_serving()
     defaults = services().settings.generation
     parameters = "\n".join(f"{k} {v}" for k, v in (("temperature", defaults.temperature), ("top_p", defaults.top_p),
                                                    ("top_k", defaults.top_k), ("num_ctx", services().turns.generator.n_ctx)))
@@ -191,15 +187,19 @@ def generate():
     prompt = body.get("prompt", "")
     if not isinstance(prompt, str):
         raise BadRequest("'prompt' must be a string")
+    values, num_ctx = options_of(body)
+    system = body.get("system")
+    if system is not None and not isinstance(system, str):
+        raise BadRequest("'system' must be a string")
+    choice = named(body)
+    if choice.memory_id is not None:
+        raise BadRequest(f"memory ({MEMORY_HEADER}, memory/<id>) works with chat messages: use /api/chat")
+    services().names.use(choice)
     if not prompt:     # Ollama: an empty prompt loads the model and answers done
         if services().turns.generator.state != "ready":
             raise ModelUnavailable("the model is still loading", retry_after=5)
         return jsonify({"model": body.get("model") or model_tag(), "created_at": now_text(), "response": "",
                         "done": True, "done_reason": "load"})
-    values, num_ctx = options_of(body)
-    system = body.get("system")
-    if system is not None and not isinstance(system, str):
-        raise BadRequest("'system' must be a string")
     if body.get("raw") is True:
         held = services().turns.start_raw(prompt, values, num_ctx)
     else:
@@ -214,10 +214,9 @@ def chat():
     refuse_unsupported(body)
     messages = chat_messages(body)
     values, num_ctx = options_of(body)
-    name = body.get("model") or model_tag()
-    if not isinstance(name, str):
-        raise BadRequest("'model' must be a string")
-    companion_id = companion_of(name)
+    choice = named(body)
+    services().names.use(choice)
+    companion_id = choice.companion_id
 
     def shape(piece: str) -> dict:
         return {"message": {"role": "assistant", "content": piece}}
@@ -229,6 +228,9 @@ def chat():
         turn = services().turns.start_send(services().companions.active_chat_id(companion_id), last_user, values)
         tokens = (value for kind, value in turn.events() if kind == "token")
         return generation(body, turn, tokens, shape)  # type: ignore[arg-type]
+    if choice.memory_id is not None:       # the client's prompt, with the companion's memories put in
+        remembered = services().turns.start_remembered(choice.memory_id, messages, values, num_ctx)
+        return generation(body, remembered, remembered.pieces(), shape, recalled_header(remembered))
     held = services().turns.start_raw(overrides=values, context_size=num_ctx, messages=messages)
     return generation(body, held, held.pieces(), shape)
 
@@ -249,10 +251,11 @@ def embed():
     if (not isinstance(texts, list) or not texts or len(texts) > 256
             or not all(isinstance(t, str) and t for t in texts)):
         raise BadRequest("'input' must be a non-empty string or a list of up to 256 non-empty strings")
+    services().names.check_embedder(body.get("model"))
     started = time.perf_counter_ns()
     embedder = embedder_ready()
     vectors = embedder.embed(texts)
-    return jsonify({"model": body.get("model") or embedder.name, "embeddings": vectors,
+    return jsonify({"model": body.get("model") or services().names.embedder_tag(), "embeddings": vectors,
                     "total_duration": time.perf_counter_ns() - started, "load_duration": 0,
                     "prompt_eval_count": sum(len(embedder.token_offsets(t)) for t in texts)})
 
@@ -263,6 +266,7 @@ def embeddings():
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise BadRequest("'prompt' must be a non-empty string")
+    services().names.check_embedder(body.get("model"))
     return jsonify({"embedding": embedder_ready().embed([prompt])[0]})
 
 

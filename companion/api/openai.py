@@ -3,7 +3,10 @@
 Chat completions work two ways: as a plain model (the messages go to the model as given, as
 SillyTavern's Chat Completion "Custom (OpenAI-compatible)" source sends them), or as the
 companion (model "companion" or "companion:<id>": the last user message becomes a turn with the
-companion's persona, memory, lore and history, stored like /api/prompt).
+companion's persona, memory, lore and history, stored like /api/prompt). A third way keeps the
+client's own prompt and adds only memory: model "memory/<id>[/<model>]" or the
+X-Companion-Memory header (TurnService.start_remembered). Model names are resolved in
+model_names.py: another listed model file loads, an unknown name is a 404 (model_not_found).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import time
 import uuid
 from typing import Any, Callable, Iterator
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
-from ..streams import RawStream, TurnStream
-from ..errors import BadRequest, CompanionError, ModelUnavailable, NotFound
+from ..streams import RawStream, RememberedStream, TurnStream
+from ..errors import BadRequest, CompanionError, ModelUnavailable
+from ..model_names import MEMORY_HEADER, RECALLED_HEADER, Named
 from . import services
 from .validate import GENERATION_LIMITS, generation_settings, json_object
 
@@ -28,7 +32,12 @@ ROLES = ("system", "user", "assistant", "developer", "tool")
 
 
 def model_name() -> str:
-    return services().generator.name or "model"
+    return services().names.serving_id()
+
+
+def named(body: dict) -> Named:
+    """What the body's model name (and an X-Companion-Memory header) asks for; 404 for an unknown name."""
+    return services().names.resolve(body.get("model"), request.headers.get(MEMORY_HEADER))
 
 
 def overrides(body: dict) -> dict:
@@ -69,21 +78,12 @@ def chat_messages(body: dict) -> list[dict]:
     return out
 
 
-def companion_of(model: str) -> int | None:
-    """The companion id a model name asks for: None for the plain model."""
-    if model == COMPANION_MODEL:
-        return services().companions.active_companion_id()
-    if model.startswith(COMPANION_MODEL + ":"):
-        try:
-            companion_id = int(model.split(":", 1)[1])
-        except ValueError:
-            raise NotFound(f"no model named {model!r}") from None
-        services().companions.get(companion_id)
-        return companion_id
-    return None
+def recalled_header(held: RememberedStream) -> dict[str, str]:
+    """X-Companion-Memories: the ids of the memories put into the prompt, best first (empty: none)."""
+    return {RECALLED_HEADER: ",".join(str(m.id) for m in held.memories)}
 
 
-def sse(chunks: Iterator[dict], on_close: Callable[[], None]) -> Response:
+def sse(chunks: Iterator[dict], on_close: Callable[[], None], headers: dict[str, str] | None = None) -> Response:
     """OpenAI's stream: `data: {json}` lines, then `data: [DONE]`."""
     class Body:
         def __iter__(self):
@@ -98,7 +98,7 @@ def sse(chunks: Iterator[dict], on_close: Callable[[], None]) -> Response:
             chunks.close()
             on_close()
 
-    return Response(Body(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return Response(Body(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache", **(headers or {})})
 
 
 def finish_reason(completion_tokens: int, max_tokens: int) -> str:
@@ -108,8 +108,10 @@ def finish_reason(completion_tokens: int, max_tokens: int) -> str:
 @bp.get("/v1/models")
 def models():
     created = int(time.time())
-    data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "companion"},
-            {"id": COMPANION_MODEL, "object": "model", "created": created, "owned_by": "companion"}]
+    data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "companion"}]
+    data += [{"id": path.name, "object": "model", "created": created, "owned_by": "companion"}
+             for path in services().names.other_files()]
+    data.append({"id": COMPANION_MODEL, "object": "model", "created": created, "owned_by": "companion"})
     rows, _ = services().companions.list(200, 0)
     data += [{"id": f"{COMPANION_MODEL}:{r['id']}", "object": "model", "created": created,
               "owned_by": "companion", "name": r["name"]} for r in rows]
@@ -120,13 +122,14 @@ def models():
 def chat_completions():
     body = json_object()
     messages = chat_messages(body)
-    model = body.get("model") or model_name()
-    if not isinstance(model, str):
-        raise BadRequest("'model' must be a string")
     params = overrides(body)
-    companion_id = companion_of(model)
+    choice = named(body)
+    services().names.use(choice)
+    model = choice.name or model_name()
+    companion_id = choice.companion_id
     stream = body.get("stream") is True
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    headers: dict[str, str] = {}
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
         return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -151,7 +154,13 @@ def chat_completions():
         usage = turn.usage()
         finish = finish_reason(usage["completion_tokens"], turn.params.max_tokens)
     else:
-        raw: RawStream = services().turns.start_raw(overrides=params, messages=messages)
+        raw: RawStream
+        if choice.memory_id is not None:     # the client's prompt, with the companion's memories put in
+            remembered = services().turns.start_remembered(choice.memory_id, messages, params)
+            headers = recalled_header(remembered)
+            raw = remembered
+        else:
+            raw = services().turns.start_raw(overrides=params, messages=messages)
         if stream:
             def raw_chunks() -> Iterator[dict]:
                 yield chunk({"role": "assistant"})
@@ -159,15 +168,17 @@ def chat_completions():
                     yield chunk({"content": piece})
                 usage = raw.usage()
                 yield chunk({}, finish_reason(usage["completion_tokens"], raw.params.max_tokens))
-            return sse(raw_chunks(), raw.close)
+            return sse(raw_chunks(), raw.close, headers)
         text = "".join(raw.pieces())
         usage = raw.usage()
         finish = finish_reason(usage["completion_tokens"], raw.params.max_tokens)
-    return jsonify({
+    response = jsonify({
         "id": completion_id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
         "usage": usage,
     })
+    response.headers.update(headers)
+    return response
 
 
 @bp.post("/v1/completions")
@@ -181,8 +192,12 @@ def completions():
     suffix = body.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
         raise BadRequest("'suffix' must be a string")
-    model = body.get("model") or model_name()
     params = overrides(body)
+    choice = named(body)
+    if choice.memory_id is not None:
+        raise BadRequest(f"memory ({MEMORY_HEADER}, memory/<id>) works with chat messages: use /v1/chat/completions")
+    services().names.use(choice)
+    model = choice.name or model_name()
     raw = services().turns.start_raw(prompt, params, suffix=suffix or None)
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
