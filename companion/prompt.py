@@ -191,10 +191,27 @@ def time_text(now: datetime, last_message_at: str | None) -> str:
     return text
 
 
+def memory_date(created_at: str, now: datetime) -> str:
+    """A memory's day in now's timezone ('12 November 2026'); empty when the time is unreadable."""
+    try:
+        then = datetime.fromisoformat(created_at)
+    except (TypeError, ValueError):
+        return ""
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    return then.astimezone(now.tzinfo).strftime("%-d %B %Y") if now.tzinfo else then.strftime("%-d %B %Y")
+
+
 def memories_text(memories: list[Recalled], now: datetime) -> str:
-    """Recalled memories as the prompt tells them, each with its age (placeholders unresolved)."""
-    lines = [f"- ({describe_age(m.created_at, now)}) {m.text.strip()}" for m in memories]
-    return "{{char}} remembers from earlier conversations:\n" + "\n".join(lines)
+    """Recalled memories as the prompt tells them, each with its age and date, and, when there are
+    several, that the newer of two that disagree holds (placeholders unresolved)."""
+    lines = []
+    for m in memories:
+        day = memory_date(m.created_at, now)
+        lines.append(f"- ({describe_age(m.created_at, now)}{', ' + day if day else ''}) {m.text.strip()}")
+    head = "{{char}} remembers from earlier conversations"
+    head += " (where two disagree, the newer one is true now):" if len(memories) > 1 else ":"
+    return head + "\n" + "\n".join(lines)
 
 
 def with_system_text(messages: list[dict], text: str) -> list[dict]:

@@ -138,10 +138,20 @@ def test_each_turn_is_named_after_its_speaker():
     assert "\nMira: Hi Ann!\nAnn: Hello.\nKai: I am Kai, Mira's friend.\nAnnie: Earlier me.\n" in transcript
 
 
+def test_memories_that_disagree_are_told_with_their_dates_and_which_holds():
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=timezone(timedelta(hours=1)))
+    told = memories_text([Recalled("I'm vegetarian now.", "2026-11-06T13:32:10+00:00"),
+                          Recalled("I'm pescatarian.", "2026-09-01T23:30:00+00:00")], now)
+    assert told == ("{{char}} remembers from earlier conversations (where two disagree, the newer one is true now):\n"
+                    "- (1 week ago, 6 November 2026) I'm vegetarian now.\n"
+                    "- (2 months ago, 2 September 2026) I'm pescatarian.")   # the day in the local timezone
+
+
 def test_a_clients_prompt_gets_the_memories_in_its_first_system_message():
     now = datetime(2026, 1, 10, tzinfo=timezone.utc)
     told = memories_text([Recalled("{{user}}: I keep bees.\n{{char}}: Lovely!", "2026-01-07T10:00:00+00:00")], now)
-    assert told == "{{char}} remembers from earlier conversations:\n- (2 days ago) {{user}}: I keep bees.\n{{char}}: Lovely!"
+    assert told == ("{{char}} remembers from earlier conversations:\n"
+                    "- (2 days ago, 7 January 2026) {{user}}: I keep bees.\n{{char}}: Lovely!")
     messages = [{"role": "system", "content": "You are Mira. "}, {"role": "user", "content": "Hi"},
                 {"role": "system", "content": "Be brief."}]
     assert with_system_text(messages, "MEM") == [{"role": "system", "content": "You are Mira.\n\nMEM"},
