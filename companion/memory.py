@@ -803,7 +803,8 @@ class LongTermMemory:
                window: TimeWindow | None | object = AUTO) -> Recall:
         """The companion's k best memories for the query, best first.
 
-        1. Candidates: the nearest memories by meaning (exact cosine over every vector) and the
+        1. Candidates: the nearest memories by meaning (exact cosine over every vector, by the
+           closer of a memory's two views: what was said, the whole exchange) and the
            best by words (SQLite FTS5, bm25), `search_depth` of each, inside the time window the
            query names ("yesterday", "last weekend", "in March") when it names one; then also
            the memories made after that window that name it as the query does ("On Tuesday I
