@@ -155,14 +155,20 @@ def story_text(summaries: list[str], count_tokens: Callable[[str], int], budget:
     return "\n".join(kept)
 
 
-def describe_age(created_at: str, now: datetime) -> str:
-    """How long ago, in words: 'just now', '5 minutes ago', '3 days ago'."""
+def stored_time(created_at: str) -> datetime | None:
+    """A stored time as an aware datetime (UTC when it has no zone); None when unreadable."""
     try:
         then = datetime.fromisoformat(created_at)
     except (TypeError, ValueError):
+        return None
+    return then if then.tzinfo else then.replace(tzinfo=timezone.utc)
+
+
+def describe_age(created_at: str, now: datetime) -> str:
+    """How long ago, in words: 'just now', '5 minutes ago', '3 days ago'."""
+    then = stored_time(created_at)
+    if then is None:
         return "some time ago"
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
     seconds = max(0, (now - then).total_seconds())
     for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800),
                        ("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -193,13 +199,10 @@ def time_text(now: datetime, last_message_at: str | None) -> str:
 
 def memory_date(created_at: str, now: datetime) -> str:
     """A memory's day in now's timezone ('12 November 2026'); empty when the time is unreadable."""
-    try:
-        then = datetime.fromisoformat(created_at)
-    except (TypeError, ValueError):
+    then = stored_time(created_at)
+    if then is None:
         return ""
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
-    return then.astimezone(now.tzinfo).strftime("%-d %B %Y") if now.tzinfo else then.strftime("%-d %B %Y")
+    return (then.astimezone(now.tzinfo) if now.tzinfo else then).strftime("%-d %B %Y")
 
 
 def memories_text(memories: list[Recalled], now: datetime) -> str:
