@@ -193,8 +193,8 @@ def query(name: str, schema: dict) -> dict:
 MEMORY_PARAM = {"name": "X-Companion-Memory", "in": "header", "required": False,
                 "schema": {"type": "integer", "minimum": 1},
                 "description": "Opt in to a companion's long-term memory with any model name (as model memory/<id>): "
-                               "its memories for the newest user message go into the first system message (one "
-                               "is added at the front when there is none), leaving out those whose text the "
+                               "its memories for the newest user message go into a system message just before it "
+                               "(the prefix a frontend resends stays cached), leaving out those whose text the "
                                "messages already hold; the exchange (that message and the reply) is remembered "
                                "as one memory of the companion when the reply ends (a partial reply when the "
                                "client goes away). 404 for an unknown companion; 400 with a companion/<id> model."}

@@ -25,7 +25,7 @@ from .memory import LongTermMemory, RecalledMemory
 from .model_lock import ModelLock
 from .presets import preset_settings
 from .prompt import (GroupMember, PromptInput, Recalled, fit_history, memories_text, resolve_placeholders, story_text,
-                     window_start, with_system_text)
+                     window_start, with_text_before_newest)
 from .store import ChatRow, CompanionRow, MessageRow, Store, utc_iso
 from .streams import GroupStream, RawStream, RememberedStream, Reply, TurnStream
 from .turn_input import char_name, exchange_text, history_turns, prompt_input, recall_query, said_in
@@ -278,7 +278,7 @@ class TurnService:
                          context_size: int | None = None) -> RememberedStream:
         """Hold the model for a client's own chat messages (a frontend's prompt, as start_raw
         takes it) with a companion's long-term memory: what a turn would recall for the newest
-        user message, less what the messages hold already, goes into the system message as a
+        user message, less what the messages hold already, goes into a system message before it as a
         turn's prompt words it; the exchange is remembered when the reply ends (RememberedStream).
         Nothing else of the companion goes in: the client owns the prompt."""
         companion = self.store.get_companion(companion_id)
@@ -299,7 +299,8 @@ class TurnService:
             request = GenerationRequest(params, messages=messages)
             if memories:
                 told = memories_text([Recalled(m.text, m.created_at) for m in memories], self.now())
-                with_them = GenerationRequest(params, messages=with_system_text(messages, resolve_placeholders(told, *names)))
+                placed = with_text_before_newest(messages, resolve_placeholders(told, *names))
+                with_them = GenerationRequest(params, messages=placed)
                 if self.generator.prompt_tokens(with_them) + params.max_tokens <= limit:
                     request = with_them
                 else:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from companion.prompt import (PromptInput, Recalled, Turn, build_messages, describe_age, fit_history, memories_text,
-                              render_transcript, resolve_placeholders, window_start, with_system_text)
+                              render_transcript, resolve_placeholders, window_start, with_text_before_newest)
 from companion.turn_input import said_in
 
 
@@ -147,18 +147,19 @@ def test_memories_that_disagree_are_told_with_their_dates_and_which_holds():
                     "- (2 months ago, 2 September 2026) I'm pescatarian.")   # the day in the local timezone
 
 
-def test_a_clients_prompt_gets_the_memories_in_its_first_system_message():
+def test_a_clients_prompt_gets_the_memories_before_its_newest_message():
     now = datetime(2026, 1, 10, tzinfo=timezone.utc)
     told = memories_text([Recalled("{{user}}: I keep bees.\n{{char}}: Lovely!", "2026-01-07T10:00:00+00:00")], now)
     assert told == ("{{char}} remembers from earlier conversations:\n"
                     "- (2 days ago, 7 January 2026) {{user}}: I keep bees.\n{{char}}: Lovely!")
-    messages = [{"role": "system", "content": "You are Mira. "}, {"role": "user", "content": "Hi"},
+    messages = [{"role": "system", "content": "You are Mira."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bees?"},
                 {"role": "system", "content": "Be brief."}]
-    assert with_system_text(messages, "MEM") == [{"role": "system", "content": "You are Mira.\n\nMEM"},
-                                                 messages[1], messages[2]]
-    assert messages[0]["content"] == "You are Mira. "                            # the client's list is not changed
-    assert with_system_text(messages[1:2], "MEM") == [{"role": "system", "content": "MEM"}, messages[1]]
-    assert with_system_text([{"role": "system", "content": " "}], "MEM") == [{"role": "system", "content": "MEM"}]
+    memories = {"role": "system", "content": "MEM"}
+    # just before the newest user message: the resent prefix stays cached
+    assert with_text_before_newest(messages, "MEM") == [*messages[:3], memories, *messages[3:]]
+    assert len(messages) == 5                                                   # the client's list is not changed
+    assert with_text_before_newest(messages[1:2], "MEM") == [memories, messages[1]]
 
 
 def test_a_memory_already_in_a_clients_messages():
