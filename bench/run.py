@@ -2,8 +2,8 @@
 
     python -m bench.run [names...] [--quick] [--cores N]
 
-Names: prompt_cache, kv_restore, embedder, throughput, ttft, overhead, recall_quality, locomo, recall_tuning,
-recall_latency, load, group_switch, startup, voice, flash_attn (default:
+Names: prompt_cache, kv_restore, embedder, throughput, ttft, client_memory, overhead, recall_quality, locomo,
+recall_tuning, recall_latency, load, group_switch, startup, voice, flash_attn (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
 bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
@@ -28,7 +28,7 @@ from . import common  # noqa: F401  (sets the offline environment before anythin
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "overhead", "recall_quality",
+BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "client_memory", "overhead", "recall_quality",
               "locomo", "recall_tuning", "recall_latency", "load", "group_switch", "startup", "voice", "flash_attn")
 QUICK = {
     "prompt_cache": {"turns": 4},
@@ -36,6 +36,7 @@ QUICK = {
     "embedder": {"rounds": 1, "queries": 10},
     "throughput": {"rounds": 1, "warmup": 0, "max_tokens": 32, "native": "cached"},
     "ttft": {"turns": 6},
+    "client_memory": {"turns": 4},
     "overhead": {"memories": 300, "turns": 5, "warmup": 1},
     "recall_quality": {"quick": True},
     "locomo": {"quick": True},
