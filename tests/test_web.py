@@ -672,6 +672,25 @@ def test_choose_a_preset_for_a_companion_and_import_one(page, daemon):
     assert generation["effective"]["temperature"] == 0.9
 
 
+def test_a_view_drawn_again_late_never_covers_the_one_shown_now(page, daemon):
+    """Saving a preset draws the settings again; when its requests come back after the person has
+    gone to another view, that view stays (this covered the companions once, under load)."""
+    page.click("#nav a[data-view=settings]")
+    expect(page.locator("#preset-list .preset")).to_have_count(3)
+
+    def slow(route):
+        time.sleep(1.5)
+        route.continue_()
+
+    page.route("**/api/models", slow)
+    page.locator(".preset[data-name=creative] button.copy-preset").click()   # draws the settings again
+    page.click("#nav a[data-view=companions]")
+    expect(page.locator(".card[data-name=Assistant] button.edit-companion")).to_be_visible()
+    page.wait_for_timeout(2500)                                               # the late settings came back
+    expect(page.locator(".card[data-name=Assistant] button.edit-companion")).to_be_visible()
+    expect(page.locator("#preset-list")).to_have_count(0)
+
+
 # --- group chats (#16) ------------------------------------------------------------------------------
 
 

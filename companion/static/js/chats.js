@@ -4,7 +4,7 @@
 import { api, qs } from "./api.js";
 import { newChat } from "./chat.js";
 import { chosenOrActive, companionById, companionPicker, loadGroups, state } from "./state.js";
-import { askText, attempt, clear, confirmAction, download, el, fileDrop, formatDate } from "./ui.js";
+import { askText, attempt, clear, confirmAction, download, el, fileDrop, formatDate, viewIs } from "./ui.js";
 
 const FORMATS = ["json", "jsonl", "txt", "csv"];
 let chosenCompanion = null;
@@ -13,6 +13,7 @@ let chosenGroup = null;   // a group's chats instead of the companion's
 export async function showChats(root) {
   chosenCompanion = await chosenOrActive(chosenCompanion);
   const groups = await loadGroups();
+  if (!viewIs("chats")) return;
   if (chosenGroup && !groups.some((g) => g.id === chosenGroup)) chosenGroup = null;
   const picker = companionPicker("chats-companion", chosenCompanion, (id) => { chosenCompanion = id; chosenGroup = null; showChats(root); });
   const groupPicker = groups.length ? el("select", { id: "chats-group", "aria-label": "Group",

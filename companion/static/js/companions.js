@@ -4,7 +4,7 @@
 import { api, forgetImage, imageUrl, qs } from "./api.js";
 import { newChat } from "./chat.js";
 import { avatarPath, loadCompanions, state } from "./state.js";
-import { attempt, clear, confirmAction, download, el, field, fileDrop, formatDate, toast } from "./ui.js";
+import { attempt, clear, confirmAction, download, el, field, fileDrop, formatDate, toast, viewIs } from "./ui.js";
 import { loadVoice } from "./voice.js";
 
 const TEXT_FIELDS = [
@@ -30,6 +30,7 @@ const filters = { q: "", tags: new Set(), sort: "created:asc" };   // kept while
 
 export async function showCompanions(root) {
   await loadCompanions();
+  if (!viewIs("companions")) return;
   const list = el("div", { class: "cards", id: "companion-list" });
   clear(root, el("section", { class: "panel" },
     el("div", { class: "row spread" }, el("h1", {}, "Companions"),

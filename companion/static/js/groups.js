@@ -3,7 +3,7 @@
 
 import { api, imageUrl } from "./api.js";
 import { loadCompanions, loadGroups, state } from "./state.js";
-import { attempt, clear, confirmAction, el, toast } from "./ui.js";
+import { attempt, clear, confirmAction, el, toast, viewIs } from "./ui.js";
 
 const STRATEGIES = [
   ["natural", "Natural: those named reply first, then others by talkativeness"],
@@ -14,6 +14,7 @@ const STRATEGIES = [
 export async function showGroups(root) {
   await loadCompanions();
   await loadGroups();
+  if (!viewIs("groups")) return;
   const list = el("div", { class: "cards", id: "group-list" }, state.groups.map((g) => groupCard(g, root)));
   clear(root, el("section", { class: "panel" },
     el("div", { class: "row spread" }, el("h1", {}, "Groups"),

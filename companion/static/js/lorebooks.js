@@ -3,13 +3,14 @@
 
 import { api, qs } from "./api.js";
 import { companionOptions, loadCompanions, state } from "./state.js";
-import { attempt, clear, confirmAction, download, el, field, fileDrop, formValues } from "./ui.js";
+import { attempt, clear, confirmAction, download, el, field, fileDrop, formValues, viewIs } from "./ui.js";
 
 const EXPORTS = [["character_book", "Character book (V2 card)"], ["sillytavern", "SillyTavern world info"], ["lorebook_v3", "Lorebook V3"]];
 
 export async function showLorebooks(root) {
   await loadCompanions();
   const page = await api.get("/api/lorebooks?limit=200");
+  if (!viewIs("lorebooks")) return;
   clear(root, el("section", { class: "panel" },
     el("div", { class: "row spread" }, el("h1", {}, "Lorebooks"),
       el("button", { type: "button", class: "primary", id: "create-lorebook", onclick: async () => {

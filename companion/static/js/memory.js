@@ -3,13 +3,14 @@
 
 import { api, qs } from "./api.js";
 import { chosenOrActive, companionPicker } from "./state.js";
-import { attempt, clear, confirmAction, el, fileDrop, formatDate, toast } from "./ui.js";
+import { attempt, clear, confirmAction, el, fileDrop, formatDate, toast, viewIs } from "./ui.js";
 
 let chosenCompanion = null;
 let query = "";
 
 export async function showMemory(root) {
   chosenCompanion = await chosenOrActive(chosenCompanion);
+  if (!viewIs("memory")) return;
   const picker = companionPicker("memory-companion", chosenCompanion, (id) => { chosenCompanion = id; showMemory(root); });
   const list = el("div", { id: "memory-list", class: "list" });
   const searchBox = el("input", { type: "search", id: "memory-search", value: query, placeholder: "Search memories by meaning…", "aria-label": "Search memories" });

@@ -2,7 +2,7 @@
 
 import { api, apiKey, forgetApiKey, forgetImage, imageUrl, streamLines } from "./api.js";
 import { avatarPath } from "./state.js";
-import { attempt, clear, confirmAction, download, el, field, fileDrop, formValues, toast } from "./ui.js";
+import { attempt, clear, confirmAction, download, el, field, fileDrop, formValues, toast, viewIs } from "./ui.js";
 
 const GENERATION = [
   ["max_tokens", "Max tokens per reply", { min: 1, max: 32768, step: 1 }],
@@ -18,6 +18,7 @@ export async function showSettings(root) {
   const [personas, config, models, status, presets] = await Promise.all([
     api.get("/api/personas?limit=200"), api.get("/api/config"), api.get("/api/models"), api.get("/api/status"),
     api.get("/api/presets?limit=200")]);
+  if (!viewIs("settings")) return;
   clear(root, personaPanel(root, personas.items), generationPanel(config.generation), presetPanel(root, presets.items),
     modelPanel(root, config, models.items, status), notificationPanel(root), keyPanel(root));
 }

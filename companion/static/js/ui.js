@@ -24,6 +24,12 @@ function append(node, children) {
   }
 }
 
+/** Whether the page still shows this view: a view drawn again after an await (a save, a reload)
+ * draws nothing once the person has gone to another one, so it never covers the view shown now. */
+export function viewIs(name) {
+  return document.body.dataset.view === name;
+}
+
 export function clear(node, ...children) {
   node.replaceChildren();
   append(node, children);
