@@ -14,14 +14,15 @@ been asked 3-5 times before). 46 questions.
 
 Every memory is stored with ``Store.add_memory(..., created_at=...)`` and indexed with
 ``LongTermMemory.index`` in batches of 256. Each distinct text is embedded once, as the daemon
-embeds it (``companion.memory.embedded_text``), with the daemon's embedder; when ``index``
-takes ``vectors=`` those embeddings are given to it (no second embedding), else it embeds
-them itself (the JSON says which). Three arms answer every question, top 5:
+embeds it (both views of ``companion.memory.views``, side by side), with the daemon's embedder;
+when ``index`` takes ``vectors=`` those embeddings are given to it (no second embedding), else it
+embeds them itself (the JSON says which). Three arms answer every question, top 5:
 
 * ``bm25``: BM25 Okapi over the memory texts (k1=1.5, b=0.75, Lucene's idf as in tantivy,
   lowercase word tokens, no stemming or stop words, ties newest first): the keyword baseline.
 * ``brute_force_cosine``: exact cosine (numpy) between the question's embedding and every
-  memory's embedding, top 5, ties newest first; no recency, no de-duplication, no time window.
+  memory's embedding of what was said (an exchange's user line, the first view), top 5, ties
+  newest first; no recency, no de-duplication, no time window.
 * ``daemon``: the daemon's own code path, ``LongTermMemory.recall(companion_id, question, k=5,
   min_relevance=MemorySettings().min_relevance)`` (the default floor, as in a real turn), with
   ``now=end`` when recall takes ``now`` (otherwise ``end`` is the latest Friday 15:00 UTC before
