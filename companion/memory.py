@@ -240,6 +240,13 @@ def whole_text(text: str) -> str:
     return f"{match.group(1)}\n{text[match.end():]}" if match else text
 
 
+def reply_of(text: str) -> str | None:
+    """An exchange's reply, normalized (lower case, single spaces) to count how often it was
+    given; None for a memory that is not an exchange."""
+    match = EXCHANGE.match(text)
+    return " ".join(text[match.end():].lower().split()) if match else None
+
+
 def views(text: str) -> tuple[str, str]:
     """The two texts a memory is embedded by: what was said (embedded_text) and the whole (whole_text)."""
     return embedded_text(text), whole_text(text)
@@ -332,11 +339,14 @@ def lexical_query(text: str, skip: set[str] = frozenset()) -> str | None:
     return " OR ".join(f'"{w}"' for w in words[:32]) or None
 
 
-def closer_view(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Each row's cosine to the query by the closer of its two views (our vectors are normalized)."""
+def closer_view(rows: np.ndarray, query: np.ndarray, whole: np.ndarray | None = None) -> np.ndarray:
+    """Each row's cosine to the query by the closer of its two views (our vectors are normalized);
+    where `whole` (a mask, one a row) is False, by the first view (what was said) alone."""
     half = rows.shape[1] // 2
     query = np.asarray(query, dtype=np.float32)
-    return np.maximum(rows[:, :half] @ query, rows[:, half:] @ query)
+    said = rows[:, :half] @ query
+    closer = np.maximum(said, rows[:, half:] @ query)
+    return closer if whole is None else np.where(whole, closer, said)
 
 
 class VectorTable:
@@ -349,6 +359,12 @@ class VectorTable:
     Chroma's HNSW graph loses neighbours on stores made mostly of near-duplicates (a chat log:
     "good night", "how was work"), so recall does not ask it: one matrix-vector product over
     this copy finds the true nearest neighbours (100k memories x 2 x 384 floats: ~300 MB, a few ms).
+    A reply given many times (a model's stock phrase: "Noted!", "I love music. What are you
+    listening to?") tells nothing about the exchange it ends, yet its words would match every
+    question on its topic: the table counts how often each reply was given (``replies``), and
+    the whole view of an exchange whose reply was given at least `stock_reply` times is not
+    looked at (``whole_views``).
+
     Rows are kept in arrays that grow by doubling; a removed row is replaced by the last one.
     """
 
@@ -357,8 +373,11 @@ class VectorTable:
         self.ids = np.empty(0, dtype=np.int64)
         self.companions = np.empty(0, dtype=np.int64)
         self.times = np.empty(0, dtype=np.float64)
+        self.replies = np.empty(0, dtype=np.int64)     # each row's reply (an index into reply_counts; -1: none)
         self.vectors: np.ndarray | None = None
         self.row: dict[int, int] = {}
+        self.reply_index: dict[str, int] = {}
+        self.reply_counts = np.zeros(0, dtype=np.int64)
 
     def _grow(self, needed: int, dim: int) -> None:
         if self.vectors is None:
@@ -367,7 +386,7 @@ class VectorTable:
         if needed <= capacity:
             return
         size = max(needed, capacity * 2, 1024)
-        for name in ("ids", "companions", "times"):
+        for name in ("ids", "companions", "times", "replies"):
             old = getattr(self, name)
             new = np.empty(size, dtype=old.dtype)
             new[:self.count] = old[:self.count]
@@ -376,18 +395,34 @@ class VectorTable:
         vectors[:self.count] = self.vectors[:self.count]
         self.vectors = vectors
 
-    def put(self, ids: list[int], vectors, companions: list[int], times: list[float]) -> None:
-        """Add rows, or replace those whose id is already here."""
+    def _reply_key(self, reply: str | None) -> int:
+        if reply is None:
+            return -1
+        key = self.reply_index.setdefault(reply, len(self.reply_index))
+        if key >= len(self.reply_counts):
+            self.reply_counts = np.concatenate([self.reply_counts, np.zeros(max(key + 1, 1024), dtype=np.int64)])
+        return key
+
+    def put(self, ids: list[int], vectors, companions: list[int], times: list[float],
+            replies: list[str | None] | None = None) -> None:
+        """Add rows, or replace those whose id is already here; replies: each row's
+        ``reply_of`` its text (None: not an exchange)."""
         if not ids:
             return
         vectors = np.asarray(vectors, dtype=np.float32)
         self._grow(self.count + len(ids), vectors.shape[1])
-        for memory_id, vector, companion, when in zip(ids, vectors, companions, times):
+        for memory_id, vector, companion, when, reply in zip(ids, vectors, companions, times,
+                                                             replies or [None] * len(ids)):
             at = self.row.get(memory_id)
             if at is None:
                 at = self.row[memory_id] = self.count
                 self.count += 1
-            self.ids[at], self.companions[at], self.times[at] = memory_id, companion, when
+            elif self.replies[at] >= 0:
+                self.reply_counts[self.replies[at]] -= 1
+            key = self._reply_key(reply)
+            if key >= 0:
+                self.reply_counts[key] += 1
+            self.ids[at], self.companions[at], self.times[at], self.replies[at] = memory_id, companion, when, key
             self.vectors[at] = vector
 
     def remove(self, ids: list[int]) -> None:
@@ -395,10 +430,13 @@ class VectorTable:
             at = self.row.pop(memory_id, None)
             if at is None:
                 continue
+            if self.replies[at] >= 0:
+                self.reply_counts[self.replies[at]] -= 1
             last = self.count - 1
             if at != last:
                 moved = int(self.ids[last])
                 self.ids[at], self.companions[at], self.times[at] = moved, self.companions[last], self.times[last]
+                self.replies[at] = self.replies[last]
                 self.vectors[at] = self.vectors[last]
                 self.row[moved] = at
             self.count = last
@@ -412,20 +450,32 @@ class VectorTable:
         half = self.vectors.shape[1] // 2
         return dict(zip(found, self.vectors[[self.row[i] for i in found], :half]))
 
-    def similarities(self, ids: list[int], query: np.ndarray) -> dict[int, float]:
-        """How similar to the query those ids that are here are (their closer view's cosine)."""
+    def whole_views(self, rows: np.ndarray | slice, stock_reply: int) -> np.ndarray | None:
+        """Which of the rows may be found by their whole view: those whose reply was given fewer
+        than `stock_reply` times (None: all of them; `stock_reply` 0 never counts replies)."""
+        if stock_reply <= 0 or not len(self.reply_counts):
+            return None
+        replies = self.replies[rows]
+        return (replies < 0) | (self.reply_counts[np.maximum(replies, 0)] < stock_reply)
+
+    def similarities(self, ids: list[int], query: np.ndarray, stock_reply: int = 0) -> dict[int, float]:
+        """How similar to the query those ids that are here are (their closer view's cosine;
+        see whole_views for `stock_reply`)."""
         found = [i for i in ids if i in self.row]
         if not found:
             return {}
-        return dict(zip(found, closer_view(self.vectors[[self.row[i] for i in found]], query).tolist()))
+        rows = np.asarray([self.row[i] for i in found], dtype=np.int64)
+        return dict(zip(found, closer_view(self.vectors[rows], query, self.whole_views(rows, stock_reply)).tolist()))
 
     def nearest(self, query: np.ndarray, companion_id: int, depth: int,
-                since: float | None = None, until: float | None = None) -> list[tuple[int, float]]:
+                since: float | None = None, until: float | None = None,
+                stock_reply: int = 0) -> list[tuple[int, float]]:
         """The companion's `depth` memories most similar to the query (by the closer of their
-        views), best first, within [since, until) when given."""
+        views; see whole_views for `stock_reply`), best first, within [since, until) when given."""
         if not self.count:
             return []
-        similarity = closer_view(self.vectors[:self.count], query)
+        everything = slice(0, self.count)
+        similarity = closer_view(self.vectors[everything], query, self.whole_views(everything, stock_reply))
         mask = self.companions[:self.count] == companion_id
         if since is not None:
             mask &= self.times[:self.count] >= since
@@ -612,7 +662,8 @@ class LongTermMemory:
                     keep = [n for n, i in enumerate(ids) if i in facts]   # rows gone: reconcile drops them
                     table.put([ids[n] for n in keep], np.asarray(page["embeddings"])[keep] if keep else [],
                               [facts[ids[n]]["companion_id"] for n in keep],
-                              [epoch(facts[ids[n]]["created_at"]) for n in keep])
+                              [epoch(facts[ids[n]]["created_at"]) for n in keep],
+                              [reply_of(facts[ids[n]]["text"]) for n in keep])
                 self._table = table
             return self._table
 
@@ -684,7 +735,8 @@ class LongTermMemory:
             if self._table is not None:
                 self._table.put([int(row["id"]) for row in rows], vectors,
                                 [int(row["companion_id"]) for row in rows],
-                                [epoch(row["created_at"]) for row in rows])
+                                [epoch(row["created_at"]) for row in rows],
+                                [reply_of(row["text"]) for row in rows])
 
     def embed_views(self, texts: list[str]) -> np.ndarray:
         """The memories' two views embedded side by side, one row a text (each distinct text once)."""
@@ -842,7 +894,7 @@ class LongTermMemory:
         with self._lock:
             table = self.vectors()
             vectors = table.vectors_of([i for i in ids if i in rows])
-            similar = table.similarities(list(vectors), query_vector)
+            similar = table.similarities(list(vectors), query_vector, options.stock_reply_count)
         ids = [i for i in ids if i in vectors]
         said = {i: " ".join(embedded_text(rows[i]["text"]).lower().split()) for i in ids}
         asked = {i: asked_only(rows[i]["text"]) for i in ids}
@@ -880,7 +932,7 @@ class LongTermMemory:
         since, until = (window.start.timestamp(), window.end.timestamp()) if window else (None, None)
         with self._lock:
             table = self.vectors()
-            dense = table.nearest(query_vector, companion_id, depth, since, until)
+            dense = table.nearest(query_vector, companion_id, depth, since, until, self.options.stock_reply_count)
         lexical: list[int] = []
         skip = set(WORD.findall(window.phrase.lower())) if window else set()
         match = lexical_query(query, skip) if self.options.lexical_weight > 0 else None
@@ -894,7 +946,7 @@ class LongTermMemory:
             # made since the window ended that name it as the question does
             told = self.store.match_memories(named, companion_id, depth, utc_iso(window.end), utc_iso(now))
             with self._lock:
-                told_dense = list(table.similarities(told, query_vector).items())
+                told_dense = list(table.similarities(told, query_vector, self.options.stock_reply_count).items())
             dense = sorted(dense + told_dense, key=lambda pair: -pair[1])
             lexical += [i for i in told if i not in lexical]
         return dense, lexical

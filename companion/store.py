@@ -1144,8 +1144,8 @@ class Store:
             last = rows[-1]["id"]
 
     def memory_facts(self, ids: list[int]) -> list[dict]:
-        """(id, companion_id, created_at) of memory rows, for the vector index's copy."""
-        return self._by_ids("select id, companion_id, created_at from memories", ids)
+        """(id, companion_id, created_at, text) of memory rows, for the vector index's copy."""
+        return self._by_ids("select id, companion_id, created_at, text from memories", ids)
 
     def match_memories(self, match: str, companion_id: int, limit: int,
                        since: str | None = None, until: str | None = None) -> list[int]:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import open_memory
 
-from companion.memory import LongTermMemory, asked_only, embedded_text, is_question, lexical_query, views, whole_text
+from companion.memory import (LongTermMemory, VectorTable, asked_only, embedded_text, is_question, lexical_query, reply_of,
+                              views, whole_text)
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
 
@@ -132,6 +133,44 @@ def test_what_the_companion_said_is_recalled_by_meaning(tmp_path, embedder):
     companion = memory.store.active_companion_id()
     found = memory.recall(companion, "Which citrus plant got a new container?", 5, now=NOW)
     assert any("lemon tree" in m.text for m in found)
+    memory.close()
+
+
+def test_a_stock_reply_is_not_what_finds_an_exchange():
+    """The whole view of an exchange whose reply was given stock_reply times or more is not looked at."""
+    axes = np.eye(4, dtype=np.float32)
+    said, whole = 0.1 * axes[1] + np.sqrt(0.99) * axes[0], axes[1]
+    table = VectorTable()
+    stock = reply_of("{{user}}: Tell me a joke.\n{{char}}: I love  music. What are you listening to?")
+    assert stock == "i love music. what are you listening to?"
+    assert reply_of("A note without speakers.") is None
+    row = np.concatenate([said, whole])              # near the query by its whole view only
+    table.put([1, 2, 3], [row] * 3, [1] * 3, [0.0] * 3, [stock, stock, "a reply given once"])
+    query = whole
+    assert table.similarities([1, 2, 3], query, stock_reply=0) == pytest.approx({1: 1.0, 2: 1.0, 3: 1.0})
+    assert table.similarities([1, 2, 3], query, stock_reply=2) == pytest.approx({1: 0.1, 2: 0.1, 3: 1.0})
+    assert [i for i, _ in table.nearest(query, 1, 3, stock_reply=2)] == [3, 1, 2]
+    table.remove([2])                                # given once now: its whole view counts again
+    assert table.similarities([1], query, stock_reply=2) == pytest.approx({1: 1.0})
+    table.put([3], [row], [1], [0.0], [stock])       # replaced: its reply counted anew
+    assert table.similarities([1, 3], query, stock_reply=2) == pytest.approx({1: 0.1, 3: 0.1})
+
+
+def test_a_fact_is_not_crowded_out_by_a_stock_reply_on_its_topic(tmp_path, embedder):
+    """A model's stock reply that names the topic ("I love music. What are you listening to?"),
+    given after many unrelated lines, does not bring those exchanges before the fact."""
+    log = chat_log(300, seed=6)
+    asks = ["Tell me a joke.", "Say something funny.", "So, tell me a joke.", "Tell me something nice.",
+            "Say something funny lol", "Cheer me up.", "Make me laugh.", "Any jokes?"]
+    for n, line in enumerate(asks):
+        log.append((f"{{{{user}}}}: {line}\n{{{{char}}}}: I love music. What are you listening to?",
+                    NOW - timedelta(days=n + 1)))
+    log.append(("{{user}}: I've played the cello since I was nine.\n{{char}}: Wow, that's a long time!",
+                NOW - timedelta(days=30)))
+    memory = build(tmp_path, embedder, log)
+    companion = memory.store.active_companion_id()
+    found = memory.recall(companion, "What musical instrument do I know?", 5, now=NOW)
+    assert any("cello" in m.text for m in found), [m.text for m in found]
     memory.close()
 
 
