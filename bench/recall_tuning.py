@@ -59,7 +59,7 @@ def chatlog_scores(seed: int, days: int, embedder, folder: Path, variants: dict)
 # each weight's effect: off, or moved to another value (the defaults are in companion/config.py)
 EFFECTS = ("relevance_weight=0", "lexical_weight=0", "lexical_weight=0.5", "lexical_weight=1.5", "rarity_weight=0",
            "fusion_k=60", "recency_weight=0", "question_weight=1", "same_fact_similarity=1",
-           "duplicate_similarity=1", "search_depth=20")
+           "duplicate_similarity=1", "search_depth=20", "stock_reply_count=0", "same_fact_similarity=0.4")
 
 
 def run(variants: tuple[str, ...] = EFFECTS, seeds: tuple[int, ...] = (1, 2), days: int = 90,
