@@ -349,7 +349,9 @@ class Sides:
         assert self.daemon is not None and self.server is not None
         if arm == "daemon":
             raw = stream_http(self.daemon.port, {"prompt": line, "chat_id": self.chat_ids[key], "stream": True})
-            extra: dict = {}
+            lore = raw["done"].get("lore") or []
+            extra: dict = {"memories_used": len(raw["done"].get("memories") or []), "lore_used": len(lore),
+                           "lore_tokens": sum(self.server.count_tokens(item["content"]) for item in lore)}
         else:
             frontend = self.frontends[key]
             body, dropped = frontend.body(self.server, line, self.seed)
@@ -370,7 +372,7 @@ def summarize(turns: list[dict], plan: list[dict]) -> dict:
         return [t for t in turns if t["arm"] == arm and pick(t)]
 
     def med(arm: str, key: str, pick) -> float | None:
-        return median(t[key] for t in rows(arm, pick))
+        return median(t.get(key) for t in rows(arm, pick))
 
     phases = {}
     for step in plan:
@@ -404,6 +406,10 @@ def summarize(turns: list[dict], plan: list[dict]) -> dict:
                      "ttft_s_sum": sum(t["ttft_s"] for t in rows(arm, lambda t: True)),
                      "tokens_sum": sum(t["tokens"] for t in rows(arm, lambda t: True)),
                      "decode_tps_median": med(arm, "decode_tps", lambda t: True)} for arm in ARMS}
+    session["daemon"]["lore_tokens_median"] = med("daemon", "lore_tokens", lambda t: True)
+    session["daemon"]["turns_with_lore"] = len(rows("daemon", lambda t: bool(t.get("lore_used"))))
+    session["llama_server"]["evaluated_tokens_median_warm"] = med("llama_server", "evaluated_tokens",
+                                                                  lambda t: t["turn"] > 0)
     ratios = {
         "warm_ttft": by_kind["warm"]["ratio_ttft"],
         "warm_reply": by_kind["warm"]["ratio_reply"],
@@ -433,6 +439,8 @@ def summarize_long(turns: list[dict], tail: int = 10) -> dict:
                     "reply_s_median_late": median(t["reply_s"] for t in late),
                     "reply_s_sum": sum(t["reply_s"] for t in mine),
                     "decode_tps_median": median(t["decode_tps"] for t in mine)}
+        if arm == "daemon":
+            out[arm]["lore_tokens_median"] = median(t.get("lore_tokens") for t in mine)
         if arm == "llama_server":
             out[arm]["evaluated_tokens_median_late"] = median(t.get("evaluated_tokens") for t in late)
             out[arm]["prompt_tokens_median_late"] = median(t.get("prompt_tokens") for t in late)
@@ -504,7 +512,8 @@ def run(turns: int = 6, long_turns: int = 60, max_tokens: int = 48, n_ctx: int =
                        "threads": threads, "seed": seed, "sampling": SAMPLING},
         "llama_server": {"binary": str(binary), "build": build_note, "command": " ".join(sides.server.command[1:])
                          if sides.server else None,
-                         "flash_attention": f"default -fa auto, resolved: {fa_server}",
+                         "flash_attention": "-fa auto (its default: on where the backend supports it, as the CPU "
+                                            f"backend does); its log says: {fa_server or 'nothing at this verbosity'}",
                          "frontend": "SillyTavern text completion, ChatML context/instruct templates, names included; "
                                      "history fitted newest first to n_ctx - max_tokens, one message at a time",
                          "stops": ST_STOPS},

@@ -96,7 +96,8 @@ def stream_http(port: int, body: dict) -> dict:
         if done is None:
             raise RuntimeError("the stream ended without a done event")
         return {"began": began, "times": times, "pieces": pieces, "text": "".join(pieces),
-                "done_text": (done.get("message") or {}).get("text", done.get("text", "")), "ended": ended}
+                "done_text": (done.get("message") or {}).get("text", done.get("text", "")), "ended": ended,
+                "done": done}
     finally:
         conn.close()
 
