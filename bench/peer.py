@@ -25,7 +25,9 @@ before the next timed turn). Per turn: time to first token (request sent to firs
 the reply's time (to the end of the stream), the reply's tokens (llama-server's /tokenize, for
 both) and decode rate; per phase medians, per session sums, each server's RSS. A longer run
 follows (60 turns in a new chat) where the history leaves the window. The ratios are
-daemon / llama-server.
+daemon / llama-server. Every turn is also appended to PROGRESS (in /tmp) as it ends, so that a
+run cut short (the long chat takes most of it: llama-server re-reads the history once it passes
+the window) still leaves its figures.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ ARMS = ["daemon", "llama_server"]
 # SillyTavern's own Seraphina, from the shared cards beside the repository (as the tests read them)
 CARD = Path(__file__).resolve().parents[2] / "shared" / "cards" / "default_Seraphina.png"
 USER = "User"                       # the daemon's default persona and SillyTavern's default name
+PROGRESS = Path(tempfile.gettempdir()) / "companion-bench-peer.jsonl"   # every turn as it ends (a cut run keeps them)
 TARGETS: dict[str, float] = {"warm_ttft_at_most": 1.05, "switch_ttft_at_most": 0.5, "restart_ttft_at_most": 0.3,
            "session_reply_sum_at_most": 0.7, "decode_at_least": 0.95}
 
@@ -480,8 +483,11 @@ def run(turns: int = 6, long_turns: int = 60, max_tokens: int = 48, n_ctx: int =
             meter = CpuMeter(sides.pids())
             row = sides.turn(arm, key, line)
             sink.append({"arm": arm, **tags, **row, "foreign_cpu": meter.foreign()})
+            with PROGRESS.open("a") as fh:
+                fh.write(json.dumps(sink[-1]) + "\n")
         round_no += 1
 
+    PROGRESS.write_text("")
     with tempfile.TemporaryDirectory(prefix="bench-peer-", ignore_cleanup_errors=True) as tmp:
         sides = Sides(Path(tmp), model, binary, card.read_bytes(), n_ctx, max_tokens, seed, threads)
         try:
