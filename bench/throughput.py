@@ -96,7 +96,8 @@ def stream_http(port: int, body: dict) -> dict:
         if done is None:
             raise RuntimeError("the stream ended without a done event")
         return {"began": began, "times": times, "pieces": pieces, "text": "".join(pieces),
-                "done_text": (done.get("message") or {}).get("text", done.get("text", "")), "ended": ended}
+                "done_text": (done.get("message") or {}).get("text", done.get("text", "")), "ended": ended,
+                "done": done}
     finally:
         conn.close()
 
@@ -238,7 +239,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def llama_bench_binary(flavour: str = "defaults") -> Path:
-    return NATIVE_ROOT / NATIVE_BUILDS[flavour] / "bin" / "llama-bench"
+    return native_binary("llama-bench", flavour)
+
+
+def native_binary(target: str, flavour: str = "defaults") -> Path:
+    """Where a llama.cpp tool (llama-bench, llama-server) built by build_native lies."""
+    return NATIVE_ROOT / NATIVE_BUILDS[flavour] / "bin" / target
 
 
 def daemon_cmake_args() -> list[str]:
@@ -249,10 +255,18 @@ def daemon_cmake_args() -> list[str]:
 
 
 def build_llama_bench(timeout: float, flavour: str = "defaults") -> tuple[Path | None, str]:
-    """Download llama-cpp-python's sdist and build llama-bench from its vendor/llama.cpp in /tmp."""
+    """llama-bench, built from llama-cpp-python's sdist (see build_native)."""
+    return build_native("llama-bench", timeout, flavour)
+
+
+def build_native(target: str, timeout: float, flavour: str = "defaults") -> tuple[Path | None, str]:
+    """Download llama-cpp-python's sdist and build a llama.cpp tool from its vendor/llama.cpp in /tmp.
+
+    flavour "defaults": llama.cpp's own build flags; "daemon_flags": the Makefile's
+    LLAMA_CMAKE_ARGS. llama-server is built without its web UI (it would be downloaded)."""
     from importlib.metadata import version
 
-    binary = llama_bench_binary(flavour)
+    binary = native_binary(target, flavour)
     if binary.is_file():
         return binary, "cached build"
     if shutil.which("cmake") is None:
@@ -275,21 +289,22 @@ def build_llama_bench(timeout: float, flavour: str = "defaults") -> tuple[Path |
         flags = daemon_cmake_args() if flavour == "daemon_flags" else []
         subprocess.run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                         "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                        "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON", *flags],
+                        "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF",
+                        "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_TOOLS=ON", *flags],
                        check=True, stdout=log, stderr=subprocess.STDOUT,
                        timeout=max(1, timeout - (time.monotonic() - started)))
-        subprocess.run(["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(os.cpu_count() or 1)],
+        subprocess.run(["cmake", "--build", str(build), "--target", target, "-j", str(os.cpu_count() or 1)],
                        check=True, stdout=log, stderr=subprocess.STDOUT,
                        timeout=max(1, timeout - (time.monotonic() - started)))
     except subprocess.TimeoutExpired:
-        return None, (f"building llama-bench took over {timeout:.0f} s; skipped "
+        return None, (f"building {target} took over {timeout:.0f} s; skipped "
                       f"(a later run continues the build in {NATIVE_ROOT})")
     except (subprocess.CalledProcessError, OSError) as exc:
-        return None, f"building llama-bench failed: {exc} (log: {NATIVE_ROOT / 'build.log'})"
+        return None, f"building {target} failed: {exc} (log: {NATIVE_ROOT / 'build.log'})"
     finally:
         log.close()
     if not binary.is_file():
-        return None, "the build finished without a llama-bench binary"
+        return None, f"the build finished without a {target} binary"
     return binary, f"built in {time.monotonic() - started:.0f} s"
 
 
