@@ -7,13 +7,15 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from .api import (chats, companions, compat, events, groups, kobold, llamacpp, lorebooks, memories, ollama, openai,
                   presets, rest, voice)
 from .config import Settings
-from .errors import CompanionError
+from .errors import CompanionError, storage_full
+from .jsontext import mend_surrogates
 from .security import add_cors_headers, check_request
 from .services import Services, build_services
 
@@ -65,6 +67,13 @@ def error_response(status: int, code: str, message: str, plain_text: bool,
     return response
 
 
+class RequestJSON(DefaultJSONProvider):
+    """Flask's JSON, but request bodies read with their lone surrogates mended."""
+
+    def loads(self, s: str | bytes, **kwargs) -> object:
+        return super().loads(mend_surrogates(s), **kwargs)
+
+
 class RowIdConverter(IntegerConverter):
     """<int:...> in routes: a non-negative integer that fits a SQLite row id."""
 
@@ -76,6 +85,7 @@ class RowIdConverter(IntegerConverter):
 def create_app(settings: Settings, services: Services | None = None) -> Flask:
     """Build the app from Settings; without services, build them and start loading the models."""
     app = Flask(__name__, static_folder=None)
+    app.json = RequestJSON(app)
     app.url_map.converters["int"] = RowIdConverter   # ids past SQLite's range are a 404, not a 500
     if services is None:
         services = build_services(settings)
@@ -147,6 +157,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception) -> Response:
+        full = storage_full(err)    # a full disk under any write (a file, SQLite, Chroma): 507, not 500
+        if full is not None:
+            log.error("[%s] %s %s: the disk is full (%s)", g.get("request_id"), request.method, request.path, err)
+            return failed(full.status, full.code, full.message)
         log.exception("[%s] unhandled error on %s %s", g.get("request_id"), request.method, request.path)
         return failed(500, "internal_error", "internal error; see the daemon's log")
 

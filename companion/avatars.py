@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .images import avatar_png, default_avatar_png, open_image
+from .lru_files import write_whole
 
 THUMB_SIZE = 256
 
@@ -26,7 +27,7 @@ class AvatarFiles:
         """Store a re-encoded PNG under a new name; returns the name."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{uuid.uuid4().hex}.png"
-        (self.folder / name).write_bytes(png)
+        write_whole(self.folder / name, png)
         return name
 
     def write_upload(self, data: bytes) -> str:
@@ -65,5 +66,5 @@ class AvatarFiles:
         if not thumb_path.is_file():
             from PIL import Image
 
-            thumb_path.write_bytes(avatar_png(Image.open(io.BytesIO(path.read_bytes())), THUMB_SIZE))
+            write_whole(thumb_path, avatar_png(Image.open(io.BytesIO(path.read_bytes())), THUMB_SIZE))
         return thumb_path.read_bytes()

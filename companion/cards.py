@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from PIL import Image, UnidentifiedImageError
 
+from . import jsontext
 from .errors import InvalidInput
 
 SPEC_V1 = "chara_card_v1"
@@ -325,8 +326,8 @@ def _parse_json_bytes(raw: bytes, what: str) -> dict:
 def _parse_json_text(text: str, what: str) -> dict:
     """Parse JSON text that must hold an object."""
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
+        obj = jsontext.loads(text)
+    except ValueError:
         raise CardError(f"{what} is not valid JSON") from None
     if not isinstance(obj, dict):
         raise CardError(f"{what} must be a JSON object, not {_json_type(obj)}")

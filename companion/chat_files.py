@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
+from . import jsontext
 from .errors import InvalidInput
 
 FORMATS = ("json", "jsonl", "txt", "csv")
@@ -84,7 +85,7 @@ def parse_chat(data: bytes) -> tuple[str, list[ChatLine]]:
     if not text.strip():
         raise ChatFileError("the chat file is empty")
     try:
-        whole = json.loads(text)
+        whole = jsontext.loads(text)
     except json.JSONDecodeError:
         whole = None
     if isinstance(whole, dict) and isinstance(whole.get("messages"), list):
@@ -105,7 +106,7 @@ def parse_chat(data: bytes) -> tuple[str, list[ChatLine]]:
         if not raw.strip():
             continue
         try:
-            rows.append(json.loads(raw))
+            rows.append(jsontext.loads(raw))
         except json.JSONDecodeError:
             raise ChatFileError(f"line {number} is not JSON: a SillyTavern chat is one JSON object a line") from None
     if not rows or not isinstance(rows[0], dict):

@@ -7,6 +7,11 @@ under /v1) with the exception's status, which is only an attribute here.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class CompanionError(Exception):
     """Base of every error a client can be told about."""
@@ -104,3 +109,47 @@ class TooManyStreams(CompanionError):
     """Every slot for a long-lived stream (the live events) is taken."""
     status = 503
     code = "too_many_streams"
+
+
+class StorageFull(CompanionError):
+    """The disk (or quota) that holds the data dir is full: what was asked was not saved, and
+    the same request works again once there is space (no restart)."""
+    status = 507
+    code = "insufficient_storage"
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# what a wrapper's message says when the disk filled under it (SQLite's words, the OS's, Chroma's)
+FULL_WORDS = ("database or disk is full", "no space left on device", "disk quota exceeded", "sqlite_full")
+STORAGE_FULL_MESSAGE = "the disk that holds the data is full: nothing was saved; free some space and try again"
+
+
+def storage_full(exc: BaseException | None) -> StorageFull | None:
+    """The StorageFull an error means, when it or an error it wraps says the disk is full:
+    SQLite's SQLITE_FULL, an OSError ENOSPC or EDQUOT, or a wrapper (Chroma's) naming either;
+    None for any other error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageFull):
+            return exc
+        if (isinstance(exc, OSError) and exc.errno in FULL_ERRNOS
+                or (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_FULL
+                or any(words in str(exc).lower() for words in FULL_WORDS)):
+            return StorageFull(STORAGE_FULL_MESSAGE)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def full_disk_refused() -> Iterator[None]:
+    """Raise a full disk under this block as StorageFull (any other error as it is)."""
+    try:
+        yield
+    except CompanionError:
+        raise
+    except Exception as exc:
+        full = storage_full(exc)
+        if full is None:
+            raise
+        raise full from exc

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import jsontext
 from .errors import InvalidInput
 
 FORMAT_CHARACTER_BOOK = "character_book"
@@ -368,7 +369,7 @@ def parse_lorebook_bytes(data: bytes) -> Lorebook:
     if not text.strip():
         raise LoreError("This lorebook file is empty.")
     try:
-        obj = json.loads(text)
+        obj = jsontext.loads(text)
     except json.JSONDecodeError as exc:
         raise LoreError(f"This lorebook file is not valid JSON: {exc.msg} "
                         f"(line {exc.lineno}, column {exc.colno}).") from None

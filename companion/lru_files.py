@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a .partial renamed into place, removed when the write
+    fails (a full disk leaves neither half a file under the real name nor a stray .partial)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def trim_least_recent(files: Iterable[Path], max_bytes: int, keep: Path | None = None) -> None:

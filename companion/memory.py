@@ -597,6 +597,7 @@ class LongTermMemory:
         self._pending: list[Future] = []
         self._pending_lock = threading.Lock()
         self._on_indexer = threading.local()
+        self._unindexed: set[int] = set()   # rows whose indexing failed (a full disk): retried with the next
 
     @property
     def collection_name(self) -> str:
@@ -671,7 +672,7 @@ class LongTermMemory:
         """Index rows on a background thread, so that a reply need not wait for its embedding.
 
         Whatever touches the index next (recall, search, an edit, a delete) waits for it first; a
-        failure is logged and the rows are indexed at the next start (reconcile)."""
+        failure is logged and the rows are indexed with the next ones (or at the next start)."""
         if not rows:
             return
         with self._pending_lock:
@@ -682,11 +683,34 @@ class LongTermMemory:
 
     def _index_in_background(self, rows: list[dict]) -> None:
         self._on_indexer.active = True
+        self._catch_up()
         try:
             self._index_now(rows)
         except Exception:
-            log.exception("memories %s stored but not indexed; the next start indexes them",
+            log.exception("memories %s stored but not indexed; the next indexing retries them",
                           [row["id"] for row in rows])
+            self.missed(rows)
+
+    def missed(self, rows: list[dict]) -> None:
+        """Rows whose indexing failed: indexed with the next ones (a full disk may have space by then)."""
+        with self._pending_lock:
+            self._unindexed.update(int(row["id"]) for row in rows)
+
+    def _catch_up(self) -> None:
+        """Index the rows whose indexing failed before (the disk was full, say), now that more
+        are indexed; they stay for the next try if it fails again (reconcile at start does the rest)."""
+        with self._pending_lock:
+            ids = sorted(self._unindexed)
+        if not ids:
+            return
+        try:
+            self._index_now(self.store.memories_by_ids(ids))
+        except Exception as exc:
+            log.warning("%d memories still not indexed (%s); retried with the next", len(ids), exc)
+            return
+        with self._pending_lock:
+            self._unindexed.difference_update(ids)
+        log.info("indexed %d memories whose indexing had failed", len(ids))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the rows given to index_later are in the index; False after the timeout."""
@@ -714,6 +738,7 @@ class LongTermMemory:
         """Embed memory rows and put them in the index (replacing any earlier vectors);
         vectors, when given, are their embeddings already made (in the same order)."""
         self.flush()
+        self._catch_up()
         self._index_now(rows, vectors)
 
     def _index_now(self, rows: list[dict], vectors: list | None = None) -> None:
@@ -766,13 +791,14 @@ class LongTermMemory:
     def add(self, companion_id: int, text: str, source: str, user_message_id: int | None = None,
             reply_message_id: int | None = None, created_at: str | None = None) -> dict:
         """Store one memory (made now, or at created_at) and index it; a failed index is retried
-        by the next reconcile."""
+        with the next one indexed (and by the next reconcile)."""
         row = self.store.add_memory(companion_id, text, source, user_message_id, reply_message_id,
                                     created_at=created_at)
         try:
             self.index([row])
         except Exception:
-            log.exception("memory %s stored but not indexed; the next start indexes it", row["id"])
+            log.exception("memory %s stored but not indexed; the next indexing retries it", row["id"])
+            self.missed([row])
         return row
 
     def index_in_batches(self, rows: list[dict], what: str, batch: int = 256) -> None:
@@ -782,7 +808,8 @@ class LongTermMemory:
             try:
                 self.index(rows[start:start + batch])
             except Exception:
-                log.exception("%s stored but not fully indexed; the next start indexes it", what)
+                log.exception("%s stored but not fully indexed; the next indexing retries it", what)
+                self.missed(rows[start:])
                 return
             log.info("%s: indexed %d of %d memories", what, min(start + batch, len(rows)), len(rows))
 

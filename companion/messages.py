@@ -108,7 +108,8 @@ class MessageService:
         try:
             self.memory.index(rows)
         except Exception:
-            log.exception("memories not indexed; the next start indexes them")
+            log.exception("memories not indexed; the next indexing retries them")
+            self.memory.missed(rows)
 
     def remove_message(self, message_id: int, chat_id: int | None = None) -> None:
         """Delete a message and the memory made from it. With chat_id, it must be in that chat."""

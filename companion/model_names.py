@@ -150,7 +150,7 @@ class ModelNames:
             companion_id = int(value.strip())
         except ValueError:
             raise BadRequest(f"{MEMORY_HEADER} must be a companion id") from None
-        if companion_id < 1:
+        if not 1 <= companion_id < 2**63:        # past SQLite's row ids: no companion, not an overflow
             raise BadRequest(f"{MEMORY_HEADER} must be a companion id")
         return companion_id
 
@@ -158,10 +158,7 @@ class ModelNames:
         """memory/<id>[:tag] or memory/<id>/<model>."""
         rest = name[len(MEMORY):]
         who, _, model = rest.partition("/")
-        try:
-            companion_id = int(who.split(":", 1)[0])
-        except ValueError:
-            raise ModelNotFound(name) from None
+        companion_id = _row_id(who.split(":", 1)[0], name)
         self.companions.get(companion_id)
         if model and (model.lower().startswith(MEMORY) or self._companion(model) is not None):
             raise BadRequest(f"model {name!r}: after memory/<id>/ comes a model, not a companion")
@@ -178,10 +175,7 @@ class ModelNames:
             who = name[len(COMPANION) + 1:].split(":", 1)[0].split("-", 1)[0]
         else:
             return None
-        try:
-            companion_id = int(who)
-        except ValueError:
-            raise ModelNotFound(name) from None
+        companion_id = _row_id(who, name)
         self.companions.get(companion_id)
         return companion_id
 
@@ -200,3 +194,14 @@ class ModelNames:
             if names_file(name, path):
                 return path
         raise ModelNotFound(asked or name)
+
+
+def _row_id(text: str, name: str) -> int:
+    """The companion id in a model name; ModelNotFound when it is none, or past SQLite's row ids."""
+    try:
+        companion_id = int(text)
+    except ValueError:
+        raise ModelNotFound(name) from None
+    if not 0 <= companion_id < 2**63:
+        raise ModelNotFound(name)
+    return companion_id

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsontext
 from .errors import Conflict, InvalidInput, NotFound
 from .store import PresetRow, Store
 
@@ -37,8 +38,8 @@ class SillyTavernPreset:
 def read_sillytavern(data: bytes) -> SillyTavernPreset:
     """A SillyTavern text-generation preset (JSON object) as our settings plus the keys kept."""
     try:
-        whole = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        whole = jsontext.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
         raise PresetFileError("the preset is not JSON: send a SillyTavern text-generation preset (.json)") from None
     if not isinstance(whole, dict):
         raise PresetFileError("a SillyTavern preset is a JSON object")
@@ -64,7 +65,7 @@ def _stop_list(key: str, value: Any) -> list:
         if not value.strip():
             return []
         try:
-            value = json.loads(value)
+            value = jsontext.loads(value)
         except json.JSONDecodeError:
             raise PresetFileError(f"'{key}' must be a list of strings or a JSON string of one") from None
     if not isinstance(value, list):

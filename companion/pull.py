@@ -30,7 +30,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-from .errors import BadGateway, BadRequest, Conflict, Forbidden, GatewayTimeout, NotFound
+from .errors import (BadGateway, BadRequest, Conflict, Forbidden, GatewayTimeout, NotFound, StorageFull,
+                     full_disk_refused)
 
 try:
     import fcntl
@@ -253,7 +254,7 @@ def download(source: Source, models_dir: Path, session: requests.Session | None 
         yield from _already_there(final, source, status, digest_field)
         return final
     name = source.label or source.url
-    with _locked(partial) as fh:
+    with _locked(partial) as fh, full_disk_refused():   # the disk filling mid-way: 507, the .partial kept
         _check_space(models_dir, source, fh)
         digest, done = _hash_of(fh)
         total, sha256 = source.size, source.sha256
@@ -363,7 +364,7 @@ def _check_space(models_dir: Path, source: Source, fh: IO[bytes]) -> None:
     have = os.fstat(fh.fileno()).st_size
     free = shutil.disk_usage(models_dir).free
     if source.size - have > free:
-        raise Conflict(f"not enough disk space for {source.filename}: {(source.size - have) / 1e9:.2f} GB more "
+        raise StorageFull(f"not enough disk space for {source.filename}: {(source.size - have) / 1e9:.2f} GB more "
                        f"needed, {free / 1e9:.2f} GB free in {models_dir}")
 
 

@@ -12,7 +12,7 @@ from .audio import MEDIA_TYPES, decode, encode
 from .cards import card_voice
 from .config import VoiceSettings, limits
 from .errors import BadRequest, NotFound, PayloadTooLarge
-from .lru_files import trim_least_recent
+from .lru_files import trim_least_recent, write_whole
 from .narration import Narration
 from .store import Store
 from .voice import LISTEN_INSTALL, SPEAK_INSTALL, Listener, Speaker, Transcript
@@ -45,9 +45,7 @@ class SpeechCache:
             return
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            partial.write_bytes(data)
-            os.replace(partial, path)           # never a half-written file under the real name
+            write_whole(path, data)             # never a half-written file under the real name
             trim_least_recent((p for p in self.folder.iterdir() if not p.name.endswith(".partial")),
                               self.max_bytes, path)
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator, TypedDict
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from .errors import full_disk_refused
 from .events import Publish, no_events
 
 DEFAULT_COMPANION = {
@@ -496,19 +497,30 @@ class Store:
                 self.db.execute("BEGIN IMMEDIATE")
             self._depth += 1
             try:
-                yield self.db
+                with full_disk_refused():
+                    yield self.db
             except BaseException:
                 self._depth -= 1
                 if outer:
-                    self.db.execute("ROLLBACK")
-                    self._pending.clear()
+                    self._rollback()
                 raise
             self._depth -= 1
             if outer:
-                self.db.execute("COMMIT")
+                try:
+                    with full_disk_refused():
+                        self.db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()     # a COMMIT that failed (a full disk) may leave the transaction open
+                    raise
                 pending, self._pending = self._pending, []
                 for kind, data in pending:
                     self.on_change(kind, data)
+
+    def _rollback(self) -> None:
+        """End the transaction, unless SQLite ended it already (it may, on SQLITE_FULL)."""
+        self._pending.clear()
+        if self.db.conn.in_transaction:
+            self.db.execute("ROLLBACK")
 
     def _changed(self, kind: str, data: dict) -> None:
         """Tell on_change of a change once its transaction commits (at once outside one)."""

@@ -67,7 +67,9 @@ def options_of(body: dict) -> tuple[dict, int | None]:
 def refuse_unsupported(body: dict) -> None:
     if body.get("context"):
         raise BadRequest("'context' (token context from an earlier reply) is not supported: send the messages instead")
-    if body.get("images") or any(isinstance(m, dict) and m.get("images") for m in body.get("messages") or []):
+    messages = body.get("messages")
+    if body.get("images") or (isinstance(messages, list)          # a non-list is chat_messages' 400
+                              and any(isinstance(m, dict) and m.get("images") for m in messages)):
         raise BadRequest("images are not supported: the model reads text only")
 
 
@@ -295,10 +297,13 @@ def pull():
     models = services().models
     source = models.pull_source(model_name(body))        # an unknown repo or quant: an error status
     steps = models.pull(source)
+    first = next(steps, None)     # the space check and the lock come first: a full disk is a 507, not a line
     if body.get("stream", True) is not False:
         def lines() -> Iterator[dict]:
             yield {"status": "pulling manifest"}
             try:
+                if first is not None:
+                    yield first
                 yield from steps            # a client that goes away closes it: the .partial file stays
             except CompanionError as exc:
                 log.warning("pulling %s failed: %s", source.label, exc.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import request
@@ -62,7 +63,7 @@ def name_field(body: dict, key: str) -> str:
 def int_field(body: dict, key: str, *, minimum: int = 0, maximum: int = 1_000_000) -> int:
     """A required integer field (a string of digits is accepted, as the docs' examples quote it)."""
     value: Any = body.get(key)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value.strip()):   # not "²", not 5000 digits
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
