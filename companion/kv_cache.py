@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .lru_files import trim_least_recent
+from .lru_files import remove_partials, trim_least_recent
 from .model_lock import ModelLock
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,10 @@ class StateFiles:
         os.utime(path)     # recently used
         return SavedState(path, tokens.tolist(), offset, int(header["data"]))
 
+    def remove_partials(self) -> None:
+        """Remove what writes cut short by a crash left (they never got their final name)."""
+        remove_partials(self.folder, "*.partial-*")
+
     def evict(self, keep: Path | None = None) -> None:
         """Remove the least recently used files until the rest fit the size bound."""
         trim_least_recent(self.folder.glob("*.kv"), self.max_bytes, keep)
@@ -197,7 +201,8 @@ class ChatStates:
     # in the background -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Save after turns, while idle, on a background thread."""
+        """Clear what a crash left half-written, then save after turns, while idle, on a background thread."""
+        self.files.remove_partials()
         if self._thread is None and self.files.max_bytes > 0:
             self._thread = threading.Thread(target=self._loop, name="kv-states", daemon=True)
             self._thread.start()

@@ -12,7 +12,7 @@ from .audio import MEDIA_TYPES, decode, encode
 from .cards import card_voice
 from .config import VoiceSettings, limits
 from .errors import BadRequest, NotFound, PayloadTooLarge
-from .lru_files import trim_least_recent
+from .lru_files import remove_partials, trim_least_recent, write_atomically
 from .narration import Narration
 from .store import Store
 from .voice import LISTEN_INSTALL, SPEAK_INSTALL, Listener, Speaker, Transcript
@@ -32,6 +32,10 @@ class SpeechCache:
         key = hashlib.sha256(json.dumps([text, voice, round(speed, 3), fmt]).encode()).hexdigest()[:32]
         return self.folder / f"{key}.{fmt}"
 
+    def remove_partials(self) -> None:
+        """Remove what writes cut short by a crash left (they never got their final name)."""
+        remove_partials(self.folder, "*.partial")
+
     def get(self, path: Path) -> bytes | None:
         try:
             data = path.read_bytes()
@@ -45,9 +49,7 @@ class SpeechCache:
             return
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            partial.write_bytes(data)
-            os.replace(partial, path)           # never a half-written file under the real name
+            write_atomically(path, path.with_name(path.name + ".partial"), data)
             trim_least_recent((p for p in self.folder.iterdir() if not p.name.endswith(".partial")),
                               self.max_bytes, path)
 
