@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .lru_files import remove_partials, trim_least_recent
+from .lru_files import remove_partials, trim_least_recent, write_atomically
 from .model_lock import ModelLock
 
 log = logging.getLogger(__name__)
@@ -74,16 +74,8 @@ class StateFiles:
         header = json.dumps({"fingerprint": fingerprint, "tokens": len(tokens), "data": len(data)}).encode()
         target = self.path(key)
         partial = target.with_suffix(f".partial-{os.getpid()}-{threading.get_ident()}")
-        try:
-            with open(partial, "wb") as fh:
-                fh.write(MAGIC + struct.pack("<I", len(header)) + header)
-                fh.write(array("i", tokens).tobytes())
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        write_atomically(target, partial, MAGIC + struct.pack("<I", len(header)) + header,
+                         array("i", tokens).tobytes(), data)
         self.evict(keep=target)
 
     def read(self, key: str, fingerprint: str) -> SavedState | None:

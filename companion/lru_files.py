@@ -26,12 +26,13 @@ def trim_least_recent(files: Iterable[Path], max_bytes: int, keep: Path | None =
         keep.unlink(missing_ok=True)
 
 
-def write_atomically(target: Path, partial: Path, data: bytes) -> None:
-    """Write data to partial, sync it to disk and rename it to target: a crash or a power cut leaves
-    the old file or none under the target's name, never half a file."""
+def write_atomically(target: Path, partial: Path, *pieces: bytes) -> None:
+    """Write the pieces to partial, sync it to disk and rename it to target: a crash or a power cut
+    leaves the old file or none under the target's name, never half a file."""
     try:
         with open(partial, "wb") as fh:
-            fh.write(data)
+            for piece in pieces:
+                fh.write(piece)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(partial, target)
