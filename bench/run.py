@@ -3,7 +3,7 @@
     python -m bench.run [names...] [--quick] [--cores N]
 
 Names: prompt_cache, kv_restore, embedder, throughput, ttft, client_memory, overhead, recall_quality, locomo,
-recall_tuning, recall_latency, load, group_switch, startup, voice, flash_attn, peer (default:
+recall_tuning, recall_latency, load, group_switch, startup, voice, flash_attn, peer, soak (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
 bench/results/ttft.png. --quick runs small versions (a smoke check) and writes to
@@ -30,7 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "client_memory", "overhead", "recall_quality",
               "locomo", "recall_tuning", "recall_latency", "load", "group_switch", "startup", "voice", "flash_attn",
-              "peer")
+              "peer", "soak")
 QUICK = {
     "prompt_cache": {"turns": 4},
     "kv_restore": {"rounds": 1, "history_tokens": 400},
@@ -49,6 +49,7 @@ QUICK = {
     "voice": {"rounds": 1, "reply_rounds": 2, "max_tokens": 40},
     "flash_attn": {"rounds": 1, "lengths": (4,), "max_tokens": 16},
     "peer": {"turns": 2, "long_turns": 4, "max_tokens": 16},
+    "soak": {"turns": 20, "warmup": 5, "sample_every": 5},
 }
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .lru_files import trim_least_recent
+from .lru_files import remove_partials, trim_least_recent, write_atomically
 from .model_lock import ModelLock
 
 log = logging.getLogger(__name__)
@@ -74,16 +74,8 @@ class StateFiles:
         header = json.dumps({"fingerprint": fingerprint, "tokens": len(tokens), "data": len(data)}).encode()
         target = self.path(key)
         partial = target.with_suffix(f".partial-{os.getpid()}-{threading.get_ident()}")
-        try:
-            with open(partial, "wb") as fh:
-                fh.write(MAGIC + struct.pack("<I", len(header)) + header)
-                fh.write(array("i", tokens).tobytes())
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        write_atomically(target, partial, MAGIC + struct.pack("<I", len(header)) + header,
+                         array("i", tokens).tobytes(), data)
         self.evict(keep=target)
 
     def read(self, key: str, fingerprint: str) -> SavedState | None:
@@ -117,6 +109,10 @@ class StateFiles:
             return None
         os.utime(path)     # recently used
         return SavedState(path, tokens.tolist(), offset, int(header["data"]))
+
+    def remove_partials(self) -> None:
+        """Remove what writes cut short by a crash left (they never got their final name)."""
+        remove_partials(self.folder, "*.partial-*")
 
     def evict(self, keep: Path | None = None) -> None:
         """Remove the least recently used files until the rest fit the size bound."""
@@ -197,7 +193,8 @@ class ChatStates:
     # in the background -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Save after turns, while idle, on a background thread."""
+        """Clear what a crash left half-written, then save after turns, while idle, on a background thread."""
+        self.files.remove_partials()
         if self._thread is None and self.files.max_bytes > 0:
             self._thread = threading.Thread(target=self._loop, name="kv-states", daemon=True)
             self._thread.start()

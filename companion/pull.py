@@ -306,6 +306,7 @@ def download(source: Source, models_dir: Path, session: requests.Session | None 
             fh.close()
             partial.unlink(missing_ok=True)
             raise BadGateway(f"{name}: {problem}; the download was deleted")
+        os.fsync(fh.fileno())                   # on disk before it has the final name (a power cut)
         os.replace(partial, final)
     yield {"status": "success"}
     return final

@@ -63,6 +63,7 @@ class Services:
         self.embedder.start()
         threading.Thread(target=self._reconcile, name="memory-reconcile", daemon=True).start()
         self.summaries.start()
+        self.voice.cache.remove_partials()
         self.turns.states.start()
         self.state_watch.start()
         self.initiative.start()

@@ -12,7 +12,7 @@ from .audio import MEDIA_TYPES, decode, encode
 from .cards import card_voice
 from .config import VoiceSettings, limits
 from .errors import BadRequest, NotFound, PayloadTooLarge
-from .lru_files import trim_least_recent, write_whole
+from .lru_files import remove_partials, trim_least_recent, write_whole
 from .narration import Narration
 from .store import Store
 from .voice import LISTEN_INSTALL, SPEAK_INSTALL, Listener, Speaker, Transcript
@@ -31,6 +31,10 @@ class SpeechCache:
     def path(self, text: str, voice: str, speed: float, fmt: str) -> Path:
         key = hashlib.sha256(json.dumps([text, voice, round(speed, 3), fmt]).encode()).hexdigest()[:32]
         return self.folder / f"{key}.{fmt}"
+
+    def remove_partials(self) -> None:
+        """Remove what writes cut short by a crash left (they never got their final name)."""
+        remove_partials(self.folder, "*.partial")
 
     def get(self, path: Path) -> bytes | None:
         try:

@@ -128,3 +128,23 @@ def test_switching_chats_keeps_each_chats_kv_cache(long_chat, embedder):
         assert sum(counts) < services.generator.prompt_tokens(turn.request) / 3
     finally:
         services.close()
+
+
+def test_a_write_a_crash_cut_short_is_removed_at_start(tmp_path, caplog):
+    """A SIGKILL during a save leaves `KEY.partial-PID-TID`, which no glob of `*.kv` ever removes
+    (the soak of #28 found them kept for ever, each as large as a state): the next start removes them."""
+    from companion.kv_cache import ChatStates
+    from companion.model_lock import ModelLock
+
+    files = StateFiles(tmp_path, max_bytes=10_000)
+    files.write("7", "m", [1, 2, 3], b"x" * 100)
+    cut = tmp_path / "8.partial-4242-1"
+    cut.write_bytes(b"companion-kv-state\n" + b"y" * 50)
+    states = ChatStates(files, ModelLock(0), lambda: None)
+    with caplog.at_level(logging.INFO, logger="companion.lru_files"):
+        states.start()
+    try:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["7.kv"] and "8.partial-4242-1" in caplog.text
+        assert files.read("7", "m").data() == b"x" * 100
+    finally:
+        states.close()

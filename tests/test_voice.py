@@ -58,6 +58,18 @@ def test_speech_cache_drops_the_least_recently_used(tmp_path):
     assert cache.path("one", "joe", 1.0, "wav") != cache.path("one", "joe", 1.5, "wav")
 
 
+def test_a_speech_file_a_crash_cut_short_is_removed_at_start(tmp_path):
+    """A SIGKILL while a reply's speech is written leaves `KEY.wav.partial`, which the size bound never
+    counts nor removes (the soak of #28): the next start removes it; the whole files stay."""
+    cache = SpeechCache(tmp_path, 1)
+    whole = cache.path("one", "joe", 1.0, "wav")
+    cache.put(whole, b"RIFF-whole")
+    cut = tmp_path / (cache.path("two", "joe", 1.0, "wav").name + ".partial")
+    cut.write_bytes(b"RIFF-half")
+    cache.remove_partials()
+    assert list(tmp_path.iterdir()) == [whole] and cache.get(whole) == b"RIFF-whole"
+
+
 # audio in and out ----------------------------------------------------------------------------
 
 def tone(seconds: float = 1.0, rate: int = 22050) -> Pcm:
