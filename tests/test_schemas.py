@@ -1,13 +1,11 @@
 """Request validation through the body models (companion/api/schemas.py): the error messages are
 the ones the hand-written checks gave (a sample of them, recorded before the models replaced
-those checks), the lax forms stay accepted, and the OpenAPI document is generated from the models."""
+those checks), the lax forms stay accepted, and the OpenAPI document is generated from the models and the URL map."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
-
-import pytest
 
 # (method, path, body, status, message): what each dialect answered before the models
 MESSAGES: list[tuple[str, str, Any, int, str]] = [
@@ -222,3 +220,36 @@ def test_lax_forms_are_accepted(client):
         if response.status_code != status or held not in text:
             wrong.append((method, path, body, response.status_code, text[:300]))
     assert not wrong, "\n".join(map(repr, wrong))
+
+
+def test_every_served_route_is_described_in_routes(app):
+    from companion.openapi import ROUTES, served
+
+    served_keys = {f"{method} {path}" for path, method, _ in served(app.url_map)}
+    assert served_keys - set(ROUTES) == set(), "routes the app serves that ROUTES does not describe"
+    assert set(ROUTES) - served_keys == set(), "ROUTES describes routes the app does not serve"
+
+
+def test_document_is_generated_from_the_models(client):
+    document = client.get("/api/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    prompt = schemas["PromptBody"]
+    assert prompt["required"] == ["prompt"]
+    assert prompt["properties"]["top_p"]["maximum"] == 1           # config.py's declared bound
+    assert prompt["properties"]["stop"]["maxItems"] == 16
+    assert schemas["LongTermMemoryBody"]["properties"]["limit"]["maximum"] == 100
+    body = document["paths"]["/api/prompt"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PromptBody"}
+    refs = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.add(node["$ref"].rsplit("/", 1)[1])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(document)
+    assert refs - set(schemas) == set(), "$refs to schemas the document lacks"
