@@ -12,8 +12,8 @@ from . import services
 from .companions import created, page
 from .sse import done_json, stream_response
 from .voice import speak_requested
-from .validate import bool_field, generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
-    wants_stream
+from .schemas import ChatChange, ChatNew, Ids, SwipeChoice, TextBody
+from .validate import generation_settings, json_body, optional_json_object, parse, uploaded_file, wants_stream
 
 bp = Blueprint("chats", __name__)
 
@@ -26,9 +26,10 @@ def message_rest(row: MessageRow) -> dict:
 
 
 def optional_id(source: dict, key: str) -> int | None:
+    """An id from a body or query string (None when absent or empty)."""
     if source.get(key) in (None, ""):
         return None
-    return int_field(source, key, minimum=1, maximum=2**62)
+    return getattr(parse(Ids, {key: source[key]}), key)
 
 
 @bp.get("/api/chats")
@@ -41,11 +42,9 @@ def list_chats():
 @bp.post("/api/chats")
 def create_chat():
     """A new chat for a companion (the active one by default), opening with the chosen greeting."""
-    body = json_object()
-    companion_id = optional_id(body, "companion_id") or services().companions.active_companion_id()
-    title = text_field(body, "title", max_length=200) if "title" in body else ""
-    greeting_index = int_field(body, "greeting_index", maximum=1000) if "greeting_index" in body else 0
-    chat = services().chats.create(companion_id, title, greeting_index)
+    body = json_body(ChatNew)
+    companion_id = body.companion_id or services().companions.active_companion_id()
+    chat = services().chats.create(companion_id, body.title or "", body.greeting_index or 0)
     rows, _ = services().chats.messages(chat["id"], 200, 0)
     return created({**services().chats.describe(chat), "messages": [message_rest(r) for r in rows]})
 
@@ -66,12 +65,10 @@ def get_chat(chat_id: int):
 @bp.patch("/api/chats/<int:chat_id>")
 def change_chat(chat_id: int):
     """Rename a chat ({"title"}) and/or turn its "story so far" on or off ({"story_so_far"})."""
-    body = json_object()
-    if "title" not in body and "story_so_far" not in body:
+    body = json_body(ChatChange)
+    if not {"title", "story_so_far"} & body.model_fields_set:
         raise BadRequest("give 'title' and/or 'story_so_far'")
-    title = text_field(body, "title", max_length=200) if "title" in body else None
-    story = bool_field(body, "story_so_far") if "story_so_far" in body else None
-    return jsonify(services().chats.change(chat_id, title, story))
+    return jsonify(services().chats.change(chat_id, body.title, body.story_so_far))
 
 
 @bp.delete("/api/chats/<int:chat_id>")
@@ -105,7 +102,7 @@ def export_chat(chat_id: int):
 
 @bp.patch("/api/messages/<int:message_id>")
 def edit_message(message_id: int):
-    services().messages.edit_message(message_id, text_field(json_object(), "text", allow_empty=False))
+    services().messages.edit_message(message_id, json_body(TextBody).text)
     return jsonify(message_rest(services().messages.get(message_id)))
 
 
@@ -130,7 +127,7 @@ def new_swipe(message_id: int):
 
 @bp.put("/api/messages/<int:message_id>/swipe")
 def choose_swipe(message_id: int):
-    index = int_field(json_object(), "index", maximum=10_000)
+    index = json_body(SwipeChoice).index
     return jsonify(message_rest(services().messages.choose_swipe(message_id, index)))
 
 

@@ -10,7 +10,8 @@ from ..config import COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TA
 from ..errors import BadRequest
 from . import services
 from .voice import speed_field, voice_field
-from .validate import bool_field, int_field, json_object, memory_limit, name_field, text_field, uploaded_file
+from .schemas import CompanionSettings, Named, PageQuery, PersonaBody, PersonaNew
+from .validate import json_object, parse, uploaded_file
 
 bp = Blueprint("companions", __name__)
 
@@ -19,10 +20,8 @@ EDITABLE_CARD_FIELDS = tuple(f for f in CARD_FIELDS if f != "character_book")
 
 def page() -> tuple[int, int]:
     """limit (1..200, default 50) and offset (0 or more) from the query string."""
-    args = {k: request.args[k] for k in ("limit", "offset") if k in request.args}
-    limit = int_field(args, "limit", minimum=1, maximum=200) if "limit" in args else 50
-    offset = int_field(args, "offset", minimum=0, maximum=10**9) if "offset" in args else 0
-    return limit, offset
+    asked = parse(PageQuery, {k: request.args[k] for k in ("limit", "offset") if k in request.args})
+    return (50 if asked.limit is None else asked.limit), (asked.offset or 0)
 
 
 def companion_json(row: dict) -> dict:
@@ -51,26 +50,22 @@ def split_companion_body(body: dict, creating: bool) -> tuple[dict, dict]:
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     if creating or "name" in body:
-        name_field(body, "name")
+        parse(Named, {"name": body.get("name")})
     card = {k: v for k, v in body.items() if k in EDITABLE_CARD_FIELDS}
     # the card rules check every field's type (a CardError is a 400)
     normalize_card({"spec": "chara_card_v3", "data": {"name": body.get("name", "x"), **card}})
-    settings = {}
-    if "long_term_mem" in body:
-        settings["long_term_mem"] = memory_limit(body, "long_term_mem")
-    if "short_term_mem" in body:
-        settings["short_term_mem"] = memory_limit(body, "short_term_mem")
-    for key in ("roleplay", "dialogue_tuning"):
-        if key in body:
-            settings[key] = int(bool_field(body, key))
+    checked = parse(CompanionSettings, {k: body[k] for k in NUMBERS if k in body})
+    settings: dict = {k: int(v) if isinstance(v, bool) else v for k, v in checked.given().items()}
     if "initiative" in body:
         settings["initiative"] = initiative_field(body["initiative"])
     if "voice" in body:
         settings["voice"] = companion_voice_field(body["voice"])
     if "preset_id" in body:
-        settings["preset_id"] = None if body["preset_id"] is None else int_field(body, "preset_id", minimum=1,
-                                                                                 maximum=2**63 - 1)
+        settings["preset_id"] = parse(CompanionSettings, {"preset_id": body["preset_id"]}).preset_id
     return card, settings
+
+
+NUMBERS = ("long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning")   # checked first, in this order
 
 
 def initiative_field(value: object) -> dict:
@@ -227,14 +222,10 @@ def persona_json(row: dict) -> dict:
 
 
 def persona_fields(body: dict, creating: bool) -> dict:
-    unknown = set(body) - {"name", "persona", "id"}
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-    fields = {}
-    if creating or "name" in body:
-        fields["name"] = name_field(body, "name")
-    if "persona" in body or creating:
-        fields["persona"] = text_field(body, "persona") if "persona" in body else ""
+    checked = parse(PersonaNew if creating else PersonaBody, body)
+    fields = {k: v for k, v in checked.given().items() if k in ("name", "persona")}
+    if creating:
+        fields.setdefault("persona", "")
     return fields
 
 

@@ -10,17 +10,13 @@ from flask import Blueprint, Response, jsonify
 
 from ..cards import normalize_card
 from ..streams import Reply, TurnStream
-from ..errors import BadRequest
 from ..companions import AVATAR_PATH
-from . import services
+from . import schemas, services
 from .sse import done_json, message_json, stream_response, used_json
 from .voice import speak_requested
-from .validate import (bool_field, date_field, generation_settings, int_field, json_object, memory_limit, name_field,
-                       optional_json_object, raw_body, text_field, uploaded_file, wants_stream)
+from .validate import json_body, json_object, optional_json_object, parse, raw_body, uploaded_file, wants_stream
 
 bp = Blueprint("compat", __name__)
-
-MAX_IMPORT_MESSAGES = 100_000
 
 
 def active_chat_id() -> int:
@@ -55,18 +51,16 @@ def turn_response(turn: TurnStream, stream: bool, speak: bool = False) -> Respon
 @bp.post("/api/prompt")
 def prompt():
     body = json_object()
-    prompt_text = text_field(body, "prompt", allow_empty=False)
-    overrides = generation_settings(body)
-    chat_id = int_field(body, "chat_id", minimum=1, maximum=2**62) if body.get("chat_id") is not None else None
+    asked = parse(schemas.PromptBody, body)
     speak = speak_requested(body, wants_stream(body))
-    turn = services().turns.start_send(chat_id or active_chat_id(), prompt_text, overrides)
+    turn = services().turns.start_send(asked.chat_id or active_chat_id(), asked.prompt, schemas.generation_of(asked))
     return turn_response(turn, wants_stream(body), speak)
 
 
 @bp.route("/api/regenerate_message", methods=["GET", "POST"])
 def regenerate_message():
     body = optional_json_object()
-    overrides = generation_settings(body)
+    overrides = parse(schemas.Generation, body).given()
     speak = speak_requested(body, wants_stream(body))
     return turn_response(services().turns.start_regenerate(active_chat_id(), overrides), wants_stream(body), speak)
 
@@ -79,16 +73,14 @@ def messages():
 
 @bp.post("/api/editMessage")
 def edit_message():
-    body = json_object()
-    new_text = text_field(body, "new_text", allow_empty=False)
-    services().messages.edit_message(int_field(body, "id", maximum=2**62), new_text, chat_id=active_chat_id())
+    body = json_body(schemas.EditMessageBody)
+    services().messages.edit_message(body.id, body.new_text, chat_id=active_chat_id())
     return text("Removed message")
 
 
 @bp.post("/api/removeMessage")
 def remove_message():
-    body = json_object()
-    services().messages.remove_message(int_field(body, "id", maximum=2**62), chat_id=active_chat_id())
+    services().messages.remove_message(json_body(schemas.RemoveMessageBody).id, chat_id=active_chat_id())
     return text("Removed message")
 
 
@@ -100,22 +92,8 @@ def clear_messages():
 
 @bp.post("/api/import/messagesJson")
 def import_messages_json():
-    body = json_object()
-    items = body.get("messages")
-    if not isinstance(items, list):
-        raise BadRequest("'messages' is required and must be a list of {ai, text}")
-    if len(items) > MAX_IMPORT_MESSAGES:
-        raise BadRequest(f"too many messages (at most {MAX_IMPORT_MESSAGES})")
-    parsed = []
-    for n, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise BadRequest(f"messages[{n}] must be an object with 'ai' and 'text'")
-        try:
-            parsed.append((bool_field(item, "ai"), text_field(item, "text", allow_empty=False),
-                           date_field(item, "date")))
-        except BadRequest as exc:
-            raise BadRequest(f"messages[{n}]: {exc.message}") from None
-    services().messages.import_messages(active_chat_id(), parsed)
+    messages = json_body(schemas.MessagesJsonBody).messages
+    services().messages.import_messages(active_chat_id(), [(m.ai, m.text, m.date) for m in messages])
     return text("Imported messages to your ai companion memory")
 
 
@@ -149,70 +127,60 @@ def change_companion(fields: dict, sentence: str) -> Response:
     return text(sentence)
 
 
+def changed(route: str) -> object:
+    """The one value of a /api/change/<route> body, checked by its model."""
+    return next(iter(json_body(schemas.CHANGES[route]).given().values()))
+
+
 @bp.post("/api/change/firstMessage")
 def change_first_message():
-    body = json_object()
-    return change_companion({"first_message": text_field(body, "first_message")}, "Changed first message")
+    return change_companion({"first_message": changed("firstMessage")}, "Changed first message")
 
 
 @bp.post("/api/change/companionName")
 def change_companion_name():
-    body = json_object()
-    return change_companion({"name": name_field(body, "companion_name")}, "Changed companion name")
+    return change_companion({"name": changed("companionName")}, "Changed companion name")
 
 
 @bp.post("/api/change/companionPersona")
 def change_companion_persona():
-    body = json_object()
-    return change_companion({"persona": text_field(body, "companion_persona")}, "Changed companion persona")
+    return change_companion({"persona": changed("companionPersona")}, "Changed companion persona")
 
 
 @bp.post("/api/change/companionExampleDialogue")
 def change_companion_example_dialogue():
-    body = json_object()
-    return change_companion({"example_dialogue": text_field(body, "example_dialogue")},
+    return change_companion({"example_dialogue": changed("companionExampleDialogue")},
                             "Changed companion example dialogue")
 
 
 @bp.post("/api/change/longTermMemory")
 def change_long_term_memory():
-    body = json_object()
-    return change_companion({"long_term_mem": memory_limit(body, "limit", "long_term_mem")},
-                            "Changed long term memory limit for ai")
+    return change_companion({"long_term_mem": changed("longTermMemory")}, "Changed long term memory limit for ai")
 
 
 @bp.post("/api/change/shortTermMemory")
 def change_short_term_memory():
-    body = json_object()
-    return change_companion({"short_term_mem": memory_limit(body, "limit", "short_term_mem")},
-                            "Changed short term memory limit for ai")
+    return change_companion({"short_term_mem": changed("shortTermMemory")}, "Changed short term memory limit for ai")
 
 
 @bp.post("/api/change/roleplay")
 def change_roleplay():
-    enable = bool_field(json_object(), "enable")
+    enable = changed("roleplay")
     return change_companion({"roleplay": int(enable)}, "Enabled roleplay" if enable else "Disabled roleplay")
 
 
 @bp.post("/api/change/dialogue_tuning")
 def change_dialogue_tuning():
-    enable = bool_field(json_object(), "enable")
+    enable = changed("dialogue_tuning")
     return change_companion({"dialogue_tuning": int(enable)},
                             "Enabled dialogue tuning" if enable else "Disabled dialogue tuning")
 
 
 @bp.post("/api/change/companionData")
 def change_companion_data():
-    body = json_object()
-    fields = {
-        "name": name_field(body, "name"),
-        "persona": text_field(body, "persona"),
-        "example_dialogue": text_field(body, "example_dialogue"),
-        "first_message": text_field(body, "first_message"),
-        "long_term_mem": memory_limit(body, "long_term_mem"),
-        "short_term_mem": memory_limit(body, "short_term_mem"),
-        "roleplay": int(bool_field(body, "roleplay")),
-    }
+    fields = json_body(schemas.CompanionDataBody).given()
+    fields.pop("id", None)
+    fields["roleplay"] = int(fields["roleplay"])
     return change_companion(fields, "Data of your AI companion has been changed")
 
 
@@ -230,21 +198,20 @@ def avatar():
 
 @bp.post("/api/change/userName")
 def change_user_name():
-    services().companions.update_user({"name": name_field(json_object(), "user_name")})
+    services().companions.update_user({"name": changed("userName")})
     return text("Changed user name")
 
 
 @bp.post("/api/change/userPersona")
 def change_user_persona():
-    services().companions.update_user({"persona": text_field(json_object(), "user_persona")})
+    services().companions.update_user({"persona": changed("userPersona")})
     return text("Changed user persona")
 
 
 @bp.post("/api/change/userData")
 def change_user_data():
-    body = json_object()
-    services().companions.update_user({"name": name_field(body, "name"),
-                                       "persona": text_field(body, "persona")})
+    body = json_body(schemas.UserDataBody)
+    services().companions.update_user({"name": body.name, "persona": body.persona})
     return text("Data of user has been changed")
 
 
@@ -254,9 +221,7 @@ def change_user_data():
 def import_character_json():
     body = json_object()
     if "spec" not in body:  # the documented flat form: check its four fields
-        name_field(body, "name")
-        for key in ("description", "first_mes", "mes_example"):
-            text_field(body, key)
+        parse(schemas.CharacterJsonBody, body)
     card = normalize_card(body)
     services().companions.import_character_json(card)
     return text("Data of your ai companion has been changed")
@@ -277,7 +242,7 @@ def character_json():
 
 @bp.post("/api/addData")
 def add_data():
-    services().memory.add(active_companion_id(), text_field(json_object(), "text", allow_empty=False), "custom")
+    services().memory.add(active_companion_id(), json_body(schemas.TextBody).text, "custom")
     return text("Added custom data to AI long term memory")
 
 

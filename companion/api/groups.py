@@ -16,8 +16,8 @@ from .chats import message_rest
 from .companions import created, page
 from .sse import TurnEvents, event, used_json
 from .voice import speak_requested
-from .validate import generation_settings, int_field, json_object, optional_json_object, text_field, uploaded_file, \
-    wants_stream
+from .schemas import Body, GroupReplyBody, GroupTurnBody, TitleBody, generation_of
+from .validate import json_object, optional_json_object, parse, uploaded_file, wants_stream
 
 bp = Blueprint("groups", __name__)
 
@@ -90,8 +90,7 @@ def group_chats(group_id: int):
 
 @bp.post("/api/groups/<int:group_id>/chats")
 def new_group_chat(group_id: int):
-    body = optional_json_object()
-    title = text_field(body, "title", max_length=200) if "title" in body else ""
+    title = parse(TitleBody, optional_json_object()).title or ""
     chat_id = services().groups.new_chat(group_id, title)
     return created(services().chats.activate(chat_id))
 
@@ -142,11 +141,10 @@ class GroupEventStream(TurnEvents):
             yield event("error", {"message": exc.message, "code": exc.code})
 
 
-def group_turn(group_id: int, text: str | None, asked: int | None, body: dict) -> Response:
+def group_turn(group_id: int, text: str | None, asked: int | None, body: dict, checked: Body) -> Response:
     svc = services()
-    chat_id = svc.groups.chat_of(group_id, int_field(body, "chat_id", minimum=1, maximum=2**62)
-                                 if body.get("chat_id") is not None else None)
-    overrides = generation_settings(body)
+    chat_id = svc.groups.chat_of(group_id, checked.chat_id)  # type: ignore[attr-defined]
+    overrides = generation_of(checked)
     speak = speak_requested(body, wants_stream(body))
     turn = svc.turns.start_group(chat_id, text, svc.groups.speakers(group_id, chat_id, asked, text), overrides)
     if wants_stream(body):
@@ -163,14 +161,14 @@ def turn(group_id: int):
     """The user writes ({"text"}, or nothing to let the group go on), then the members the
     group's strategy picks reply one after another."""
     body = json_object()
-    text = text_field(body, "text", allow_empty=False) if body.get("text") is not None else None
-    return group_turn(group_id, text, None, body)
+    checked = parse(GroupTurnBody, body)
+    return group_turn(group_id, checked.text, None, body, checked)  # type: ignore[attr-defined]
 
 
 @bp.post("/api/groups/<int:group_id>/reply")
 def reply(group_id: int):
     """One member speaks now ({"companion_id"}): the "let X speak" of the page."""
     body = json_object()
-    asked = int_field(body, "companion_id", minimum=1, maximum=2**62)
-    return group_turn(group_id, None, asked, body)
+    checked = parse(GroupReplyBody, body)
+    return group_turn(group_id, None, checked.companion_id, body, checked)  # type: ignore[attr-defined]
 

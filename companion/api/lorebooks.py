@@ -8,7 +8,8 @@ from ..errors import BadRequest
 from ..lorebooks import BOOK_FIELDS, ENTRY_FIELDS, entry_json
 from . import services
 from .companions import created, page
-from .validate import int_field, json_object, uploaded_file
+from .schemas import LorebookRef
+from .validate import json_body, json_object, uploaded_file
 
 bp = Blueprint("lorebooks", __name__)
 
@@ -103,7 +104,7 @@ def delete_entry(lorebook_id: int, index: int):
 @bp.post("/api/companions/<int:companion_id>/lorebooks")
 def attach_lorebook(companion_id: int):
     services().companions.get(companion_id)
-    lorebook_id = int_field(json_object(), "lorebook_id", minimum=1, maximum=2**62)
+    lorebook_id = json_body(LorebookRef).lorebook_id
     services().lorebooks.attach(companion_id, lorebook_id)
     return jsonify(lorebook_json(services().lorebooks.get(lorebook_id), with_entries=False))
 

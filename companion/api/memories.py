@@ -9,7 +9,8 @@ from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..prompt import resolve_placeholders
 from . import services
 from .companions import created, page
-from .validate import date_field, int_field, json_object, text_field, uploaded_file
+from .schemas import Ids, MemoryNew, TextBody
+from .validate import json_body, parse, uploaded_file
 
 bp = Blueprint("memories", __name__)
 
@@ -17,7 +18,7 @@ bp = Blueprint("memories", __name__)
 def companion_arg(source: dict) -> int:
     """companion_id from a body or query string, else the active companion; 404 when unknown."""
     if source.get("companion_id") not in (None, ""):
-        companion_id = int_field(source, "companion_id", minimum=1, maximum=2**62)
+        companion_id = parse(Ids, {"companion_id": source["companion_id"]}).companion_id
     else:
         companion_id = services().companions.active_companion_id()
     services().companions.get(companion_id)
@@ -55,16 +56,16 @@ def list_memories():
 
 @bp.post("/api/memories")
 def add_memory():
-    body = json_object()
-    text = text_field(body, "text", allow_empty=False)
-    row = services().memory.add(companion_arg(body), text, "custom", created_at=date_field(body, "created_at"))
+    body = json_body(MemoryNew)
+    row = services().memory.add(companion_arg({"companion_id": body.companion_id}), body.text, "custom",
+                                created_at=body.created_at)
     return created(memory_json(row))
 
 
 @bp.patch("/api/memories/<int:memory_id>")
 def edit_memory(memory_id: int):
     services().memory.get(memory_id)
-    text = text_field(json_object(), "text", allow_empty=False)
+    text = json_body(TextBody).text
     return jsonify(memory_json(services().memory.update_text(memory_id, text)))
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify
 
-from ..errors import BadRequest
 from ..presets import read_sillytavern
 from ..store import PresetRow
 from . import services
 from .companions import created, file_name, page
-from .validate import generation_settings, int_field, json_object, name_field, uploaded_file
+from .schemas import Named, PresetChange, PresetNew
+from .validate import generation_settings, json_body, parse, uploaded_file
 
 bp = Blueprint("presets", __name__)
 
@@ -23,27 +23,6 @@ def preset_json(row: PresetRow) -> dict:
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
-def settings_field(body: dict, allow_null: bool) -> tuple[dict, list[str]]:
-    """body['settings'] checked against the declared limits: (values, the keys set to null)."""
-    settings = body.get("settings", {})
-    if not isinstance(settings, dict):
-        raise BadRequest("'settings' must be an object of generation settings, e.g. {\"temperature\": 0.7}")
-    values = generation_settings(settings)
-    removed = [k for k, v in settings.items() if v is None]
-    unknown = set(settings) - set(values) - set(removed)
-    if unknown:
-        raise BadRequest(f"unknown generation setting(s): {', '.join(sorted(unknown))}")
-    if removed and not allow_null:
-        raise BadRequest(f"settings {', '.join(sorted(removed))} must not be null")
-    return values, removed
-
-
-def known_fields(body: dict, allowed: set[str]) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-
-
 @bp.get("/api/presets")
 def list_presets():
     rows, total = services().presets.page(*page())
@@ -52,12 +31,8 @@ def list_presets():
 
 @bp.post("/api/presets")
 def create_preset():
-    body = json_object()
-    known_fields(body, {"name", "settings", "copy_of"})
-    name = name_field(body, "name")
-    values, _ = settings_field(body, allow_null=False)
-    copy_of = int_field(body, "copy_of", minimum=1, maximum=2**63 - 1) if body.get("copy_of") is not None else None
-    return created(preset_json(services().presets.create(name, values, copy_of)))
+    asked = json_body(PresetNew)
+    return created(preset_json(services().presets.create(asked.name, asked.settings or {}, asked.copy_of)))
 
 
 @bp.post("/api/presets/import")
@@ -67,7 +42,7 @@ def import_preset():
     preset = read_sillytavern(data)
     preset.settings = generation_settings(preset.settings)    # within the declared limits, else a 400
     fallback = Path(upload.filename).stem if upload is not None and upload.filename else "Imported preset"
-    name = name_field({"name": fields.get("name") or fallback}, "name")
+    name = parse(Named, {"name": fields.get("name") or fallback}).name
     row = services().presets.import_sillytavern(name, preset)
     return created({**preset_json(row), "ignored": sorted(preset.kept)})
 
@@ -79,11 +54,11 @@ def get_preset(preset_id: int):
 
 @bp.patch("/api/presets/<int:preset_id>")
 def patch_preset(preset_id: int):
-    body = json_object()
-    known_fields(body, {"name", "settings", "id"})
-    name = name_field(body, "name") if "name" in body else None
-    values, removed = settings_field(body, allow_null=True)
-    return jsonify(preset_json(services().presets.update(preset_id, name, values, removed)))
+    asked = json_body(PresetChange)
+    settings = asked.settings or {}
+    values = {k: v for k, v in settings.items() if v is not None}
+    removed = [k for k, v in settings.items() if v is None]
+    return jsonify(preset_json(services().presets.update(preset_id, asked.name, values, removed)))
 
 
 @bp.delete("/api/presets/<int:preset_id>")

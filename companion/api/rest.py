@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from ..config import GenerationSettings, initiative_problem
 from ..errors import BadRequest
 from . import services
-from .validate import generation_settings, json_object, model_settings
+from .schemas import ConfigBody, generation_changes
+from .validate import json_object, model_settings, parse
 
 bp = Blueprint("rest", __name__)
 
@@ -41,9 +42,7 @@ def get_config():
 def put_config():
     """Change model settings (a new model loads in the background, then takes over) and defaults."""
     body = json_object()
-    unknown = set(body) - {"model", "generation", "initiative"}
-    if unknown:
-        raise BadRequest(f"unknown key(s): {', '.join(sorted(unknown))}; use 'model', 'generation' and 'initiative'")
+    parse(ConfigBody, body)      # no other keys; each part is checked below, as config.py and the model say
     initiative = body.get("initiative", {})
     if not isinstance(initiative, dict):
         raise BadRequest("'initiative' must be an object")
@@ -54,12 +53,9 @@ def put_config():
     generation_body = body.get("generation", {})
     if not isinstance(generation_body, dict):
         raise BadRequest("'generation' must be an object")
-    generation = generation_settings(generation_body)
-    unknown = set(generation_body) - set(generation) - {k for k, v in generation_body.items() if v is None}
-    if unknown:
-        raise BadRequest(f"unknown generation setting(s): {', '.join(sorted(unknown))}")
+    generation, removed = generation_changes(generation_body)
     built_in = GenerationSettings()
-    for key in [k for k, v in generation_body.items() if v is None]:   # null: back to the built-in default
+    for key in removed:   # null: back to the built-in default
         generation[key] = getattr(built_in, key)
     config = services().models.update(model, generation, initiative)
     response = jsonify(config)
@@ -76,12 +72,7 @@ def get_companion_generation(companion_id: int):
 @bp.patch("/api/companions/<int:companion_id>/generation")
 def patch_companion_generation(companion_id: int):
     """Set (or, with null, remove) a companion's own generation settings."""
-    body = json_object()
-    values = generation_settings(body)
-    unknown = set(body) - set(values) - {k for k, v in body.items() if v is None}
-    if unknown:
-        raise BadRequest(f"unknown generation setting(s): {', '.join(sorted(unknown))}")
-    removed = [k for k, v in body.items() if v is None]
+    values, removed = generation_changes(json_object())
     companions = services().companions
     companions.set_generation(companion_id, values, removed)
     return jsonify(companions.generation(companion_id, services().settings.generation))
@@ -92,4 +83,4 @@ def openapi():
     """The OpenAPI 3.1 description of every route."""
     from ..openapi import openapi_document
 
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(current_app.url_map))

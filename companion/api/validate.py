@@ -1,20 +1,22 @@
-"""Request parsing shared by the handlers: every bad input becomes a BadRequest with a reason."""
+"""Request parsing shared by the handlers, for what the body models of schemas.py do not say: the
+body as a JSON object (bounded nesting), uploads, whether a stream is asked for, and model
+settings changed at run time. Every bad input becomes a BadRequest with a reason."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from ..config import CompanionLimits, GenerationSettings, ModelSettings, limits
-from ..dates import parse_date
+from ..config import ModelSettings, limits
 from ..errors import BadRequest
+from .schemas import GENERATION_LIMITS, Body, Generation, parse
 
-MAX_TEXT = 100_000
-MAX_NAME = 200
+__all__ = ["GENERATION_LIMITS", "generation_settings", "json_body", "json_object", "model_settings",
+           "optional_json_object", "parse", "raw_body", "uploaded_file", "wants_stream"]
 
+B = TypeVar("B", bound=Body)
 
 MAX_JSON_DEPTH = 32
 
@@ -43,64 +45,9 @@ def json_object() -> dict:
     return data
 
 
-def text_field(body: dict, key: str, *, allow_empty: bool = True, max_length: int = MAX_TEXT) -> str:
-    """A required string field."""
-    value = body.get(key)
-    if not isinstance(value, str):
-        raise BadRequest(f"'{key}' is required and must be a string")
-    if not allow_empty and not value.strip():
-        raise BadRequest(f"'{key}' must not be empty")
-    if len(value) > max_length:
-        raise BadRequest(f"'{key}' is too long (at most {max_length} characters)")
-    return value
-
-
-def name_field(body: dict, key: str) -> str:
-    """A required, non-empty, short name."""
-    return text_field(body, key, allow_empty=False, max_length=MAX_NAME).strip()
-
-
-def int_field(body: dict, key: str, *, minimum: int = 0, maximum: int = 1_000_000) -> int:
-    """A required integer field (a string of digits is accepted, as the docs' examples quote it)."""
-    value: Any = body.get(key)
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value.strip()):   # not "²", not 5000 digits
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadRequest(f"'{key}' is required and must be an integer")
-    if not minimum <= value <= maximum:
-        raise BadRequest(f"'{key}' must be between {minimum} and {maximum}")
-    return value
-
-
-def date_field(body: dict, key: str) -> str | None:
-    """An optional date (ISO 8601, seconds or milliseconds since 1970, SillyTavern's forms) as
-    stored, UTC ISO 8601; None when absent."""
-    value = body.get(key)
-    if value in (None, ""):
-        return None
-    date = parse_date(value)
-    if date is None:
-        raise BadRequest(f"'{key}' must be a date, e.g. 2026-11-27T15:00:00+01:00")
-    return date
-
-
-def memory_limit(body: dict, key: str, setting: str | None = None) -> int:
-    """A companion's long_term_mem or short_term_mem (named `setting`, given as body[key]) within
-    the bounds config.py declares for it."""
-    limit = limits(CompanionLimits)[setting or key]
-    return int_field(body, key, minimum=int(limit.ge), maximum=int(limit.le))
-
-
-def bool_field(body: dict, key: str) -> bool:
-    """A required boolean field (1 and 0 are accepted, as /api/companionData returns them)."""
-    value = body.get(key)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise BadRequest(f"'{key}' is required and must be true or false")
+def json_body(model: type[B]) -> B:
+    """The request body, a JSON object, checked against a body model of schemas.py."""
+    return parse(model, json_object())
 
 
 def uploaded_file(what: str) -> tuple[bytes, dict, FileStorage | None]:
@@ -125,33 +72,10 @@ def raw_body() -> bytes:
     return data
 
 
-GENERATION_LIMITS = {name: limit for name, limit in limits(GenerationSettings).items() if limit.kind in (int, float)}
-STOP_LIMIT = limits(GenerationSettings)["stop"]
-
-
 def generation_settings(body: dict) -> dict:
-    """The generation settings present in a body, each checked: JSON numbers in range, stop a list."""
-    values: dict[str, Any] = {}
-    for key, limit in GENERATION_LIMITS.items():
-        if key not in body or body[key] is None:
-            continue
-        value = body[key]
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or (limit.kind is int and isinstance(value, float) and not value.is_integer()):
-            raise BadRequest(f"'{key}' must be {'an integer' if limit.kind is int else 'a number'}")
-        problem = limit.check(value, f"'{key}'")
-        if problem:
-            raise BadRequest(problem)
-        values[key] = limit.kind(value)
-    if body.get("stop") is not None:
-        stop = body["stop"]
-        if isinstance(stop, str):
-            stop = [stop]
-        if (not isinstance(stop, list) or len(stop) > STOP_LIMIT.max_items
-                or not all(isinstance(s, str) and 0 < len(s) <= 200 for s in stop)):
-            raise BadRequest(f"'stop' must be a list of at most {STOP_LIMIT.max_items} non-empty strings")
-        values["stop"] = stop
-    return values
+    """The generation settings present in a body (null ones left out), each checked against
+    config.py's bounds by the Generation model; other keys are the caller's business."""
+    return parse(Generation, body).given()
 
 
 def wants_stream(body: dict | None = None) -> bool:

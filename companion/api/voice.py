@@ -9,7 +9,8 @@ from ..audio import MEDIA_TYPES
 from ..speech import SPEED
 from ..errors import BadRequest
 from . import services
-from .validate import json_object, text_field, uploaded_file
+from .schemas import SpeechBody
+from .validate import json_object, parse, uploaded_file
 
 bp = Blueprint("voice", __name__)
 
@@ -63,7 +64,10 @@ def voice_status():
 @bp.post("/v1/audio/speech")
 def speech():
     body = json_object()
-    text = text_field(body, "input", allow_empty=False, max_length=services().settings.voice.max_text_chars)
+    text = parse(SpeechBody, body).input
+    most = services().settings.voice.max_text_chars
+    if len(text) > most:
+        raise BadRequest(f"'input' is too long (at most {most} characters)")
     fmt = body.get("response_format") or "mp3"
     if fmt not in MEDIA_TYPES:
         raise BadRequest(f"'response_format' must be one of {', '.join(MEDIA_TYPES)}")
