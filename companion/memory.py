@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import threading
 import time
 from collections import Counter
@@ -26,7 +27,7 @@ import numpy as np
 
 from .config import MemorySettings
 from .documents import chunk_text
-from .errors import NotFound
+from .errors import STORAGE_FULL_MESSAGE, NotFound, StorageFull
 from .loading import BackgroundLoaded
 from .store import Store, utc_iso
 from .timewindow import TimeWindow, time_window
@@ -158,6 +159,21 @@ def make_embedder(options: MemorySettings) -> Embedder:
     if backend == "auto":
         backend = "numpy" if path is not None and path == bundled_embedder() else "sentence-transformers"
     return NumpyEmbedder(path) if backend == "numpy" else Embedder(path)
+
+
+# Chroma's writes on a disk with no room left can stall for minutes (a lock held, no error), so the
+# index is not written when less than this is free where it lives: the write fails at once instead.
+INDEX_HEADROOM_BYTES = 8 * 1024 * 1024
+
+
+def room_for_index(chroma_path: Path) -> None:
+    """Raise StorageFull when the disk that holds the embedded index has less than
+    INDEX_HEADROOM_BYTES free."""
+    folder = Path(chroma_path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if shutil.disk_usage(folder).free < INDEX_HEADROOM_BYTES:
+        raise StorageFull(STORAGE_FULL_MESSAGE)
 
 
 def collection_name(chroma_path: Path, chroma_url: str) -> str:
@@ -747,6 +763,8 @@ class LongTermMemory:
         if vectors is None:
             vectors = self.embed_views([row["text"] for row in rows])
         vectors = [list(map(float, v)) for v in vectors]
+        if not self.options.chroma_url:
+            room_for_index(self.chroma_path)
         with self._lock:
             self.collection().upsert(
                 ids=[str(row["id"]) for row in rows], embeddings=vectors,
