@@ -901,7 +901,8 @@ class LongTermMemory:
         """The companion's k best memories for the query, best first.
 
         1. Candidates: the nearest memories by meaning (exact cosine over every vector, by the
-           closer of a memory's two views: what was said, the whole exchange) and the
+           closer of a memory's two views: what was said, the whole exchange; by what was said
+           alone when the reply is a stock one, given stock_reply_count times or more) and the
            best by words (SQLite FTS5, bm25), `search_depth` of each, inside the time window the
            query names ("yesterday", "last weekend", "in March") when it names one; then also
            the memories made after that window that name it as the query does ("On Tuesday I
