@@ -45,7 +45,7 @@ import datetime as _dt
 import random
 from dataclasses import dataclass, field
 
-from companion.turn_input import exchange_text
+from companion.chat.turn_input import exchange_text
 
 UTC = _dt.timezone.utc
 END = _dt.datetime(2026, 11, 27, 15, 0, tzinfo=UTC)   # a Friday afternoon

@@ -8,7 +8,7 @@ Chroma index, embedder and bundled model (each arm its own data dir and its own 
 cache is what is measured; temperature 0, short replies):
 
 * ``before_newest``: a system message just before the newest user message (the daemon's choice:
-  ``companion.prompt.with_text_before_newest``);
+  ``companion.chat.prompt.with_text_before_newest``);
 * ``first_system``: appended to the first system message (the card), as first built.
 
 Memories are added up front (one per topic the user lines talk about, and a few more), so
@@ -40,10 +40,10 @@ def first_system(messages: list[dict], text: str) -> list[dict]:
 
 
 def run(turns: int = 24, max_tokens: int = 12, n_ctx: int = 2048) -> dict:
-    import companion.turns as turns_module
+    import companion.chat.turns as turns_module
+    from companion.chat.prompt import with_text_before_newest
     from companion.config import load_settings
-    from companion.llm import LlamaGenerator, bundled_model
-    from companion.prompt import with_text_before_newest
+    from companion.model.local import LlamaGenerator, bundled_model
     from companion.services import build_services
 
     model = bundled_model()

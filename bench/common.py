@@ -11,7 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
-from companion.kv_cache import common_prefix  # noqa: F401  (the benchmarks' too)
+from companion.model.kv_states import common_prefix  # noqa: F401  (the benchmarks' too)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -77,7 +77,7 @@ def cpu_model() -> str:
 
 def machine() -> dict:
     """What ran the benchmark, recorded in every result."""
-    from companion.llm import physical_cores, usable_cpus
+    from companion.model.local import physical_cores, usable_cpus
 
     try:
         from importlib.metadata import version
@@ -212,7 +212,7 @@ def timed(fn, sink: dict, key: str):
 
 def load_embedder():
     """The bundled embedder, loaded; returns it and the seconds loading took."""
-    from companion.memory import Embedder, bundled_embedder
+    from companion.memory.embedder import Embedder, bundled_embedder
 
     embedder = Embedder(bundled_embedder())
     began = time.perf_counter()

@@ -21,7 +21,7 @@ import datetime as _dt
 import random
 from dataclasses import dataclass, field
 
-from companion.turn_input import exchange_text
+from companion.chat.turn_input import exchange_text
 
 # --- pools ------------------------------------------------------------------------------------
 

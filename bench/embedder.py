@@ -19,7 +19,7 @@ from .script import user_lines
 PROBE = """
 import json, resource, sys, time
 began = time.perf_counter()
-from companion.memory import make_embedder
+from companion.memory.embedder import make_embedder
 from companion.config import MemorySettings
 embedder = make_embedder(MemorySettings(embedder_backend=sys.argv[1]))
 embedder.load()
@@ -43,7 +43,7 @@ def run(rounds: int = 3, queries: int = 60) -> dict:
     import numpy as np
 
     from companion.config import MemorySettings
-    from companion.memory import make_embedder
+    from companion.memory.embedder import make_embedder
 
     backends = ["sentence-transformers", "numpy"]
     starts: dict[str, list[dict]] = {b: [] for b in backends}

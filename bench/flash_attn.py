@@ -32,8 +32,8 @@ def chat(exchanges: int) -> list[dict]:
 def run(rounds: int = 3, lengths: tuple[int, ...] = (4, 20, 40), max_tokens: int = 64) -> dict:
     """Flash attention on vs off: TTFT and decode speed at several context lengths."""
     from companion.config import ModelSettings
-    from companion.generation import GenerationParams, GenerationRequest
-    from companion.llm import LlamaGenerator, bundled_model
+    from companion.model.generation import GenerationParams, GenerationRequest
+    from companion.model.local import LlamaGenerator, bundled_model
 
     arms = ["on", "off"]
     params = GenerationParams(temperature=0.0, top_k=1, max_tokens=max_tokens, seed=1)

@@ -33,9 +33,9 @@ CARD = ("{name} is a {trait} companion who lives by the sea, keeps a small garde
 
 def run(turns: int = 16) -> dict:
     """Alternate 'same' and 'other' second replies over `turns` user lines."""
-    from companion.cards import normalize_card
     from companion.config import load_settings
-    from companion.llm import LlamaGenerator, resolve_model_path
+    from companion.formats.cards import normalize_card
+    from companion.model.local import LlamaGenerator, resolve_model_path
     from companion.services import build_services
 
     embedder, _ = load_embedder()

@@ -16,7 +16,7 @@ Memory units, each a memory of one companion, made at its session's date (turns 
 * ``exchange``: two consecutive turns of a session, one memory, as the daemon keeps an
   exchange (``{{user}}: ...\\n{{char}}: ...``, whoever spoke first in the user's place), the
   names written in the lines; the daemon indexes it as it indexes its own
-  (``companion.memory.views``: what the first said, and the whole exchange).
+  (``companion.memory.units.views``: what the first said, and the whole exchange).
 
 A question's recall@k is the share of its evidence turns inside the top k units (an exchange
 holds two turns); hit@k whether any is. Arms, over the same units of the same store:
@@ -200,7 +200,8 @@ def evaluate(conversation: Conversation, kind: str, embedder, folder: Path, vari
     import numpy as np
 
     from companion.config import MemorySettings
-    from companion.memory import side_by_side, views
+    from companion.memory.ranking import side_by_side
+    from companion.memory.units import views
 
     unit_list = units(conversation, kind)
     known = {t for u in unit_list for t in u.turns}

@@ -69,7 +69,7 @@ def _chatml(role: str, text: str) -> str:
 
 def story_string(card: dict, user: str = USER) -> str:
     """SillyTavern's story string (ChatML context template) for a card, placeholders resolved."""
-    from companion.prompt import resolve_placeholders
+    from companion.chat.prompt import resolve_placeholders
 
     char = card["name"]
     parts = [card.get("system_prompt", "").strip() or ST_SYSTEM]
@@ -84,7 +84,7 @@ def story_string(card: dict, user: str = USER) -> str:
 
 def example_turns(card: dict, user: str = USER) -> list[tuple[bool, str]]:
     """The card's example dialogue as (ai, "Name: text") turns, <START> blocks in order."""
-    from companion.prompt import EXAMPLE_SEPARATOR, resolve_placeholders
+    from companion.chat.prompt import EXAMPLE_SEPARATOR, resolve_placeholders
 
     char = card["name"]
     turns: list[tuple[bool, str]] = []
@@ -108,7 +108,7 @@ def sillytavern_prompt(card: dict, history: list[tuple[bool, str]], budget: int,
     of the oldest messages were left out. As SillyTavern, messages are dropped one at a time from
     the oldest end, so once the history is longer than the window, the prompt after the card
     changes every turn."""
-    from companion.prompt import resolve_placeholders
+    from companion.chat.prompt import resolve_placeholders
 
     char = card["name"]
     head = _chatml("system", story_string(card, user))
@@ -282,7 +282,7 @@ class Sides:
 
     def __init__(self, root: Path, model: Path, binary: Path, card_bytes: bytes, n_ctx: int, max_tokens: int,
                  seed: int, threads: int) -> None:
-        from companion.cards import read_card
+        from companion.formats.cards import read_card
 
         self.root, self.model, self.binary = root, model, binary
         self.n_ctx, self.max_tokens, self.seed, self.threads = n_ctx, max_tokens, seed, threads
@@ -458,7 +458,7 @@ def run(turns: int = 6, long_turns: int = 60, max_tokens: int = 48, n_ctx: int =
         native_build_timeout: float = 1800, card: Path = CARD) -> dict:
     """The phases (chat A, B, A, restart, A, B; `turns` each), then `long_turns` in one new chat."""
     from companion.config import ModelSettings
-    from companion.llm import bundled_model, physical_cores
+    from companion.model.local import bundled_model, physical_cores
 
     model = bundled_model()
     if model is None:

@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from companion.chat.prompt import PromptInput, Turn, build_messages, window_start
 from companion.config import ModelSettings
-from companion.generation import GenerationParams, GenerationRequest
-from companion.llm import LlamaGenerator, bundled_model
-from companion.prompt import PromptInput, Turn, build_messages, window_start
+from companion.model.generation import GenerationParams, GenerationRequest
+from companion.model.local import LlamaGenerator, bundled_model
 
 from .common import common_prefix
 

@@ -57,9 +57,8 @@ def run(sizes: tuple[int, ...] = (1000, 10_000, 100_000), queries: int = 50, qui
         perturb_sigma: float = 0.025, upsert_chunk: int = 2048) -> dict:
     import numpy as np
 
-    from companion.memory import LongTermMemory
+    from companion.memory.recall import LongTermMemory
     from companion.store import Store
-
     if quick:
         sizes, queries, embed_budget_s, warmup = (200, 1000), min(queries, 8), min(embed_budget_s, 20.0), 1
     sizes = tuple(sorted(set(int(s) for s in sizes)))

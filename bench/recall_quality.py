@@ -14,7 +14,7 @@ been asked 3-5 times before). 46 questions.
 
 Every memory is stored with ``Store.add_memory(..., created_at=...)`` and indexed with
 ``LongTermMemory.index`` in batches of 256. Each distinct text is embedded once, as the daemon
-embeds it (both views of ``companion.memory.views``, side by side), with the daemon's embedder;
+embeds it (both views of ``companion.memory.units.views``, side by side), with the daemon's embedder;
 when ``index`` takes ``vectors=`` those embeddings are given to it (no second embedding), else it
 embeds them itself (the JSON says which). Three arms answer every question, top 5:
 
@@ -189,9 +189,10 @@ def default_end(now_supported: bool) -> _dt.datetime:
 
 def embed_distinct(embedder, texts: list[str]):
     """The memories' index vectors (a float32 matrix, one row per text: both views side by side,
-    ``companion.memory.views``) as the daemon makes them, each distinct text embedded once; and
+    ``companion.memory.units.views``) as the daemon makes them, each distinct text embedded once; and
     how many distinct texts were embedded and the seconds it took."""
-    from companion.memory import side_by_side, views
+    from companion.memory.ranking import side_by_side
+    from companion.memory.units import views
 
     pairs = [views(t) for t in texts]
     distinct_n = len({text for pair in pairs for text in pair})
@@ -263,9 +264,8 @@ class Built:
 
     def __init__(self, items: list[Item], embedder, folder: Path, vectors, batch: int = 256,
                  use_vectors: bool = True) -> None:
-        from companion.memory import LongTermMemory
+        from companion.memory.recall import LongTermMemory
         from companion.store import Store
-
         self.store = Store(folder / "companion.db")
         self.memory = LongTermMemory(self.store, embedder, folder / "chroma")
         companions = sorted({it.companion for it in items})
@@ -477,7 +477,7 @@ def latency(embedder, tmp: Path, sizes: tuple[int, ...], queries: int, warmup: i
     import random
 
     from companion.config import MemorySettings
-    from companion.memory import LongTermMemory
+    from companion.memory.recall import LongTermMemory
 
     from .chatlog import CHITCHAT, chatlog
 
@@ -597,7 +597,7 @@ def latency(embedder, tmp: Path, sizes: tuple[int, ...], queries: int, warmup: i
 def run(quick: bool = False, seed: int = 0, days: int = 90, latency_sizes: tuple[int, ...] = (1000, 10_000, 100_000),
         latency_queries: int = 40, warmup: int = 3, batch: int = 256, examples: int = 8, synthetic: bool = True,
         synthetic_conversations: int = 20, max_embedded_size: int = 10_000, force_large: bool = False) -> dict:
-    from companion.memory import LongTermMemory
+    from companion.memory.recall import LongTermMemory
 
     if quick:
         days, latency_sizes, latency_queries, warmup = min(days, 30), (1000,), min(latency_queries, 12), 2

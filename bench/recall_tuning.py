@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import common, locomo
 from .locomo import settings_of
-from .recall_quality import K, Built, _rank, chatlog_corpus, default_end, embed_distinct
+from .recall_quality import Built, K, _rank, chatlog_corpus, default_end, embed_distinct
 
 
 def chatlog_scores(seed: int, days: int, embedder, folder: Path, variants: dict) -> dict[str, dict]:

@@ -34,8 +34,8 @@ the first time, if that takes under ``native_build_timeout``.
 
 from __future__ import annotations
 
-import http.client
 import dataclasses
+import http.client
 import json
 import os
 import shlex
@@ -159,7 +159,7 @@ def daemon_prompt(model_path: Path, data_dir: Path, body: dict):
     the generation parameters, the loaded LlamaGenerator and notes.
     """
     from companion.config import load_settings
-    from companion.llm import LlamaGenerator
+    from companion.model.local import LlamaGenerator
     from companion.services import build_services
 
     overrides = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
@@ -198,7 +198,7 @@ def stream_in_process(llama, prompt: str, stops: list[str], max_tokens: int, see
 
 def stream_generator(gen, prompt: str, stops: list[str], params) -> dict:
     """The package's LlamaGenerator.generate, in-process (its stop criteria and lock included)."""
-    from companion.generation import GenerationRequest
+    from companion.model.generation import GenerationRequest
 
     request = GenerationRequest(dataclasses.replace(params, stop=stops), prompt=prompt)
     times: list[float] = []
@@ -329,7 +329,7 @@ def run(rounds: int = 5, max_tokens: int = 128, seed: int = 1, warmup: int = 1,
     from llama_cpp import Llama
 
     from companion.config import ModelSettings
-    from companion.llm import bundled_model, physical_cores
+    from companion.model.local import bundled_model, physical_cores
 
     model = bundled_model()
     if model is None:

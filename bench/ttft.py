@@ -131,7 +131,7 @@ def ranges(turns: int) -> tuple[tuple[int, int], tuple[int, int]]:
 def run(turns: int = 150, max_tokens: int = 16, n_ctx: int = 2048, short_term_mem: int = 10,
         long_term_mem: int = 2, seed: int = 1) -> dict:
     from companion.config import load_settings
-    from companion.llm import LlamaGenerator, bundled_model
+    from companion.model.local import LlamaGenerator, bundled_model
     from companion.services import build_services
 
     model = bundled_model()

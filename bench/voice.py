@@ -47,9 +47,9 @@ def word_error_rate(expected: str, heard: str) -> float:
 
 
 def real_time_factors(rounds: int) -> dict:
-    from companion.audio import LISTEN_RATE, resample
     from companion.config import VoiceSettings
-    from companion.voice import Listener, Speaker
+    from companion.voice.audio import LISTEN_RATE, resample
+    from companion.voice.engines import Listener, Speaker
 
     arms = ["1", "2"]
     speakers = {arm: Speaker(VoiceSettings(threads=int(arm)), Path("/nonexistent")) for arm in arms}
@@ -89,7 +89,7 @@ def real_time_factors(rounds: int) -> dict:
 def first_audio(rounds: int, max_tokens: int) -> dict:
     from companion.app import create_app
     from companion.config import load_settings
-    from companion.llm import LlamaGenerator, resolve_model_path
+    from companion.model.local import LlamaGenerator, resolve_model_path
     from companion.services import build_services
 
     arms = ["streamed", "after"]

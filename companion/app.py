@@ -11,17 +11,31 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from .api import (chats, companions, compat, events, groups, kobold, llamacpp, lorebooks, memories, ollama, openai,
-                  presets, rest, voice)
-from .config import Settings
-from .errors import CompanionError, storage_full
-from .jsontext import mend_surrogates
-from .security import add_cors_headers, check_request
-from .services import Services, build_services
+from companion.api import (
+    chats,
+    companions,
+    compat,
+    events,
+    groups,
+    kobold,
+    llamacpp,
+    lorebooks,
+    memories,
+    ollama,
+    openai,
+    presets,
+    rest,
+    voice,
+)
+from companion.api.security import add_cors_headers, check_request
+from companion.config import Settings
+from companion.errors import CompanionError, storage_full
+from companion.formats.jsontext import mend_surrogates
+from companion.services import Services, build_services
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent / "web"
 
 # The page loads nothing but its own files: no inline scripts or styles, no other origins.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "

@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from . import __version__
-from .config import Settings
-from .lockfile import DataDirBusy, DataDirLock
-from .memory import embedder_name
+from companion import __version__
+from companion.config import Settings
+from companion.lockfile import DataDirBusy, DataDirLock
+from companion.memory.embedder import embedder_name
 
 FORMAT = "companion-backup"
 VERSION = 1
@@ -50,7 +50,7 @@ def embedder_path(settings: Settings) -> str:
     """The folder of the embedding model this data dir indexes with (without loading it)."""
     if settings.memory.embedder:
         return str(Path(settings.memory.embedder).expanduser())
-    from .memory import bundled_embedder
+    from companion.memory.embedder import bundled_embedder
 
     path = bundled_embedder()
     return str(path) if path else ""
@@ -211,8 +211,7 @@ def read_manifest(zf: zipfile.ZipFile, origin: str) -> dict:
 
 def check_database(path: Path, origin: str) -> dict:
     """Integrity check and schema check of a restored database; returns its counts."""
-    from .store import migrations
-
+    from companion.store.migrations import migrations
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -325,7 +324,7 @@ def _drop_remote_index(settings: Settings) -> list[str]:
     url = settings.memory.chroma_url
     if not url:
         return []
-    from .memory import collection_name, open_chroma
+    from companion.memory.index import collection_name, open_chroma
 
     try:
         chroma_path = Path(settings.data_dir) / "chroma"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .config import ConfigError, Settings, load_settings
-from .lockfile import DataDirBusy, DataDirLock, is_locked
-from .security import is_loopback
+from companion import __version__
+from companion.api.security import is_loopback
+from companion.config import ConfigError, Settings, load_settings
+from companion.lockfile import DataDirBusy, DataDirLock, is_locked
 
 log = logging.getLogger("companion")
 
@@ -72,7 +72,7 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
     """Run the daemon: the AI Companion API on a local model."""
     import waitress
 
-    from .app import create_app
+    from companion.app import create_app
 
     settings = settings_from(config, host=host, port=port, data_dir=data_dir, model=model)
     setup_logging(verbose, settings.data_dir)
@@ -118,7 +118,7 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
 @click.option("--model", type=click.Path(dir_okay=False), help="GGUF model file to check.")
 def doctor(config, data_dir, model) -> None:
     """Check the setup: config, data dir, database, model, embedder, memory index."""
-    from .services import build_services
+    from companion.services import build_services
 
     setup_logging()
     logging.getLogger().setLevel(logging.WARNING)
@@ -173,7 +173,7 @@ def doctor(config, data_dir, model) -> None:
 @data_dir_option
 def reindex(config, data_dir) -> None:
     """Rebuild the long-term memory index (Chroma) from the database."""
-    from .services import build_services
+    from companion.services import build_services
 
     setup_logging()
     settings = settings_from(config, data_dir=data_dir)
@@ -216,7 +216,7 @@ def backup(file, config, data_dir, force) -> None:
     """
     import os
 
-    from .backup import BackupError, create_backup
+    from companion.backup import BackupError, create_backup
 
     settings = settings_from(config, data_dir=data_dir)
     config_path = config or os.environ.get("COMPANION_CONFIG") or None
@@ -241,7 +241,7 @@ def restore(file, config, data_dir, force) -> None:
     rebuilt from the restored database on the next start.
     A config file in the backup is not put anywhere: extract it with `unzip FILE config.toml`.
     """
-    from .backup import BackupError, restore_backup
+    from companion.backup import BackupError, restore_backup
 
     settings = settings_from(config, data_dir=data_dir)
     try:
@@ -269,10 +269,9 @@ def restore(file, config, data_dir, force) -> None:
 @data_dir_option
 def export_chat(chat_id, fmt, output, config, data_dir) -> None:
     """Export a chat (reads the database only: safe while the daemon runs)."""
-    from .chats import ChatsService
-    from .errors import CompanionError
-    from .store import Store
-
+    from companion.chat.chats import ChatsService
+    from companion.errors import CompanionError
+    from companion.store import Store
     settings = settings_from(config, data_dir=data_dir)
     try:
         store = Store(Path(settings.data_dir) / "companion.db", read_only=True)
@@ -298,8 +297,8 @@ def export_chat(chat_id, fmt, output, config, data_dir) -> None:
 @data_dir_option
 def import_chat(file, companion_id, config, data_dir) -> None:
     """Import a SillyTavern .jsonl chat (or companion's JSON export) as a new chat, memories included."""
-    from .errors import CompanionError
-    from .services import build_services
+    from companion.errors import CompanionError
+    from companion.services import build_services
 
     setup_logging()
     settings = settings_from(config, data_dir=data_dir)
@@ -332,7 +331,7 @@ def import_chat(file, companion_id, config, data_dir) -> None:
               help="Where to keep the line history (default: chat_history in the user state dir).")
 def chat(url, api_key, history_file) -> None:
     """Chat with a running daemon in the terminal (/help inside lists the commands)."""
-    from .terminal import run_chat
+    from companion.terminal import run_chat
 
     sys.exit(run_chat(url, api_key, history_file))
 
@@ -350,8 +349,8 @@ def pull(reference, file, config, data_dir, endpoint) -> None:
     else the smallest), OWNER/REPO FILE.gguf, OWNER/REPO/FILE.gguf, or an https:// URL of a .gguf.
     The file is checked against the hub's size and sha256; an interrupted pull resumes.
     """
-    from .errors import CompanionError
-    from .pull import pull as pull_model
+    from companion.errors import CompanionError
+    from companion.model.pull import pull as pull_model
 
     settings = settings_from(config, data_dir=data_dir)
     bar = None
@@ -385,7 +384,7 @@ def pull(reference, file, config, data_dir, endpoint) -> None:
 @cli.command("config-example")
 def config_example() -> None:
     """Print every setting with its default and help, as config.example.toml."""
-    from .config import example_toml
+    from companion.config import example_toml
 
     click.echo(example_toml(), nl=False)
 

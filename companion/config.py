@@ -12,8 +12,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 try:  # Python 3.11+
     import tomllib
@@ -389,6 +389,8 @@ class Settings:
 
 
 SECTIONS = ("server", "model", "generation", "memory", "lore", "initiative", "voice")
+# the names [model] backend takes: model/backends.py's BACKENDS has a class for each (a test holds them equal)
+MODEL_BACKENDS = ("local", "openai")
 EMBEDDER_BACKENDS = ("auto", "sentence-transformers", "numpy")
 CHAT_TEMPLATES = ("auto", "chatml", "llama-3", "mistral", "alpaca", "transcript")
 
@@ -552,8 +554,6 @@ def _validate(settings: Settings) -> None:
             problem = limit.check(getattr(values, name), f"{section}.{name}")
             if problem:
                 raise ConfigError(problem)
-    from .backends import BACKENDS   # registered there; imported late, as it imports this module
-    backends = list(BACKENDS)
     if settings.server.timezone:
         try:
             ZoneInfo(settings.server.timezone)
@@ -561,7 +561,7 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"server.timezone: unknown timezone {settings.server.timezone!r}") from None
     checks = [
         (settings.server.max_body_mb > 0, "server.max_body_mb must be above 0"),
-        (settings.model.backend in backends, f"model.backend must be one of {', '.join(backends)}"),
+        (settings.model.backend in MODEL_BACKENDS, f"model.backend must be one of {', '.join(MODEL_BACKENDS)}"),
         (settings.model.remote_timeout > 0, "model.remote_timeout must be above 0"),
         (settings.model.backend != "openai" or settings.model.base_url.startswith(("http://", "https://")),
          "model.base_url must be an http(s) URL when model.backend is 'openai'"),

@@ -7,25 +7,26 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
-from .chats import ChatsService
-from .companions import CompanionService
-from .config import Settings
-from .backends import make_generator
-from .events import EventBus, StateWatch
-from .generation import Generator
-from .groups import GroupService
-from .initiative import InitiativeScheduler
-from .lorebooks import LorebookService
-from .memory import Embedder, LongTermMemory, make_embedder
-from .messages import MessageService
-from .model_names import ModelNames
-from .models import ModelService, apply_saved_config
-from .presets import PresetService
-from .speech import VoiceService
-from .store import Store
-from .summaries import SummaryService
-from .turns import TurnService
+from companion import __version__
+from companion.characters.companions import CompanionService
+from companion.characters.lorebooks import LorebookService
+from companion.characters.presets import PresetService
+from companion.chat.chats import ChatsService
+from companion.chat.groups import GroupService
+from companion.chat.initiative import InitiativeScheduler
+from companion.chat.messages import MessageService
+from companion.chat.summaries import SummaryService
+from companion.chat.turns import TurnService
+from companion.config import Settings
+from companion.events import EventBus, StateWatch
+from companion.memory.embedder import Embedder, make_embedder
+from companion.memory.recall import LongTermMemory
+from companion.model.backends import make_generator
+from companion.model.generation import Generator
+from companion.model.service import ModelService, apply_saved_config
+from companion.names import ModelNames
+from companion.store import Store
+from companion.voice.service import VoiceService
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from companion.app import create_app  # noqa: E402
 from companion.config import Settings, load_settings  # noqa: E402
-from companion.llm import LlamaGenerator, resolve_model_path  # noqa: E402
-from companion.memory import Embedder, LongTermMemory, bundled_embedder  # noqa: E402
+from companion.memory.embedder import Embedder, bundled_embedder
+from companion.memory.recall import LongTermMemory  # noqa: E402
+from companion.model.local import LlamaGenerator, resolve_model_path  # noqa: E402
 from companion.services import Services, build_services  # noqa: E402
 from companion.store import Store  # noqa: E402
 

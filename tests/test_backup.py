@@ -277,7 +277,7 @@ def test_restore_empties_the_index_in_a_chroma_server(tmp_path, runner, good_zip
     import chromadb
 
     with chroma_server(tmp_path / "srv") as port:
-        from companion.memory import collection_name
+        from companion.memory.index import collection_name
 
         client = chromadb.HttpClient(host="127.0.0.1", port=port)
         name = collection_name((tmp_path / "d" / "chroma").resolve(), f"http://127.0.0.1:{port}")

@@ -1,4 +1,4 @@
-"""Tests for companion.cards: real SillyTavern cards plus cards built here."""
+"""Tests for companion.formats.cards: real SillyTavern cards plus cards built here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from companion.cards import CardError, card_from_png_text, normalize_card, read_card
+from companion.formats.cards import CardError, card_from_png_text, normalize_card, read_card
 
 CARDS = Path(__file__).resolve().parents[2] / "shared" / "cards"
 
@@ -448,7 +448,7 @@ def test_oversized_compressed_text_chunk():
 
 
 def test_a_json_object_is_called_an_object():
-    from companion.cards import CardError, normalize_card
+    from companion.formats.cards import CardError, normalize_card
 
     with pytest.raises(CardError, match="must be text, not an object"):
         normalize_card({"spec": "chara_card_v3", "data": {"name": {"first": "Ada"}}})
@@ -458,5 +458,5 @@ def test_the_domain_errors_know_nothing_of_http():
     import subprocess
     import sys
 
-    code = "import sys, companion.errors, companion.cards, companion.lore; print('flask' in sys.modules)"
+    code = "import sys, companion.errors, companion.formats.cards, companion.characters.lore; print('flask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from conftest import test_settings
 
 from companion.cli import cli
 from companion.lockfile import DataDirLock
 from companion.services import build_services
-
-from conftest import test_settings
 
 
 @pytest.mark.model      # doctor loads the real model and embedder itself, not through the fixtures

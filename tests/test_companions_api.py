@@ -7,11 +7,10 @@ import io
 import json
 
 import pytest
+from conftest import CARDS
 from PIL import Image, PngImagePlugin
 
-from companion.cards import read_card
-
-from conftest import CARDS
+from companion.formats.cards import read_card
 
 
 def companions(client) -> list[dict]:

@@ -7,9 +7,8 @@ import io
 import json
 
 import pytest
-from PIL import Image, PngImagePlugin
-
 from conftest import CARDS
+from PIL import Image, PngImagePlugin
 
 
 def snapshot(client) -> dict:

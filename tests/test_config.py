@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from companion.config import ConfigError, describe_settings, load_settings
 
@@ -82,8 +82,8 @@ def test_example_documents_every_setting_with_its_default():
 def test_each_limit_is_declared_once_and_used_everywhere(tmp_path, client):
     """The bounds declared with a setting are what the config check, the API's validation and
     the OpenAPI document use."""
+    from companion.api.openapi import openapi_document
     from companion.config import CompanionLimits, GenerationSettings, limits
-    from companion.openapi import openapi_document
 
     temperature = limits(GenerationSettings)["temperature"]
     with pytest.raises(ConfigError, match="generation.temperature must be between 0 and 5"):
@@ -105,7 +105,7 @@ def test_each_limit_is_declared_once_and_used_everywhere(tmp_path, client):
 def test_threads_follow_the_cpus_the_daemon_may_run_on():
     import os
 
-    from companion.llm import physical_cores, usable_cpus
+    from companion.model.local import physical_cores, usable_cpus
     before = os.sched_getaffinity(0)
     try:
         os.sched_setaffinity(0, {min(before)})

@@ -40,16 +40,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from test_pull import REPO, Hub, fake_gguf
 
 from bench.daemon import Daemon, all_indexed, is_ready
-from companion.companions import placeholder_names
+from companion.characters.companions import placeholder_names
+from companion.chat.prompt import resolve_placeholders
+from companion.chat.summaries import transcript
 from companion.config import load_settings
-from companion.kv_cache import StateFiles
-from companion.prompt import resolve_placeholders
+from companion.model.kv_states import StateFiles
 from companion.services import build_services
-from companion.summaries import transcript
-
-from test_pull import REPO, Hub, fake_gguf
 
 pytestmark = pytest.mark.serve   # `companion serve` subprocesses
 

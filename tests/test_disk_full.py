@@ -17,18 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import test_settings
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+from test_pull import FILES, REPO, hub  # noqa: F401, F811 - the loopback hub fixture
 
-from companion import pull as pulling
 from companion.app import create_app
 from companion.errors import StorageFull, storage_full
+from companion.memory.recall import LongTermMemory
+from companion.model import pull as pulling
 from companion.services import build_services
-from companion.memory import LongTermMemory
 from companion.store import Store
-
-from conftest import test_settings
-from test_pull import FILES, REPO, hub  # noqa: F401, F811 - the loopback hub fixture
 
 ANSWER_WITHIN = 120        # seconds: a request that takes longer counts as a hang
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import test_settings
 
 from companion.app import create_app
 from companion.events import EventBus, StateWatch
 from companion.services import build_services
 from companion.store import Store
-from conftest import test_settings
 
 
 def test_the_bus_replays_after_an_id_and_asks_for_a_resync_past_its_buffer():

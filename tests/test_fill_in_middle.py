@@ -7,13 +7,12 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import test_settings
 
 from companion.app import create_app
-from companion.gguf import _read, _string, _value
-from companion.llm import LlamaGenerator, bundled_model
+from companion.model.gguf import _read, _string, _value
+from companion.model.local import LlamaGenerator, bundled_model
 from companion.services import build_services
-
-from conftest import test_settings
 
 UINT32 = 4
 

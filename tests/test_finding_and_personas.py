@@ -7,11 +7,10 @@ import json
 
 import pytest
 from PIL import Image
+from test_companions_api import assert_error
 
 from companion.config import MAX_FILTER_TAGS, MAX_SEARCH_LENGTH
 from companion.store import Store
-
-from test_companions_api import assert_error
 
 
 def png(size: tuple[int, int], colour: str = "red") -> bytes:

@@ -7,16 +7,14 @@ from typing import Iterator
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
-                                 status_code_conformance)
-
-from companion.app import create_app
-from companion.generation import GenerationRequest
-from companion.openapi import openapi_document
-from companion.services import build_services
-
 from conftest import test_settings
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
+
+from companion.api.openapi import openapi_document
+from companion.app import create_app
+from companion.model.generation import GenerationRequest
+from companion.services import build_services
 
 
 class FakeGenerator:

@@ -24,16 +24,16 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import test_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-
-from companion.app import create_app
-from companion.openapi import openapi_document
-from companion.services import build_services
-
-from conftest import test_settings
 from test_fuzz import FakeGenerator
+
+from companion.api.openapi import openapi_document
+from companion.app import create_app
+from companion.services import build_services
 
 # a route's examples; FUZZ_EXAMPLES=500 FUZZ_RANDOM=1 hunts longer, with new examples each run
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
@@ -42,7 +42,8 @@ DEADLINE = timedelta(seconds=15)       # an example: never a hang
 SOURCES = Path(__file__).resolve().parents[1] / "companion"
 # the names handlers and parsers read: every short quoted identifier in them (extra keys do no harm)
 KEYS = sorted({key for path in [*SOURCES.glob("api/*.py"), *(SOURCES / name for name in (
-    "cards.py", "chat_files.py", "lore.py", "lorebooks.py", "presets.py", "documents.py", "groups.py"))]
+    "formats/cards.py", "formats/chat_files.py", "characters/lore.py", "characters/lorebooks.py", "characters/presets.py",
+    "formats/documents.py", "chat/groups.py"))]
     for key in re.findall(r'"([a-z_][a-zA-Z0-9_]{1,30})"', path.read_text())})
 ENDLESS = {"/api/events"}             # a stream that never ends (tests/test_events.py reads it)
 OUT_OF_BAND = {501, 503}              # what a 5xx may be: a part not installed, the model not ready

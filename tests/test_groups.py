@@ -11,7 +11,7 @@ import random
 import pytest
 from PIL import Image
 
-from companion.groups import choose_speakers, mentioned
+from companion.chat.groups import choose_speakers, mentioned
 
 NAMES = {1: ["Ada"], 2: ["Bo", "Bobby"], 3: ["Cy"]}
 

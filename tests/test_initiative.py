@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from companion.chat.initiative import within_hours
 from companion.config import ConfigError, load_settings, parse_hours
-from companion.initiative import within_hours
 
 ZONE = ZoneInfo("Europe/Helsinki")
 

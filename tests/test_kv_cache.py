@@ -6,11 +6,10 @@ import logging
 import shutil
 
 import pytest
-
-from companion.kv_cache import StateFiles
-from companion.services import build_services
-
 from conftest import test_settings
+
+from companion.model.kv_states import StateFiles
+from companion.services import build_services
 
 PERSONA = ("{{char}} is a retired lighthouse keeper who knows every ship that passed the cape in forty years, "
            "tells long stories about storms, fog and the people who waited for the boats, and asks "
@@ -23,7 +22,7 @@ def test_a_state_file_comes_back_as_written_and_only_for_its_fingerprint(tmp_pat
     saved = files.read("7", "model-a")
     assert saved.tokens == [1, 2, 3] and saved.data() == b"kv-bytes"
     assert files.read("8", "model-a") is None
-    with caplog.at_level(logging.INFO, logger="companion.kv_cache"):
+    with caplog.at_level(logging.INFO, logger="companion.model.kv_states"):
         assert files.read("7", "model-b") is None              # another model: never loaded
     assert "another model" in caplog.text and not files.path("7").exists()
 
@@ -33,7 +32,7 @@ def test_a_state_file_cut_short_is_ignored(tmp_path, caplog):
     files.write("7", "m", [1, 2, 3], b"x" * 100)
     path = files.path("7")
     path.write_bytes(path.read_bytes()[:-10])                    # a crash in mid-write, say
-    with caplog.at_level(logging.WARNING, logger="companion.kv_cache"):
+    with caplog.at_level(logging.WARNING, logger="companion.model.kv_states"):
         assert files.read("7", "m") is None
     assert "cut short" in caplog.text and not path.exists()
 
@@ -133,8 +132,8 @@ def test_switching_chats_keeps_each_chats_kv_cache(long_chat, embedder):
 def test_a_write_a_crash_cut_short_is_removed_at_start(tmp_path, caplog):
     """A SIGKILL during a save leaves `KEY.partial-PID-TID`, which no glob of `*.kv` ever removes
     (the soak of #28 found them kept for ever, each as large as a state): the next start removes them."""
-    from companion.kv_cache import ChatStates
-    from companion.model_lock import ModelLock
+    from companion.model.kv_states import ChatStates
+    from companion.model.lock import ModelLock
 
     files = StateFiles(tmp_path, max_bytes=10_000)
     files.write("7", "m", [1, 2, 3], b"x" * 100)

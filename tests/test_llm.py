@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from companion.config import ModelSettings
-from companion.generation import GenerationParams, GenerationRequest
-from companion.app import create_app
-from companion.llm import LlamaGenerator, StopStrings, bundled_model, choose_context, resolve_model_path
-from companion.services import build_services
-
 from conftest import test_settings
+
+from companion.app import create_app
+from companion.config import ModelSettings
+from companion.model.generation import GenerationParams, GenerationRequest
+from companion.model.local import LlamaGenerator, StopStrings, bundled_model, choose_context, resolve_model_path
+from companion.services import build_services
 
 
 def test_bundled_model_found_without_importing_its_package():

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from companion.cards import read_card
-from companion.lore import (
+from companion.characters.lore import (
     ActivatedEntry,
+    Lorebook,
     LoreEntry,
     LoreError,
-    Lorebook,
     activate,
     export_lorebook,
     parse_lorebook,
@@ -22,6 +21,7 @@ from companion.lore import (
     to_lorebook_v3,
     to_sillytavern,
 )
+from companion.formats.cards import read_card
 
 CARDS = Path(__file__).resolve().parents[2] / "shared" / "cards"
 

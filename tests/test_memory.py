@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import open_memory
 
-from companion.memory import Embedder
+from companion.memory.embedder import Embedder
 
 
 def test_recall_ranks_by_relevance_and_filters(tmp_path, embedder):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.script import user_lines
-from companion.memory import NumpyEmbedder, bundled_embedder
+from companion.memory.embedder import NumpyEmbedder, bundled_embedder
 
 
 @pytest.fixture(scope="module")

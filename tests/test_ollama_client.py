@@ -14,11 +14,11 @@ from pathlib import Path
 import ollama
 import pytest
 import requests
-
-from companion.llm import bundled_model
-from companion.model_names import ollama_tag
 from conftest import test_settings
 from web import serve
+
+from companion.model.local import bundled_model
+from companion.names import ollama_tag
 
 OPTIONS = {"temperature": 0, "num_predict": 8, "seed": 1}
 MODEL = ollama_tag(bundled_model())     # the serving model, as /api/tags names it

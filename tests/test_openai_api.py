@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from companion.llm import bundled_model
+from companion.model.local import bundled_model
 
 MODEL = bundled_model().name      # the serving model, by the name /v1/models lists
 

@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from companion.presets import PresetFileError, preset_settings, read_sillytavern, to_sillytavern
-from companion.store import Store
-
 from test_companions_api import assert_error
 from test_turns import recorded_requests
+
+from companion.characters.presets import PresetFileError, preset_settings, read_sillytavern, to_sillytavern
+from companion.store import Store
 
 ST_PRESET = Path(__file__).parent / "data" / "sillytavern-textgen-preset.json"
 

@@ -6,9 +6,20 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from companion.prompt import (PromptInput, Recalled, Turn, build_messages, describe_age, fit_history, memories_text,
-                              render_transcript, resolve_placeholders, window_start, with_text_before_newest)
-from companion.turn_input import said_in
+from companion.chat.prompt import (
+    PromptInput,
+    Recalled,
+    Turn,
+    build_messages,
+    describe_age,
+    fit_history,
+    memories_text,
+    resolve_placeholders,
+    window_start,
+    with_text_before_newest,
+)
+from companion.chat.turn_input import said_in
+from companion.model.generation import render_transcript
 
 
 def test_placeholders_any_case():
@@ -118,7 +129,7 @@ def test_describe_age(delta, words):
 
 
 def test_constant_lore_goes_before_or_after_the_character():
-    from companion.prompt import PromptInput, system_text
+    from companion.chat.prompt import PromptInput, system_text
 
     text = system_text(PromptInput(char="Mira", user="Ada", persona="Mira is a sailor.",
                                    lore_before=["The sea is cold."], lore_after=["Ships sail at dawn."]))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from companion.generation import GenerationRequest
-from companion.prompt import PromptInput, Recalled, Turn, build_messages, window_start
+from companion.chat.prompt import PromptInput, Recalled, Turn, build_messages, window_start
+from companion.model.generation import GenerationRequest
 
 
 def test_next_turn_starts_with_this_turns_stable_prefix(generator):

@@ -15,18 +15,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner
+from conftest import test_settings
 
-from companion import pull as pulling
 from companion.app import create_app
 from companion.cli import cli
 from companion.config import load_settings
 from companion.errors import BadGateway, BadRequest, Conflict, NotFound
-from companion.llm import bundled_model
-from companion.memory import Embedder
-from companion.pull import Reference, choose_file, delete_model, parse_reference, pull
+from companion.memory.embedder import Embedder
+from companion.model import pull as pulling
+from companion.model.local import bundled_model
+from companion.model.pull import Reference, choose_file, delete_model, parse_reference, pull
 from companion.services import build_services
-
-from conftest import test_settings
 
 REPO = "tester/Tiny-GGUF"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from conftest import open_memory
 
-from companion.memory import (LongTermMemory, VectorTable, asked_only, embedded_text, is_question, lexical_query, reply_of,
-                              views, whole_text)
+from companion.memory.index import VectorTable
+from companion.memory.recall import LongTermMemory
+from companion.memory.units import asked_only, embedded_text, is_question, reply_of, views, whole_text
+from companion.memory.words import lexical_query
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
 
@@ -328,7 +330,7 @@ def test_a_time_told_later_is_found_by_its_name(tmp_path, embedder):
 
 def test_ranks_count_distinct_texts_and_put_questions_last():
     from companion.config import MemorySettings
-    from companion.memory import Rankings, distinct_ranks
+    from companion.memory.ranking import Rankings, distinct_ranks
 
     text = {1: "good night", 2: "good night", 3: "where does my uncle live?", 4: "my uncle lives in aarhus",
             5: "hello"}

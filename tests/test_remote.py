@@ -7,16 +7,15 @@ import time
 
 import pytest
 import requests
+from conftest import test_settings
 
 from bench.daemon import Daemon, chroma_server, free_port, is_ready
 from companion.app import create_app
-from companion.llm import bundled_model
-from companion.memory import LongTermMemory
-from companion.remote import RemoteGenerator
+from companion.memory.recall import LongTermMemory
+from companion.model.local import bundled_model
+from companion.model.remote import RemoteGenerator
 from companion.services import build_services
 from companion.store import Store
-
-from conftest import test_settings
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,7 @@ def test_lax_forms_are_accepted(client):
 
 
 def test_every_served_route_is_described_in_routes(app):
-    from companion.openapi import ROUTES, served
+    from companion.api.openapi import ROUTES, served
 
     served_keys = {f"{method} {path}" for path, method, _ in served(app.url_map)}
     assert served_keys - set(ROUTES) == set(), "routes the app serves that ROUTES does not describe"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from conftest import test_settings
 
+from companion.api.security import host_allowed, host_name
 from companion.app import create_app
 from companion.cli import cli
-from companion.security import host_allowed, host_name
 from companion.config import ServerSettings
-
-from conftest import test_settings
 
 KEY = "s3cret-key"
 
@@ -30,10 +29,17 @@ def auth(key: str = KEY) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
 
-def test_api_key_required_everywhere_under_api(secure_client):
-    for path in ("/api/messages", "/api/status", "/api/companions", "/v1/models"):
+def test_api_key_required_everywhere_but_the_page(secure_client):
+    for path in ("/api/messages", "/api/status", "/api/companions", "/v1/models", "/props"):
         response = secure_client.get(path)
         assert response.status_code == 401, path
+    # llama.cpp's routes generate and tell outside /api/ and /v1/: they need the key too
+    for path, body in (("/completion", {"prompt": "Hi", "n_predict": 2}), ("/tokenize", {"content": "Hi"}),
+                       ("/detokenize", {"tokens": [1]}), ("/api/chat", {"model": "x", "messages": []})):
+        assert secure_client.post(path, json=body).status_code == 401, path
+    assert secure_client.post("/completion", json={"prompt": "Hi", "n_predict": 1, "temperature": 0},
+                              headers=auth()).status_code == 200
+    assert secure_client.get("/health").status_code == 200     # a liveness probe, as llama-server's
     assert secure_client.get("/api/messages", headers=auth("wrong")).status_code == 401
     assert secure_client.get("/api/messages", headers=auth()).status_code == 200
     assert secure_client.get("/api/messages", headers={"X-API-Key": KEY}).status_code == 200

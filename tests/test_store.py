@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 import sqlite_utils
 
-from companion.store import Store, migrate, migrations
+from companion.store import Store
+from companion.store.migrations import migrate, migrations
 
 
 def test_fresh_store_has_one_of_each_active(tmp_path):

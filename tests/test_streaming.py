@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from companion.streams import ReplyTrimmer
+from companion.chat.streams import ReplyTrimmer
 
 
 def read_events(response, limit: int | None = None) -> list[tuple[str, dict]]:

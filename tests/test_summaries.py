@@ -6,14 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import test_settings
 
 from companion.app import create_app
-from companion.generation import GenerationParams, GenerationRequest
-from companion.prompt import PromptInput, story_text, system_text
+from companion.chat.prompt import PromptInput, story_text, system_text
+from companion.chat.summaries import transcript
+from companion.model.generation import GenerationParams, GenerationRequest
 from companion.services import build_services
-from companion.summaries import transcript
-
-from conftest import test_settings
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ from pathlib import Path
 import pexpect
 import pytest
 import requests
+from conftest import test_settings
+from web import serve
 
 from bench.daemon import COMPANION, clean_env, free_port
 from companion.terminal import DaemonClient, DaemonError
-
-from conftest import test_settings
-from web import serve
 
 UP = "\x1b[A"
 

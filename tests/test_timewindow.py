@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from companion.timewindow import TimeWindow, time_window
+from companion.memory.time_words import TimeWindow, time_window
 
 BERLIN = ZoneInfo("Europe/Berlin")
 FRI = datetime(2026, 11, 27, 15, 0, tzinfo=BERLIN)  # Friday

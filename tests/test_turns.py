@@ -7,7 +7,7 @@ from pathlib import Path
 
 from companion.app import create_app
 from companion.config import ModelSettings
-from companion.llm import LlamaGenerator
+from companion.model.local import LlamaGenerator
 from companion.services import build_services
 
 
@@ -91,9 +91,9 @@ def test_the_prompt_tells_the_time_in_the_persons_timezone(tmp_path, generator, 
     from zoneinfo import ZoneInfo
 
     import pytest as _pytest
+    from conftest import test_settings
 
     from companion.config import ConfigError, load_settings
-    from conftest import test_settings
 
     with _pytest.raises(ConfigError, match="unknown timezone"):
         load_settings(env={}, overrides={"data_dir": str(tmp_path / "x"), "server": {"timezone": "Mars/Olympus"}})

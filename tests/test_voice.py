@@ -15,11 +15,11 @@ import openai
 import pytest
 
 from bench.voice import word_error_rate
-from companion.audio import MEDIA_TYPES, InvalidAudio, Pcm, decode, encode
 from companion.config import VoiceSettings
 from companion.errors import NotAvailable
-from companion.speech import SpeechCache
-from companion.voice import Speaker, speakable, split_sentences
+from companion.voice.audio import MEDIA_TYPES, InvalidAudio, Pcm, decode, encode
+from companion.voice.engines import Speaker, speakable, split_sentences
+from companion.voice.service import SpeechCache
 
 pytest.importorskip("piper")
 pytest.importorskip("faster_whisper")
@@ -124,7 +124,7 @@ def test_an_english_model_refuses_another_language(voice):
 
 
 def test_without_the_extras_each_part_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr("companion.voice._has", lambda module: False)
+    monkeypatch.setattr("companion.voice.engines._has", lambda module: False)
     speaker = Speaker(VoiceSettings(), tmp_path)
     assert not speaker.available
     with pytest.raises(NotAvailable, match=r"pip install 'companion\[speak\]'"):
@@ -186,7 +186,7 @@ def test_voice_status_lists_the_bundled_voice(client):
 
 
 def test_without_the_extras_the_endpoints_answer_501_with_the_install_command(client, monkeypatch):
-    monkeypatch.setattr("companion.voice._has", lambda module: False)
+    monkeypatch.setattr("companion.voice.engines._has", lambda module: False)
     status = client.get("/api/voice").get_json()
     assert not status["speak"]["available"] and not status["listen"]["available"]
     speech = client.post("/v1/audio/speech", json={"input": "Hello."})

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
-
 from conftest import CARDS, test_settings
+from playwright.sync_api import expect, sync_playwright
 from test_pull import FILES, REPO, Hub
 from web import SCREENSHOTS, launch_browser, screenshot_name, serve
 
-STATIC = Path(__file__).resolve().parents[1] / "companion" / "static"
+STATIC = Path(__file__).resolve().parents[1] / "companion" / "web"
 TIMEOUT = 120_000  # ms: the model answers in well under a second alone, far slower on a busy machine
 
 

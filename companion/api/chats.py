@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..chat_files import FORMATS, MEDIA_TYPES
-from ..errors import BadRequest
-from ..store import MessageRow
-from . import services
-from .companions import created, page
-from .sse import done_json, stream_response
-from .voice import speak_requested
-from .schemas import ChatChange, ChatNew, Ids, SwipeChoice, TextBody
-from .validate import generation_settings, json_body, optional_json_object, parse, uploaded_file, wants_stream
+from companion.api import services
+from companion.api.companions import created, page
+from companion.api.schemas import ChatChange, ChatNew, Ids, SwipeChoice, TextBody
+from companion.api.sse import done_json, stream_response
+from companion.api.validate import generation_settings, json_body, optional_json_object, parse, uploaded_file, wants_stream
+from companion.api.voice import speak_requested
+from companion.errors import BadRequest
+from companion.formats.chat_files import FORMATS, MEDIA_TYPES
 
+if TYPE_CHECKING:   # a row's type only: handlers do not use the store
+    from companion.store.rows import MessageRow
 bp = Blueprint("chats", __name__)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..cards import CARD_FIELDS, normalize_card
-from ..companions import card_of
-from ..config import COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TAG_LENGTH, initiative_problem
-from ..errors import BadRequest
-from . import services
-from .voice import speed_field, voice_field
-from .schemas import CompanionSettings, Named, PageQuery, PersonaBody, PersonaNew
-from .validate import json_object, parse, uploaded_file
+from companion.api import services
+from companion.api.schemas import CompanionSettings, Named, PageQuery, PersonaBody, PersonaNew
+from companion.api.validate import json_object, parse, uploaded_file
+from companion.api.voice import speed_field, voice_field
+from companion.characters.companions import card_of
+from companion.config import COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TAG_LENGTH, initiative_problem
+from companion.errors import BadRequest
+from companion.formats.cards import CARD_FIELDS, normalize_card
 
 bp = Blueprint("companions", __name__)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..cards import normalize_card
-from ..streams import Reply, TurnStream
-from ..companions import AVATAR_PATH
-from . import schemas, services
-from .sse import done_json, message_json, stream_response, used_json
-from .voice import speak_requested
-from .validate import json_body, json_object, optional_json_object, parse, raw_body, uploaded_file, wants_stream
+from companion.api import schemas, services
+from companion.api.sse import done_json, message_json, stream_response, used_json
+from companion.api.validate import json_body, json_object, optional_json_object, parse, raw_body, uploaded_file, wants_stream
+from companion.api.voice import speak_requested
+from companion.characters.companions import AVATAR_PATH
+from companion.chat.streams import Reply, TurnStream
+from companion.formats.cards import normalize_card
 
 bp = Blueprint("compat", __name__)
 

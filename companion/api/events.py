@@ -11,11 +11,11 @@ from typing import Iterator
 
 from flask import Blueprint, Response, request
 
-from ..errors import BadRequest, TooManyStreams
-from ..events import Event, EventBus
-from . import services
-from .chats import message_rest
-from .sse import event as sse
+from companion.api import services
+from companion.api.chats import message_rest
+from companion.api.sse import event as sse
+from companion.errors import BadRequest, TooManyStreams
+from companion.events import Event, EventBus
 
 bp = Blueprint("events", __name__)
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 from typing import Iterator
 
 from flask import Blueprint, Response, jsonify
-from ..errors import CompanionError
-from ..images import collage_png
-from ..narration import Narration
-from ..speech import VoiceService
-from ..streams import GroupStream, Reply
-from . import services
-from .chats import message_rest
-from .companions import created, page
-from .sse import TurnEvents, event, used_json
-from .voice import speak_requested
-from .schemas import Body, GroupReplyBody, GroupTurnBody, TitleBody, generation_of
-from .validate import json_object, optional_json_object, parse, uploaded_file, wants_stream
+
+from companion.api import services
+from companion.api.chats import message_rest
+from companion.api.companions import created, page
+from companion.api.schemas import Body, GroupReplyBody, GroupTurnBody, TitleBody, generation_of
+from companion.api.sse import TurnEvents, event, used_json
+from companion.api.validate import json_object, optional_json_object, parse, uploaded_file, wants_stream
+from companion.api.voice import speak_requested
+from companion.chat.streams import GroupStream, Reply
+from companion.errors import CompanionError
+from companion.formats.images import collage_png
+from companion.voice.narration import Narration
+from companion.voice.service import VoiceService
 
 bp = Blueprint("groups", __name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from .. import __version__
-from ..errors import BadRequest, CompanionError
-from . import services
-from .sse import event
-from .validate import generation_settings, json_object
+from companion import __version__
+from companion.api import services
+from companion.api.sse import event
+from companion.api.validate import generation_settings, json_object
+from companion.errors import BadRequest, CompanionError
 
 bp = Blueprint("kobold", __name__)
 

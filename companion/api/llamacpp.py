@@ -9,10 +9,10 @@ from typing import Iterator
 
 from flask import Blueprint, Response, jsonify
 
-from .. import __version__
-from ..errors import BadRequest, ModelUnavailable
-from . import services
-from .validate import generation_settings, json_object
+from companion import __version__
+from companion.api import services
+from companion.api.validate import generation_settings, json_object
+from companion.errors import BadRequest, ModelUnavailable
 
 bp = Blueprint("llamacpp", __name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import BadRequest
-from ..lorebooks import BOOK_FIELDS, ENTRY_FIELDS, entry_json
-from . import services
-from .companions import created, page
-from .schemas import LorebookRef
-from .validate import json_body, json_object, uploaded_file
+from companion.api import services
+from companion.api.companions import created, page
+from companion.api.schemas import LorebookRef
+from companion.api.validate import json_body, json_object, uploaded_file
+from companion.characters.lorebooks import BOOK_FIELDS, ENTRY_FIELDS, entry_json
+from companion.errors import BadRequest
 
 bp = Blueprint("lorebooks", __name__)
 

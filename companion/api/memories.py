@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..documents import DocumentError, extract_text
-from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from ..prompt import resolve_placeholders
-from . import services
-from .companions import created, page
-from .schemas import Ids, MemoryNew, TextBody
-from .validate import json_body, parse, uploaded_file
+from companion.api import services
+from companion.api.companions import created, page
+from companion.api.schemas import Ids, MemoryNew, TextBody
+from companion.api.validate import json_body, parse, uploaded_file
+from companion.chat.prompt import resolve_placeholders
+from companion.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from companion.formats.documents import DocumentError, extract_text
 
 bp = Blueprint("memories", __name__)
 

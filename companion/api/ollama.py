@@ -17,13 +17,12 @@ from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import BadRequest, CompanionError, Forbidden, ModelUnavailable
-from ..model_names import MEMORY_HEADER, Named, ollama_tag
-from ..models import describe_model
-from ..security import is_loopback
-from . import services
-from .openai import chat_messages, recalled_header
-from .validate import generation_settings, json_object
+from companion.api import services
+from companion.api.openai import chat_messages, recalled_header
+from companion.api.security import is_loopback
+from companion.api.validate import generation_settings, json_object
+from companion.errors import BadRequest, CompanionError, Forbidden, ModelUnavailable
+from companion.names import MEMORY_HEADER, Named, ollama_tag
 
 bp = Blueprint("ollama", __name__)
 log = logging.getLogger(__name__)
@@ -161,7 +160,7 @@ def tags():
 def show():
     """A model's facts: the file a name names (not loaded for this), else the serving model."""
     choice = named(json_object())
-    described = describe_model(choice.path) if choice.path else services().models.describe_serving()
+    described = services().models.describe(choice.path)
     defaults = services().settings.generation
     parameters = "\n".join(f"{k} {v}" for k, v in (("temperature", defaults.temperature), ("top_p", defaults.top_p),
                                                    ("top_k", defaults.top_k), ("num_ctx", services().turns.generator.n_ctx)))

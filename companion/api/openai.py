@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterator
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..streams import RawStream, RememberedStream, TurnStream
-from ..errors import BadRequest, CompanionError, ModelUnavailable
-from ..model_names import MEMORY_HEADER, RECALLED_HEADER, Named
-from . import services
-from .validate import GENERATION_LIMITS, generation_settings, json_object
+from companion.api import services
+from companion.api.validate import GENERATION_LIMITS, generation_settings, json_object
+from companion.chat.streams import RawStream, RememberedStream, TurnStream
+from companion.errors import BadRequest, CompanionError, ModelUnavailable
+from companion.names import MEMORY_HEADER, RECALLED_HEADER, Named
 
 bp = Blueprint("openai", __name__)
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify
 
-from ..presets import read_sillytavern
-from ..store import PresetRow
-from . import services
-from .companions import created, file_name, page
-from .schemas import Named, PresetChange, PresetNew
-from .validate import generation_settings, json_body, parse, uploaded_file
+from companion.api import services
+from companion.api.companions import created, file_name, page
+from companion.api.schemas import Named, PresetChange, PresetNew
+from companion.api.validate import generation_settings, json_body, parse, uploaded_file
+from companion.characters.presets import read_sillytavern
 
+if TYPE_CHECKING:   # a row's type only: handlers do not use the store
+    from companion.store.rows import PresetRow
 bp = Blueprint("presets", __name__)
 
 

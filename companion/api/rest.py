@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from ..config import GenerationSettings, initiative_problem
-from ..errors import BadRequest
-from . import services
-from .schemas import ConfigBody, generation_changes
-from .validate import json_object, model_settings, parse
+from companion.api import services
+from companion.api.schemas import ConfigBody, generation_changes
+from companion.api.validate import json_object, model_settings, parse
+from companion.config import GenerationSettings, initiative_problem
+from companion.errors import BadRequest
 
 bp = Blueprint("rest", __name__)
 
@@ -81,6 +81,6 @@ def patch_companion_generation(companion_id: int):
 @bp.get("/api/openapi.json")
 def openapi():
     """The OpenAPI 3.1 description of every route."""
-    from ..openapi import openapi_document
+    from companion.api.openapi import openapi_document
 
     return jsonify(openapi_document(current_app.url_map))

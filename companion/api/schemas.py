@@ -1,5 +1,5 @@
 """Request bodies as pydantic models: declared once, validated with (`parse`), and written into the
-OpenAPI document (companion/openapi.py builds it from these models and the app's URL map).
+OpenAPI document (companion/api/openapi.py builds it from these models and the app's URL map).
 
 Each field type says its errors in the words the API has always used ("'prompt' is required and
 must be a string", "'top_p' must be between 0 and 1"), and keeps the lax forms the AI Companion
@@ -11,15 +11,28 @@ documented: its handler reads it as it always has (e.g. "stream": only `true` st
 import re
 from typing import Annotated, Any, Callable, ClassVar, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, ValidationInfo, \
-    SkipValidation, WithJsonSchema, WrapValidator, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    WrapValidator,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from ..audio import MEDIA_TYPES
-from ..config import CompanionLimits, GenerationSettings, InitiativeSettings, Limit, VoiceSettings, limits
-from ..dates import parse_date
-from ..errors import BadRequest
-from ..groups import MAX_MEMBERS, STRATEGIES
+from companion.chat.groups import MAX_MEMBERS, STRATEGIES
+from companion.config import CompanionLimits, GenerationSettings, InitiativeSettings, Limit, VoiceSettings, limits
+from companion.errors import BadRequest
+from companion.formats.dates import parse_date
+from companion.voice.audio import MEDIA_TYPES
 
 MAX_TEXT = 100_000
 MAX_NAME = 200

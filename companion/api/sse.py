@@ -7,10 +7,10 @@ from typing import Callable, Iterator
 
 from flask import Response
 
-from ..narration import Narration
-from ..streams import GroupStream, Reply, TurnStream
-from ..errors import CompanionError
-from . import services
+from companion.api import services
+from companion.chat.streams import GroupStream, Reply, TurnStream
+from companion.errors import CompanionError
+from companion.voice.narration import Narration
 
 
 def event(name: str, data: dict, event_id: int | None = None) -> str:

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from ..config import ModelSettings, limits
-from ..errors import BadRequest
-from .schemas import GENERATION_LIMITS, Body, Generation, parse
+from companion.api.schemas import GENERATION_LIMITS, Body, Generation, parse
+from companion.config import ModelSettings, limits
+from companion.errors import BadRequest
 
 __all__ = ["GENERATION_LIMITS", "generation_settings", "json_body", "json_object", "model_settings",
            "optional_json_object", "parse", "raw_body", "uploaded_file", "wants_stream"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..audio import MEDIA_TYPES
-from ..speech import SPEED
-from ..errors import BadRequest
-from . import services
-from .schemas import SpeechBody
-from .validate import json_object, parse, uploaded_file
+from companion.api import services
+from companion.api.schemas import SpeechBody
+from companion.api.validate import json_object, parse, uploaded_file
+from companion.errors import BadRequest
+from companion.voice.audio import MEDIA_TYPES
+from companion.voice.service import SPEED
 
 bp = Blueprint("voice", __name__)
 

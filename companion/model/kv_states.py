@@ -1,0 +1,243 @@
+"""A chat's model state (the KV cache and the tokens it holds) kept on disk, so that the prompt
+prefix a chat has built survives a restart and a switch to another chat or companion.
+
+On a small board llama.cpp reads a prompt at a few dozen tokens a second: a cold 1,500-token
+history costs most of a minute, a restored one only the new message. A state is saved when
+another chat takes the model, after a turn while the daemon is idle, and when it stops; it is
+restored when a chat's next prompt shares more of its beginning with the saved tokens than with
+what the model holds. Files are written atomically, tied to the model and the settings that
+shape the cache (a state from another model is never loaded), and bound in total size: the
+least recently used go first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from companion.lru_files import remove_partials, trim_least_recent, write_atomically
+from companion.model.lock import ModelLock
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"companion-kv-state\n"
+IDLE_SECONDS = 2.0      # a turn's state is saved once the model has been idle this long
+
+
+@dataclass
+class SavedState:
+    """A state file's tokens; its data (the KV cache) is read only when it is restored."""
+    path: Path
+    tokens: list[int]
+    data_offset: int
+    data_size: int
+
+    def data(self) -> bytes:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.data_offset)
+            return fh.read(self.data_size)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many tokens two sequences share from the start."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class StateFiles:
+    """State files in one folder, each tied to a fingerprint (model and cache settings), bound
+    in total size."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.kv"
+
+    def write(self, key: str, fingerprint: str, tokens: list[int], data: bytes) -> None:
+        """Write a state atomically (a crash leaves the old file or none, never half a file),
+        then drop the least recently used files beyond the size bound."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        header = json.dumps({"fingerprint": fingerprint, "tokens": len(tokens), "data": len(data)}).encode()
+        target = self.path(key)
+        partial = target.with_suffix(f".partial-{os.getpid()}-{threading.get_ident()}")
+        write_atomically(target, partial, MAGIC + struct.pack("<I", len(header)) + header,
+                         array("i", tokens).tobytes(), data)
+        self.evict(keep=target)
+
+    def read(self, key: str, fingerprint: str) -> SavedState | None:
+        """The saved state of a key made with this fingerprint; None when there is none. A file
+        made by another model or settings, or one that is cut short, is removed with a log line."""
+        path = self.path(key)
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as fh:
+                if fh.read(len(MAGIC)) != MAGIC:
+                    raise ValueError("not a state file")
+                (length,) = struct.unpack("<I", fh.read(4))
+                header = json.loads(fh.read(length))
+                if header.get("fingerprint") != fingerprint:
+                    log.info("kv state %s was saved with another model or cache settings: ignored", path.name)
+                    path.unlink(missing_ok=True)
+                    return None
+                tokens = array("i")
+                tokens.frombytes(fh.read(4 * int(header["tokens"])))
+                offset = fh.tell()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, struct.error) as exc:
+            log.warning("kv state %s cannot be read (%s): ignored", path.name, exc)
+            path.unlink(missing_ok=True)
+            return None
+        if len(tokens) != int(header["tokens"]) or size != offset + int(header["data"]):
+            log.warning("kv state %s is cut short (%d of %d bytes): ignored", path.name, size,
+                        offset + int(header["data"]))
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)     # recently used
+        return SavedState(path, tokens.tolist(), offset, int(header["data"]))
+
+    def remove_partials(self) -> None:
+        """Remove what writes cut short by a crash left (they never got their final name)."""
+        remove_partials(self.folder, "*.partial-*")
+
+    def evict(self, keep: Path | None = None) -> None:
+        """Remove the least recently used files until the rest fit the size bound."""
+        trim_least_recent(self.folder.glob("*.kv"), self.max_bytes, keep)
+
+
+class ChatStates:
+    """Which chat's state the model holds, saving it and restoring others' as chats take turns.
+
+    Works with a generator that can export and import its state (the local one); with others
+    it does nothing."""
+
+    def __init__(self, files: StateFiles, lock: ModelLock, generator: Callable[[], object]) -> None:
+        self.files = files
+        self.lock = lock
+        self.generator = generator       # the generator serving now (it can be swapped)
+        self.owner: int | None = None    # the chat whose state the model holds
+        self.unsaved = False             # the owner's state changed since it was saved
+        self.restored = 0                # states restored since start
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._last_turn = 0.0
+        self._thread: threading.Thread | None = None
+
+    def _local(self):
+        generator = self.generator()
+        return generator if hasattr(generator, "export_state") and generator.state == "ready" else None
+
+    # called holding the model ------------------------------------------------------------------
+
+    def before_turn(self, chat_id: int, request) -> None:
+        """Before a chat's generation: keep the state of the chat that held the model, and bring
+        back this chat's when it shares more of the prompt's beginning than what is held now."""
+        generator = self._local()
+        if generator is None or self.files.max_bytes <= 0 or self.owner == chat_id:
+            return    # the model holds this chat already: nothing saved of it is further along
+        prompt_tokens = generator.prompt_token_ids(request)
+        if self.owner is not None and self.owner != chat_id and self.unsaved:
+            self._save(generator, self.owner)
+        held = common_prefix(generator.cached_tokens(), prompt_tokens)
+        saved = self.files.read(str(chat_id), generator.fingerprint())
+        if saved is not None and common_prefix(saved.tokens, prompt_tokens) > held:
+            if generator.import_state(saved.tokens, saved.data()):
+                self.restored += 1
+                log.info("chat %s: restored a kv state of %d tokens", chat_id, len(saved.tokens))
+            else:
+                log.warning("chat %s: the kv state did not load; the prompt is evaluated whole", chat_id)
+        self.owner = chat_id
+
+    def before_other_use(self) -> None:
+        """Before a generation that is no chat's (a plain completion): keep the held chat's state."""
+        generator = self._local()
+        if generator is not None and self.owner is not None and self.unsaved and self.files.max_bytes > 0:
+            self._save(generator, self.owner)
+        self.owner = None
+
+    def after_turn(self, chat_id: int) -> None:
+        """After a chat's generation: its state is saved once the model is idle."""
+        self.owner, self.unsaved = chat_id, True
+        self._last_turn = time.monotonic()
+        self._wake.set()
+
+    def forget(self) -> None:
+        """The model was replaced: it holds nobody's state."""
+        self.owner, self.unsaved = None, False
+
+    def _save(self, generator, chat_id: int) -> None:
+        started = time.monotonic()
+        try:
+            tokens, data = generator.export_state()
+            self.files.write(str(chat_id), generator.fingerprint(), tokens, data)
+            self.unsaved = False
+            log.info("chat %s: saved a kv state of %d tokens (%.1f MB) in %.2f s", chat_id, len(tokens),
+                     len(data) / 1e6, time.monotonic() - started)
+        except Exception:
+            log.exception("chat %s: the kv state was not saved", chat_id)
+
+    # in the background -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Clear what a crash left half-written, then save after turns, while idle, on a background thread."""
+        self.files.remove_partials()
+        if self._thread is None and self.files.max_bytes > 0:
+            self._thread = threading.Thread(target=self._loop, name="kv-states", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            while self.unsaved and not self._closing.is_set():
+                idle = time.monotonic() - self._last_turn
+                if idle < IDLE_SECONDS:
+                    self._closing.wait(IDLE_SECONDS - idle)
+                    continue
+                if self.save_now(wait=False):
+                    break
+                self._closing.wait(IDLE_SECONDS)
+
+    def save_now(self, wait: bool = True) -> bool:
+        """Save the held chat's state if it changed; True when nothing is left unsaved. With
+        wait, waits for a running generation to end (at stop)."""
+        if not self.unsaved or self.owner is None:
+            return True
+        stop = self.lock.hold_for_background()
+        deadline = time.monotonic() + 30
+        while stop is None and wait and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stop = self.lock.hold_for_background()
+        if stop is None:
+            return False
+        try:
+            generator = self._local()
+            if generator is not None and self.owner is not None and self.unsaved:
+                self._save(generator, self.owner)
+        finally:
+            self.lock.release_background()
+        return not self.unsaved
+
+    def close(self) -> None:
+        """Save what is unsaved and stop the background thread."""
+        self._closing.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self.files.max_bytes > 0:
+            self.save_now(wait=True)
