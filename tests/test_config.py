@@ -113,3 +113,11 @@ def test_threads_follow_the_cpus_the_daemon_may_run_on():
     finally:
         os.sched_setaffinity(0, before)
     assert physical_cores() <= usable_cpus() == len(before)
+
+
+def test_every_declared_backend_name_has_a_backend_class():
+    """config.py declares the names [model] backend takes; model/backends.py has a class for each."""
+    from companion.config import MODEL_BACKENDS
+    from companion.model.backends import BACKENDS
+
+    assert sorted(BACKENDS) == sorted(MODEL_BACKENDS)
