@@ -9,7 +9,7 @@ documented: its handler reads it as it always has (e.g. "stream": only `true` st
 """
 
 import re
-from typing import Annotated, Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +33,20 @@ from companion.config import CompanionLimits, GenerationSettings, InitiativeSett
 from companion.errors import BadRequest
 from companion.formats.dates import parse_date
 from companion.voice.audio import MEDIA_TYPES
+
+if TYPE_CHECKING:
+    from typing import Annotated as Typed
+
+    from _typeshed import DataclassInstance
+else:
+    class Typed:
+        """Typed[T, kind, *more]: a field type built here (kind, with more metadata) that validates to T.
+        pydantic reads Annotated[kind, *more], the same as the field annotated with kind; mypy, which
+        cannot run the builders below, reads Annotated[T, ...]: T."""
+
+        def __class_getitem__(cls, args: tuple[Any, ...]) -> Any:
+            kind, *more = args[1:]
+            return Annotated[(kind, *more)] if more else kind
 
 MAX_TEXT = 100_000
 MAX_NAME = 200
@@ -176,15 +190,15 @@ STOP = Annotated[list[str] | None, BeforeValidator(stop_list), WithJsonSchema(
 
 
 # the common ones
-Text = text()
-NonEmptyText = text(blank=False)
-Title = text(MAX_NAME)
-Name = name()
-Flag = flag()
-Date = date()
-MessageId = integer(0, MAX_ID)
-Ref = integer(1, MAX_ID)
-AnyInt = loose({"type": "integer"})
+Text = Typed[str, text()]
+NonEmptyText = Typed[str, text(blank=False)]
+Title = Typed[str, text(MAX_NAME)]
+Name = Typed[str, name()]
+Flag = Typed[bool, flag()]
+Date = Typed[str | None, date()]
+MessageId = Typed[int, integer(0, MAX_ID)]
+Ref = Typed[int, integer(1, MAX_ID)]
+AnyInt = Typed[Any, loose({"type": "integer"})]
 
 
 # models ----------------------------------------------------------------------------------------
@@ -231,7 +245,7 @@ def parse(model: type[B], data: Any) -> B:
         raise BadRequest(f"'{where}': {first['msg']}" if where else first["msg"]) from None
 
 
-def help_of(section: type, key: str) -> str:
+def help_of(section: "type[DataclassInstance]", key: str) -> str:
     return str(section.__dataclass_fields__[key].metadata["help"])
 
 
@@ -330,7 +344,8 @@ def memory_limit(key: str) -> Any:
 
 def change_body(model_name: str, key: str, kind: Any) -> type[Body]:
     """The body of one /api/change/... route: {key: value}."""
-    return create_model(model_name, __base__=Body, **{key: (kind, ...)})
+    fields: dict[str, Any] = {key: (kind, ...)}
+    return create_model(model_name, __base__=Body, **fields)
 
 
 CHANGES: dict[str, type[Body]] = {
@@ -353,8 +368,8 @@ class CompanionDataBody(Body):
     persona: Text
     example_dialogue: Text
     first_message: Text
-    long_term_mem: memory_limit("long_term_mem")
-    short_term_mem: memory_limit("short_term_mem")
+    long_term_mem: Typed[int, memory_limit("long_term_mem")]
+    short_term_mem: Typed[int, memory_limit("short_term_mem")]
     roleplay: Flag
 
 
@@ -427,10 +442,10 @@ CompanionInitiative = create_model(
 class ConfigBody(Body):
     """Model settings (a new model loads, then takes over), generation defaults and [initiative]."""
     unknown: ClassVar[str | None] = "unknown key(s): {}; use 'model', 'generation' and 'initiative'"
-    model: loose({"type": "object", "description": "n_ctx, n_threads, n_batch, n_gpu_layers, flash_attn, use_mmap, "
-                                                   "path, chat_template"}) = None
-    generation: loose(Generation) = None
-    initiative: loose(Initiative) = None
+    model: Typed[Any, loose({"type": "object", "description": "n_ctx, n_threads, n_batch, n_gpu_layers, flash_attn, "
+                                                               "use_mmap, path, chat_template"})] = None
+    generation: Typed[Any, loose(Generation)] = None
+    initiative: Typed[Any, loose(Initiative)] = None
 
 
 VOICE_LIMITS = limits(VoiceSettings)
@@ -449,20 +464,20 @@ CARD_FIELDS: dict[str, Any] = {
 
 
 class CompanionVoice(Body):
-    voice: loose({"type": ["string", "null"], "maxLength": 200,
-                  "description": "a voice of GET /api/voice (null: [voice] voice)"}) = None
-    speed: loose({**VOICE_LIMITS["speed"].schema(), "type": ["number", "null"]}) = None
+    voice: Typed[Any, loose({"type": ["string", "null"], "maxLength": 200,
+                             "description": "a voice of GET /api/voice (null: [voice] voice)"})] = None
+    speed: Typed[Any, loose({**VOICE_LIMITS["speed"].schema(), "type": ["number", "null"]})] = None
 
 
 class CompanionSettings(Body):
     """A companion's own settings (each checked when given)."""
-    long_term_mem: memory_limit("long_term_mem") = None
-    short_term_mem: memory_limit("short_term_mem") = None
-    roleplay: Flag = None
-    dialogue_tuning: Flag = None
-    initiative: loose(CompanionInitiative) = None
-    voice: loose(CompanionVoice, "kept in the card as extensions.voice") = None
-    preset_id: Annotated[integer(1, 2**63 - 1, nullable=True), WithJsonSchema(
+    long_term_mem: Typed[int | None, memory_limit("long_term_mem")] = None
+    short_term_mem: Typed[int | None, memory_limit("short_term_mem")] = None
+    roleplay: Typed[bool | None, Flag] = None
+    dialogue_tuning: Typed[bool | None, Flag] = None
+    initiative: Typed[Any, loose(CompanionInitiative)] = None
+    voice: Typed[Any, loose(CompanionVoice, "kept in the card as extensions.voice")] = None
+    preset_id: Typed[int | None, integer(1, 2**63 - 1, nullable=True), WithJsonSchema(
         {"type": ["integer", "null"], "minimum": 1, "description": "the generation preset it uses (null: none)"})] = None
 
 
@@ -479,8 +494,8 @@ class Named(Body):
 class PersonaBody(Body):
     unknown: ClassVar[str | None] = "unknown field(s): {}"
     id: AnyInt = None
-    name: Name = None
-    persona: Text = None
+    name: Typed[str | None, Name] = None
+    persona: Typed[str | None, Text] = None
 
 
 class PersonaNew(PersonaBody):
@@ -489,23 +504,24 @@ class PersonaNew(PersonaBody):
 
 class Ids(Body):
     """The ids a body or query string may name (each checked when given)."""
-    companion_id: Ref = None
-    chat_id: Ref = None
+    companion_id: Typed[int | None, Ref] = None
+    chat_id: Typed[int | None, Ref] = None
 
 
 class ChatNew(Body):
-    companion_id: integer(1, MAX_ID, "the companion (default: the active one)", nullable=True, empty=True) = None
-    title: Title = None
-    greeting_index: integer(0, 1000, "which of the card's greetings opens it") = None
+    companion_id: Typed[int | None, integer(1, MAX_ID, "the companion (default: the active one)", nullable=True,
+                                            empty=True)] = None
+    title: Typed[str | None, Title] = None
+    greeting_index: Typed[int | None, integer(0, 1000, "which of the card's greetings opens it")] = None
 
 
 class ChatChange(Body):
-    title: Title = None
-    story_so_far: flag("the chat's newest summaries in its prompt") = None
+    title: Typed[str | None, Title] = None
+    story_so_far: Typed[bool | None, flag("the chat's newest summaries in its prompt")] = None
 
 
 class SwipeChoice(Body):
-    index: integer(0, 10_000)
+    index: Typed[int, integer(0, 10_000)]
 
 
 class LorebookRef(Body):
@@ -514,22 +530,23 @@ class LorebookRef(Body):
 
 class MemoryNew(Body):
     text: NonEmptyText
-    companion_id: integer(1, MAX_ID, "the companion (default: the active one)", nullable=True, empty=True) = None
-    created_at: date("when it happened (default: now)") = None
+    companion_id: Typed[int | None, integer(1, MAX_ID, "the companion (default: the active one)", nullable=True,
+                                            empty=True)] = None
+    created_at: Typed[str | None, date("when it happened (default: now)")] = None
 
 
 class PresetNew(Body):
     unknown: ClassVar[str | None] = "unknown field(s): {}"
     name: Name
-    settings: settings_field(allow_null=False) = None
-    copy_of: integer(1, 2**63 - 1, "start from another preset's settings", nullable=True) = None
+    settings: Typed[dict | None, settings_field(allow_null=False)] = None
+    copy_of: Typed[int | None, integer(1, 2**63 - 1, "start from another preset's settings", nullable=True)] = None
 
 
 class PresetChange(Body):
     unknown: ClassVar[str | None] = "unknown field(s): {}"
     id: AnyInt = None
-    name: Name = None
-    settings: settings_field(allow_null=True, description="null for a setting removes it") = None
+    name: Typed[str | None, Name] = None
+    settings: Typed[dict | None, settings_field(allow_null=True, description="null for a setting removes it")] = None
 
 
 MEMBER = {"type": "object", "required": ["companion_id"], "properties": {
@@ -540,19 +557,19 @@ MEMBERS = {"type": "array", "minItems": 2, "maxItems": MAX_MEMBERS, "items": {"o
 
 class GroupChange(Body):
     """A group's name, strategy, preset and members (checked by the group service, which knows the companions)."""
-    name: loose({"type": "string", "minLength": 1, "maxLength": MAX_NAME}) = None
-    preset_id: loose({"type": ["integer", "null"], "minimum": 1}) = None
-    strategy: loose({"type": "string", "enum": list(STRATEGIES)}) = None
-    members: loose(MEMBERS) = None
+    name: Typed[Any, loose({"type": "string", "minLength": 1, "maxLength": MAX_NAME})] = None
+    preset_id: Typed[Any, loose({"type": ["integer", "null"], "minimum": 1})] = None
+    strategy: Typed[Any, loose({"type": "string", "enum": list(STRATEGIES)})] = None
+    members: Typed[Any, loose(MEMBERS)] = None
 
 
 class GroupNew(GroupChange):
-    name: loose({"type": "string", "minLength": 1, "maxLength": MAX_NAME})
-    members: loose(MEMBERS)
+    name: Typed[Any, loose({"type": "string", "minLength": 1, "maxLength": MAX_NAME})]
+    members: Typed[Any, loose(MEMBERS)]
 
 
 class TitleBody(Body):
-    title: Title = None
+    title: Typed[str | None, Title] = None
 
 
 GROUP_CHAT = (integer(1, MAX_ID, "the group's chat (default: its active one)", nullable=True), None)
@@ -583,31 +600,31 @@ LorebookNew = create_model("LorebookNew", __base__=Body, entries=(loose(list[Lor
 
 class SpeechBody(Body):
     """OpenAI's text to speech."""
-    model: loose({"type": "string"}) = None
-    input: Annotated[text(None, blank=False, description="at most [voice] max_text_chars characters (checked by "
-                                                           "the handler)"),
-                     Field(json_schema_extra={"maxLength": VOICE_LIMITS["max_text_chars"].le})]
-    voice: loose({"type": "string", "description": "a voice of GET /api/voice; others (alloy...) speak in the "
-                  "default"}) = None
-    response_format: loose({"type": "string", "enum": list(MEDIA_TYPES)}) = None
-    speed: loose(VOICE_LIMITS["speed"].schema()) = None
-    instructions: loose({"type": "string"}) = None
+    model: Typed[Any, loose({"type": "string"})] = None
+    input: Typed[str, text(None, blank=False, description="at most [voice] max_text_chars characters (checked by "
+                                                          "the handler)"),
+                 Field(json_schema_extra={"maxLength": VOICE_LIMITS["max_text_chars"].le})]
+    voice: Typed[Any, loose({"type": "string", "description": "a voice of GET /api/voice; others (alloy...) speak in "
+                             "the default"})] = None
+    response_format: Typed[Any, loose({"type": "string", "enum": list(MEDIA_TYPES)})] = None
+    speed: Typed[Any, loose(VOICE_LIMITS["speed"].schema())] = None
+    instructions: Typed[Any, loose({"type": "string"})] = None
 
 
 class TranscriptionForm(Body):
     """OpenAI's speech to text: the recording and its form fields."""
-    file: loose({"type": "string", "format": "binary"})
-    model: loose({"type": "string"}) = None
-    language: loose({"type": "string"}) = None
-    response_format: loose({"type": "string", "enum": ["json", "text", "verbose_json"]}) = None
-    prompt: loose({"type": "string"}) = None
-    temperature: loose({"type": "number"}) = None
+    file: Typed[Any, loose({"type": "string", "format": "binary"})]
+    model: Typed[Any, loose({"type": "string"})] = None
+    language: Typed[Any, loose({"type": "string"})] = None
+    response_format: Typed[Any, loose({"type": "string", "enum": ["json", "text", "verbose_json"]})] = None
+    prompt: Typed[Any, loose({"type": "string"})] = None
+    temperature: Typed[Any, loose({"type": "number"})] = None
 
 
 class PageQuery(Body):
     """A page of a list: ?limit= and ?offset=."""
-    limit: integer(1, 200, "how many (default 50)") = None
-    offset: integer(0, 10**9, "how many to skip") = None
+    limit: Typed[int | None, integer(1, 200, "how many (default 50)")] = None
+    offset: Typed[int | None, integer(0, 10**9, "how many to skip")] = None
 
 
 # the other dialects ---------------------------------------------------------------------------------
@@ -760,15 +777,16 @@ def described(kind: Any, description: str) -> Any:
     return Annotated[kind, Field(description=description)]
 
 
-Companion = create_model(
-    "Companion", __base__=Reply, id=(int, ...), name=(str, ...),
+COMPANION_FIELDS: dict[str, Any] = {
+    "id": (int, ...), "name": (str, ...),
     **{k: (v[0], None) for k, v in CARD_FIELDS.items()},
     **{k: (v.annotation, None) for k, v in CompanionSettings.model_fields.items() if k != "preset_id"},
-    preset_id=(described(int | None, "the generation preset it uses (null: none)"), None),
-    generation=(dict, None), active=(bool, None), lorebook_ids=(list[int], None), avatar_url=(str, None),
-    created_at=(str, None), updated_at=(str, None),
-    chat_count=(described(int, "in lists: how many chats it has"), None),
-    last_chat_at=(described(str | None, "in lists: its newest message but greetings (null: none)"), None))
+    "preset_id": (described(int | None, "the generation preset it uses (null: none)"), None),
+    "generation": (dict, None), "active": (bool, None), "lorebook_ids": (list[int], None), "avatar_url": (str, None),
+    "created_at": (str, None), "updated_at": (str, None),
+    "chat_count": (described(int, "in lists: how many chats it has"), None),
+    "last_chat_at": (described(str | None, "in lists: its newest message but greetings (null: none)"), None)}
+Companion = create_model("Companion", __base__=Reply, **COMPANION_FIELDS)
 
 
 class Persona(Reply):
