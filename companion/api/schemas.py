@@ -690,14 +690,15 @@ OllamaPullBody = create_model("OllamaPullBody", __base__=Body, model=(MODEL, Non
 # responses (documented; the handlers shape them) ------------------------------------------------------
 
 class Reply(BaseModel):
-    """A response body."""
+    """A response body. A key it may leave out is Typed[T | None, T] = None: documented as a T,
+    absent (None) at times."""
 
 
 class ErrorDetail(Reply):
     code: str | int
     message: str
-    request_id: str = None  # type: ignore[assignment]
-    type: str = None  # type: ignore[assignment]
+    request_id: Typed[str | None, str] = None
+    type: Typed[str | None, str] = None
 
 
 class Error(Reply):
@@ -711,10 +712,10 @@ class TimeWindow(Reply):
 
 
 class Recalled(Reply):
-    id: int = None  # type: ignore[assignment]
-    text: str = None  # type: ignore[assignment]
-    score: float = None  # type: ignore[assignment]
-    created_at: str = None  # type: ignore[assignment]
+    id: Typed[int | None, int] = None
+    text: Typed[str | None, str] = None
+    score: Typed[float | None, float] = None
+    created_at: Typed[str | None, str] = None
 
 
 class Message(Reply):
@@ -725,9 +726,9 @@ class Message(Reply):
 
 
 class ReplyMessage(Message):
-    memories: list[Recalled] = None  # type: ignore[assignment]
+    memories: Typed[list[Recalled] | None, list[Recalled]] = None
     memory_window: TimeWindow | None = None
-    lore: list[dict] = None  # type: ignore[assignment]
+    lore: Typed[list[dict] | None, list[dict]] = None
 
 
 class CompatMessage(Reply):
@@ -740,7 +741,7 @@ class CompatMessage(Reply):
 class ExportedMessage(Reply):
     ai: bool
     text: Annotated[str, Field(min_length=1)]
-    date: str = None  # type: ignore[assignment]
+    date: Typed[str | None, str] = None
 
 
 class MessagesJson(Reply):
@@ -763,7 +764,7 @@ class CompanionData(Reply):
     long_term_mem: int
     short_term_mem: int
     roleplay: int
-    dialogue_tuning: int = None  # type: ignore[assignment]
+    dialogue_tuning: Typed[int | None, int] = None
     avatar_path: str
 
 
@@ -793,89 +794,89 @@ class Persona(Reply):
     id: int
     name: str
     persona: str
-    active: bool = None  # type: ignore[assignment]
-    avatar_url: described(str | None, "null while it has no avatar") = None  # type: ignore[valid-type]
-    created_at: str = None  # type: ignore[assignment]
-    updated_at: str = None  # type: ignore[assignment]
+    active: Typed[bool | None, bool] = None
+    avatar_url: Typed[str | None, described(str | None, "null while it has no avatar")] = None
+    created_at: Typed[str | None, str] = None
+    updated_at: Typed[str | None, str] = None
 
 
 class Preset(Reply):
     id: int
     name: str
-    builtin: described(bool, "built in: used and copied, never changed or deleted")  # type: ignore[valid-type]
-    settings: Generation  # type: ignore[valid-type]
-    companion_ids: described(list[int], "the companions that use it") = None  # type: ignore[valid-type]
-    created_at: str = None  # type: ignore[assignment]
-    updated_at: str = None  # type: ignore[assignment]
+    builtin: Typed[bool, described(bool, "built in: used and copied, never changed or deleted")]
+    settings: Generation
+    companion_ids: Typed[list[int] | None, described(list[int], "the companions that use it")] = None
+    created_at: Typed[str | None, str] = None
+    updated_at: Typed[str | None, str] = None
 
 
 class ImportedPreset(Preset):
-    ignored: list[str] = None  # type: ignore[assignment]
+    ignored: Typed[list[str] | None, list[str]] = None
 
 
 class LoreEntry(Reply):
     index: int
     id: int | None = None
-    keys: list[str] = None  # type: ignore[assignment]
-    secondary_keys: list[str] = None  # type: ignore[assignment]
-    content: str = None  # type: ignore[assignment]
-    comment: str = None  # type: ignore[assignment]
-    constant: bool = None  # type: ignore[assignment]
-    selective: bool = None  # type: ignore[assignment]
-    insertion_order: int = None  # type: ignore[assignment]
-    enabled: bool = None  # type: ignore[assignment]
-    position: Annotated[str, WithJsonSchema({"type": "string", "enum": ["before_char", "after_char"]})] = None  # type: ignore[assignment]
-    case_sensitive: bool = None  # type: ignore[assignment]
+    keys: Typed[list[str] | None, list[str]] = None
+    secondary_keys: Typed[list[str] | None, list[str]] = None
+    content: Typed[str | None, str] = None
+    comment: Typed[str | None, str] = None
+    constant: Typed[bool | None, bool] = None
+    selective: Typed[bool | None, bool] = None
+    insertion_order: Typed[int | None, int] = None
+    enabled: Typed[bool | None, bool] = None
+    position: Typed[str | None, str, WithJsonSchema({"type": "string", "enum": ["before_char", "after_char"]})] = None
+    case_sensitive: Typed[bool | None, bool] = None
 
 
 class Lorebook(Reply):
     id: int
     name: str
-    description: str = None  # type: ignore[assignment]
-    format: str = None  # type: ignore[assignment]
+    description: Typed[str | None, str] = None
+    format: Typed[str | None, str] = None
     scan_depth: int | None = None
     token_budget: int | None = None
-    entry_count: int = None  # type: ignore[assignment]
-    companion_ids: list[int] = None  # type: ignore[assignment]
-    entries: list[LoreEntry] = None  # type: ignore[assignment]
-    created_at: str = None  # type: ignore[assignment]
-    updated_at: str = None  # type: ignore[assignment]
+    entry_count: Typed[int | None, int] = None
+    companion_ids: Typed[list[int] | None, list[int]] = None
+    entries: Typed[list[LoreEntry] | None, list[LoreEntry]] = None
+    created_at: Typed[str | None, str] = None
+    updated_at: Typed[str | None, str] = None
 
 
 class Chat(Reply):
     id: int
     companion_id: int
-    title: str = None  # type: ignore[assignment]
-    created_at: str = None  # type: ignore[assignment]
-    active: bool = None  # type: ignore[assignment]
-    message_count: int = None  # type: ignore[assignment]
+    title: Typed[str | None, str] = None
+    created_at: Typed[str | None, str] = None
+    active: Typed[bool | None, bool] = None
+    message_count: Typed[int | None, int] = None
     last_message_at: str | None = None
-    story_so_far: bool = None  # type: ignore[assignment]
-    story: str = None  # type: ignore[assignment]
-    members: described(list[int], "the chat's companions, in order") = None  # type: ignore[valid-type]
-    group_id: described(int | None, "a group chat's group") = None  # type: ignore[valid-type]
-    messages: list = None  # type: ignore[assignment]
+    story_so_far: Typed[bool | None, bool] = None
+    story: Typed[str | None, str] = None
+    members: Typed[list[int] | None, described(list[int], "the chat's companions, in order")] = None
+    group_id: Typed[int | None, described(int | None, "a group chat's group")] = None
+    messages: Typed[list | None, list] = None
 
 
 class ChatMessage(Reply):
     id: int
-    chat_id: int = None  # type: ignore[assignment]
+    chat_id: Typed[int | None, int] = None
     ai: bool
     text: str
-    swipes: list[str] = None  # type: ignore[assignment]
-    swipe_id: int = None  # type: ignore[assignment]
-    greeting: bool = None  # type: ignore[assignment]
-    date: str = None  # type: ignore[assignment]
-    companion_id: described(int | None, "who said it (ai)") = None  # type: ignore[valid-type]
-    user_id: described(int | None, "which persona said it (not ai)") = None  # type: ignore[valid-type]
-    initiated: described(bool, "the companion wrote it first, not in reply") = None  # type: ignore[valid-type]
+    swipes: Typed[list[str] | None, list[str]] = None
+    swipe_id: Typed[int | None, int] = None
+    greeting: Typed[bool | None, bool] = None
+    date: Typed[str | None, str] = None
+    companion_id: Typed[int | None, described(int | None, "who said it (ai)")] = None
+    user_id: Typed[int | None, described(int | None, "which persona said it (not ai)")] = None
+    initiated: Typed[bool | None, described(bool, "the companion wrote it first, not in reply")] = None
 
 
 class Memory(Reply):
     id: int
-    companion_id: int = None  # type: ignore[assignment]
+    companion_id: Typed[int | None, int] = None
     text: str
-    display_text: str = None  # type: ignore[assignment]
+    display_text: Typed[str | None, str] = None
     source: str
     document_id: int | None = None
     chat_id: int | None = None
@@ -887,37 +888,37 @@ class Memory(Reply):
 
 class Document(Reply):
     id: int
-    companion_id: int = None  # type: ignore[assignment]
+    companion_id: Typed[int | None, int] = None
     name: str
-    media_type: str = None  # type: ignore[assignment]
-    size: int = None  # type: ignore[assignment]
-    chunks: int = None  # type: ignore[assignment]
-    created_at: str = None  # type: ignore[assignment]
+    media_type: Typed[str | None, str] = None
+    size: Typed[int | None, int] = None
+    chunks: Typed[int | None, int] = None
+    created_at: Typed[str | None, str] = None
 
 
 class CompanionGeneration(Reply):
     companion_id: int
     defaults: dict
     preset_id: int | None = None
-    preset: dict = None  # type: ignore[assignment]
+    preset: Typed[dict | None, dict] = None
     companion: dict
-    effective: described(dict, "defaults < preset < companion")  # type: ignore[valid-type]
+    effective: Typed[dict, described(dict, "defaults < preset < companion")]
 
 
 class Config(Reply):
     model: dict
     generation: dict
-    initiative: Initiative  # type: ignore[valid-type]
+    initiative: Initiative
     pending_model: dict | None = None
     last_error: str | None = None
 
 
 class GroupMember(Reply):
     companion_id: int
-    name: str = None  # type: ignore[assignment]
-    muted: bool = None  # type: ignore[assignment]
+    name: Typed[str | None, str] = None
+    muted: Typed[bool | None, bool] = None
     talkativeness: float | None = None
-    avatar_url: str = None  # type: ignore[assignment]
+    avatar_url: Typed[str | None, str] = None
 
 
 class Group(Reply):
@@ -926,17 +927,17 @@ class Group(Reply):
     preset_id: int | None = None
     strategy: Annotated[str, WithJsonSchema({"type": "string", "enum": list(STRATEGIES)})]
     members: list[GroupMember]
-    avatar_url: str = None  # type: ignore[assignment]
+    avatar_url: Typed[str | None, str] = None
     active_chat_id: int | None = None
-    active: bool = None  # type: ignore[assignment]
-    created_at: str = None  # type: ignore[assignment]
-    updated_at: str = None  # type: ignore[assignment]
+    active: Typed[bool | None, bool] = None
+    created_at: Typed[str | None, str] = None
+    updated_at: Typed[str | None, str] = None
 
 
 class MemberReply(Reply):
     message: ChatMessage
-    memories: list = None  # type: ignore[assignment]
-    lore: list = None  # type: ignore[assignment]
+    memories: Typed[list | None, list] = None
+    lore: Typed[list | None, list] = None
     memory_window: dict | None = None
 
 
