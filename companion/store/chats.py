@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from companion.store.connection import Connection
-from companion.store.rows import ChatRow
+from companion.store.rows import ChatRow, MessageRow
 from companion.store.times import now_iso
 
 
 class ChatQueries(Connection):
     """Chats: the queries."""
+
+    if TYPE_CHECKING:   # the other queries', in Store with these (store/messages.py)
+        def add_message(self, chat_id: int, ai: bool, text: str, greeting: bool = False,
+                        created_at: str | None = None, speaker_id: int | None = None,
+                        initiated: bool = False) -> MessageRow: ...
 
     def create_chat(self, companion_id: int, title: str = "", greeting: str | None = None) -> int:
         """Open a new chat for a companion, make it its active chat, and greet in it
@@ -77,7 +84,7 @@ class ChatQueries(Connection):
             f"select h.*, count(m.id) as message_count, max(m.created_at) as last_message_at "
             f"from chats h left join messages m on m.chat_id = h.id {where} "
             f"group by h.id order by h.id desc limit ? offset ?", params + [limit, offset])
-        total = self._one(f"select count(*) as n from chats h {where}", params)["n"]
+        total = self._row(f"select count(*) as n from chats h {where}", params)["n"]
         return self._chat_rows(rows), total
 
     def set_window_start(self, chat_id: int, message_id: int) -> bool:

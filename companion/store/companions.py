@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Literal, overload
 
 from companion.store.connection import Connection, conditions
 from companion.store.rows import COMPANION_FIELDS, JSON_FIELDS, CompanionRow, companion_row
@@ -36,6 +37,9 @@ COMPANION_ORDER = {"name": "casefold(c.name) {order}, c.id {order}", "created": 
 class CompanionQueries(Connection):
     """Companions and the user's personas: the queries."""
 
+    if TYPE_CHECKING:   # the other queries', in Store with these (store/chats.py)
+        def create_chat(self, companion_id: int, title: str = "", greeting: str | None = None) -> int: ...
+
     def _seed(self) -> None:
         with self.transaction() as db:
             if db["companions"].count == 0:
@@ -51,6 +55,7 @@ class CompanionQueries(Connection):
         value = self.get_state("active_companion_id")
         if value is None or self.get_companion(int(value)) is None:
             row = self._one("select id from companions order by id limit 1")
+            assert row is not None   # the last companion cannot be deleted (characters/companions.py)
             return int(row["id"])
         return int(value)
 
@@ -59,6 +64,7 @@ class CompanionQueries(Connection):
         value = self.get_state("active_user_id")
         if value is None or self.get_user(int(value)) is None:
             row = self._one("select id from users order by id limit 1")
+            assert row is not None   # the last persona cannot be deleted (characters/companions.py)
             return int(row["id"])
         return int(value)
 
@@ -93,7 +99,12 @@ class CompanionQueries(Connection):
             self._update("companions", companion_id, values)
             self._changed("companion.changed", {"id": companion_id, "fields": sorted(fields)})
 
-    def list_rows(self, table: str, limit: int, offset: int) -> list[dict]:
+    @overload
+    def list_rows(self, table: Literal["companions"], limit: int, offset: int) -> list[CompanionRow]: ...
+    @overload
+    def list_rows(self, table: Literal["users"], limit: int, offset: int) -> list[dict]: ...
+
+    def list_rows(self, table: str, limit: int, offset: int) -> list[CompanionRow] | list[dict]:
         """A page of companions or users, oldest first."""
         assert table in ("companions", "users")
         rows = self._query(f"select * from [{table}] order by id limit ? offset ?", [limit, offset])
@@ -117,7 +128,7 @@ class CompanionQueries(Connection):
             "where h.companion_id = c.id and m.greeting = 0) as last_chat_at "
             f"from companions c where {clause} order by {COMPANION_ORDER[sort].format(order=order)} "
             "limit ? offset ?", params + [limit, offset])
-        total = self._one(f"select count(*) as n from companions c where {clause}", params)["n"]
+        total = self._row(f"select count(*) as n from companions c where {clause}", params)["n"]
         return [companion_row(row) for row in rows], total
 
     def delete_companion(self, companion_id: int) -> None:

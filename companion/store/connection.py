@@ -108,6 +108,7 @@ class Connection:
         marks = ", ".join("?" * len(row))
         with self.transaction() as db:
             cursor = db.execute(f"insert into [{table}] ({columns}) values ({marks})", list(row.values()))
+            assert cursor.lastrowid is not None   # an insert's: the new row's
             return int(cursor.lastrowid)
 
     def _update(self, table: str, row_id: int | str, values: dict, pk: str = "id") -> None:
@@ -131,6 +132,10 @@ class Connection:
         rows = self._query(sql, params)
         return rows[0] if rows else None
 
+    def _row(self, sql: str, params: Any = ()) -> dict:
+        """The row of a query that always returns one: an aggregate (count(*), exists(...)), a PRAGMA."""
+        return self._query(sql, params)[0]
+
     def get_state(self, key: str) -> str | None:
         row = self._one("select value from state where key = ?", [key])
         return row["value"] if row else None
@@ -146,7 +151,7 @@ class Connection:
 
     def integrity_check(self) -> str:
         """SQLite's own check: 'ok' when the file is sound."""
-        return self._one("PRAGMA integrity_check")["integrity_check"]
+        return self._row("PRAGMA integrity_check")["integrity_check"]
 
     def _seed(self) -> None:
         """The rows a new database starts with (store/companions.py adds them)."""

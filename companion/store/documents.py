@@ -24,7 +24,7 @@ class DocumentQueries(Connection):
                            [companion_id, limit, offset])
 
     def count_documents(self, companion_id: int) -> int:
-        return self._one("select count(*) as n from documents where companion_id = ?", [companion_id])["n"]
+        return self._row("select count(*) as n from documents where companion_id = ?", [companion_id])["n"]
 
     def document_memory_ids(self, document_id: int) -> list[int]:
         return [r["id"] for r in self._query("select id from memories where document_id = ?", [document_id])]

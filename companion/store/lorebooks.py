@@ -27,7 +27,13 @@ class LorebookQueries(Connection):
 
     def list_lorebooks(self, limit: int, offset: int) -> list[dict]:
         rows = self._query("select id from lorebooks order by id limit ? offset ?", [limit, offset])
-        return [self.get_lorebook(r["id"]) for r in rows]
+        return [self._found(r["id"]) for r in rows]
+
+    def _found(self, lorebook_id: int) -> dict:
+        """A lorebook whose id a query just read (a delete in between, on another thread, fails here)."""
+        book = self.get_lorebook(lorebook_id)
+        assert book is not None, f"lorebook {lorebook_id} deleted while read"
+        return book
 
     def set_lorebook(self, lorebook_id: int, name: str, data: dict) -> None:
         self._update("lorebooks", lorebook_id, {"name": name, "updated_at": now_iso(),
@@ -35,7 +41,7 @@ class LorebookQueries(Connection):
 
     def lorebook_in_use(self, lorebook_id: int, besides: int) -> bool:
         """Whether a companion other than `besides` has the lorebook attached or as its card's."""
-        row = self._one(
+        row = self._row(
             "select exists(select 1 from companion_lorebooks where lorebook_id = ? and companion_id != ?) "
             "or exists(select 1 from companions where card_lorebook_id = ? and id != ?) as used",
             [lorebook_id, besides, lorebook_id, besides])
@@ -63,4 +69,4 @@ class LorebookQueries(Connection):
         """The lorebooks attached to a companion, in the order they were attached."""
         rows = self._query("select lorebook_id from companion_lorebooks where companion_id = ? order by rowid",
                            [companion_id])
-        return [self.get_lorebook(r["lorebook_id"]) for r in rows]
+        return [self._found(r["lorebook_id"]) for r in rows]

@@ -27,7 +27,9 @@ class MemoryQueries(Connection):
         })
         self._changed("memory.added", {"id": memory_id, "companion_id": companion_id, "source": source,
                                        "chat_id": chat_id})
-        return self.get_memory(memory_id)
+        row = self.get_memory(memory_id)
+        assert row is not None   # just written
+        return row
 
     def get_memory(self, memory_id: int) -> dict | None:
         return self._one("select * from memories where id = ?", [memory_id])
@@ -95,7 +97,7 @@ class MemoryQueries(Connection):
                            [companion_id, limit, offset])
 
     def count_memories(self, companion_id: int) -> int:
-        return self._one("select count(*) as n from memories where companion_id = ?", [companion_id])["n"]
+        return self._row("select count(*) as n from memories where companion_id = ?", [companion_id])["n"]
 
     def set_context(self, message_id: int, memories: list[dict], lore: list[dict]) -> None:
         with self.transaction() as db:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from companion.store.connection import Connection, conditions
 from companion.store.rows import MessageRow, message_row
@@ -11,6 +12,10 @@ from companion.store.times import now_iso, utc_iso
 
 class MessageQueries(Connection):
     """Messages: the queries."""
+
+    if TYPE_CHECKING:   # the other queries', in Store with these (store/chats.py, store/companions.py)
+        def chat_members(self, chat_id: int) -> list[int]: ...
+        def active_user_id(self) -> int: ...
 
     def messages(self, chat_id: int, limit: int | None = None) -> list[MessageRow]:
         """A chat's messages, oldest first; with limit, only the newest `limit`."""
@@ -27,11 +32,11 @@ class MessageQueries(Connection):
 
     def count_initiated(self, companion_id: int, since: str) -> int:
         """Messages a companion wrote first since a UTC ISO time."""
-        return self._one("select count(*) as n from messages where companion_id = ? and initiated = 1 "
+        return self._row("select count(*) as n from messages where companion_id = ? and initiated = 1 "
                          "and created_at >= ?", [companion_id, since])["n"]
 
     def count_messages(self, chat_id: int) -> int:
-        return self._one("select count(*) as n from messages where chat_id = ?", [chat_id])["n"]
+        return self._row("select count(*) as n from messages where chat_id = ?", [chat_id])["n"]
 
     def get_message(self, message_id: int) -> MessageRow | None:
         row = self._one("select * from messages where id = ?", [message_id])
@@ -69,7 +74,7 @@ class MessageQueries(Connection):
             f"{base} order by rank limit ? offset ?", params + [limit, offset])
         for row in rows:
             row["ai"] = bool(row["ai"])
-        total = self._one(f"select count(*) as n {base}", params)["n"]
+        total = self._row(f"select count(*) as n {base}", params)["n"]
         return rows, total
 
     def add_message(self, chat_id: int, ai: bool, text: str, greeting: bool = False,
@@ -84,7 +89,8 @@ class MessageQueries(Connection):
         })
         row = self.get_message(message_id)
         self._changed("message.created", {"chat_id": chat_id, "message": row})
-        return row  # type: ignore[return-value]
+        assert row is not None   # just written
+        return row
 
     def _speaker(self, chat_id: int, ai: bool, speaker_id: int | None) -> dict:
         if ai:

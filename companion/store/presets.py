@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from companion.store.connection import Connection
 from companion.store.rows import PresetRow, preset_row
@@ -11,6 +12,9 @@ from companion.store.times import now_iso
 
 class PresetQueries(Connection):
     """Generation presets: the queries."""
+
+    if TYPE_CHECKING:   # the other queries', in Store with these (store/companions.py)
+        def update_companion(self, companion_id: int, fields: dict) -> None: ...
 
     def create_preset(self, name: str, settings: dict, extra: dict | None = None) -> int:
         now = now_iso()
