@@ -86,6 +86,7 @@ class Services:
 
     def status(self) -> dict:
         """What /api/status and `companion doctor` report."""
+        indexed: int | str
         try:
             indexed = self.memory.indexed_count()
         except Exception as exc:

@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 import click
 
@@ -60,6 +60,7 @@ def parse_sse(lines: Iterable[bytes]) -> Iterator[tuple[str, dict]]:
 
 def sse_events(lines: Iterable[bytes]) -> Iterator[tuple[str | None, str, dict]]:
     """(id, event, data) from the lines of a Server-Sent Events body (id None when it has none)."""
+    data: list[str]
     event_id, name, data = None, "message", []
     for raw in lines:
         line = raw.decode("utf-8").rstrip("\r\n")
@@ -136,7 +137,7 @@ class DaemonClient:
     def put(self, path: str, body: dict) -> Any:
         return self.request("PUT", path, body)
 
-    def stream(self, path: str, body: dict) -> Iterator[tuple[str, dict]]:
+    def stream(self, path: str, body: dict) -> Generator[tuple[str, dict], None, None]:
         """POST and yield the answer's (event, data) pairs; a plain JSON answer comes as one 'done'."""
         with self._open("POST", path, {**body, "stream": True}, None, self.stream_timeout,
                         accept="text/event-stream") as response:
@@ -350,7 +351,7 @@ class ChatSession:
             self.live.own_turn.clear()   # it did not start (busy, refused) or the daemon went away
             raise
 
-    def _streamed(self, events: Iterator[tuple[str, dict]]) -> dict | None:
+    def _streamed(self, events: Generator[tuple[str, dict], None, None]) -> dict | None:
         message = None
         with abort_on_interrupt(self.client) as state:
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Blueprint, Response, jsonify, request
 
 from companion.api import services
@@ -12,6 +14,9 @@ from companion.characters.companions import card_of
 from companion.config import COMPANION_SORTS, MAX_FILTER_TAGS, MAX_SEARCH_LENGTH, MAX_TAG_LENGTH, initiative_problem
 from companion.errors import BadRequest
 from companion.formats.cards import CARD_FIELDS, normalize_card
+
+if TYPE_CHECKING:   # a row's type only: handlers do not use the store
+    from companion.store.rows import CompanionRow
 
 bp = Blueprint("companions", __name__)
 
@@ -24,7 +29,7 @@ def page() -> tuple[int, int]:
     return (50 if asked.limit is None else asked.limit), (asked.offset or 0)
 
 
-def companion_json(row: dict) -> dict:
+def companion_json(row: CompanionRow) -> dict:
     """A companion as the REST API shows it: its card fields, settings and state."""
     card = card_of(row)
     active = services().companions.active_companion_id()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator
+from typing import Generator
 
 from flask import Blueprint, Response, jsonify
 
@@ -80,7 +80,7 @@ def completion():
                             "predicted_per_second": round(predicted / decode_s, 2) if decode_s > 0 else None}}
 
     if stream:
-        def events() -> Iterator[str]:
+        def events() -> Generator[str, None, None]:
             first = None
             for piece in raw.pieces():
                 first = first or time.perf_counter()

@@ -19,6 +19,7 @@ def companion_arg(source: dict) -> int:
     """companion_id from a body or query string, else the active companion; 404 when unknown."""
     if source.get("companion_id") not in (None, ""):
         companion_id = parse(Ids, {"companion_id": source["companion_id"]}).companion_id
+        assert companion_id is not None   # given, not null: Ids checks it as an id (a 400 otherwise)
     else:
         companion_id = services().companions.active_companion_id()
     services().companions.get(companion_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import List, Literal
 
 from companion.characters.avatars import AvatarFiles
 from companion.characters.lore import LoreError, parse_lorebook
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 AVATAR_PATH = "/assets/avatar.png"
 # column -> card field
-CARD_COLUMNS = {"name": "name", "persona": "description", "personality": "personality",
+CardColumn = Literal["name", "persona", "personality", "scenario", "first_message", "example_dialogue"]
+CARD_COLUMNS: dict[CardColumn, str] = {"name": "name", "persona": "description", "personality": "personality",
                 "scenario": "scenario", "first_message": "first_mes", "example_dialogue": "mes_example"}
 SETTING_COLUMNS = ("long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning")
 
@@ -38,10 +40,12 @@ def placeholder_names(store: Store, companion_id: int) -> tuple[str, str]:
     companion = store.get_companion(companion_id)
     if companion is None:
         raise NotFound(f"no companion with id {companion_id}")
-    return char_name(companion), store.get_user(store.active_user_id())["name"]
+    user = store.get_user(store.active_user_id())
+    assert user is not None   # the active persona (Store.active_user_id falls back to the first)
+    return char_name(companion), user["name"]
 
 
-def card_of(row: dict) -> dict:
+def card_of(row: CompanionRow) -> dict:
     """A companion row as a normalized card (columns over the stored card)."""
     card = dict(row.get("card") or {})
     for column, field in CARD_COLUMNS.items():
@@ -103,13 +107,17 @@ class CompanionService:
         """What {{char}} and {{user}} stand for in a companion's texts."""
         return placeholder_names(self.store, companion_id)
 
-    def companion(self) -> dict:
+    def companion(self) -> CompanionRow:
         """The active companion's row (card data included)."""
-        return self.store.get_companion(self.store.active_companion_id())
+        companion = self.store.get_companion(self.store.active_companion_id())
+        assert companion is not None   # the active one (Store.active_companion_id falls back to the first)
+        return companion
 
     def user(self) -> dict:
         """The active user persona's row."""
-        return self.store.get_user(self.store.active_user_id())
+        user = self.store.get_user(self.store.active_user_id())
+        assert user is not None   # the active one (Store.active_user_id falls back to the first)
+        return user
 
     def update_companion(self, fields: dict, companion_id: int | None = None) -> None:
         """Change fields of a companion (the active one by default); a new first message
@@ -137,7 +145,7 @@ class CompanionService:
 
     # companions ----------------------------------------------------------------------------
 
-    def get(self, companion_id: int) -> dict:
+    def get(self, companion_id: int) -> CompanionRow:
         companion = self.store.get_companion(companion_id)
         if companion is None:
             raise NotFound(f"no companion with id {companion_id}")
@@ -148,7 +156,7 @@ class CompanionService:
         """A page of the companions that match q and have all the tags (see Store.find_companions)."""
         return self.store.find_companions(q, tags or [], sort, order, limit, offset)
 
-    def create(self, card: dict, settings: dict, avatar: bytes | None = None) -> dict:
+    def create(self, card: dict, settings: dict, avatar: bytes | None = None) -> CompanionRow:
         """A new companion from a normalized card; its first chat opens with its greeting.
 
         A card's character_book becomes a lorebook attached to the companion."""
@@ -175,7 +183,7 @@ class CompanionService:
 
     def _attach_card_book(self, companion_id: int, card: dict, book) -> None:
         """Keep a card's lorebook as a lorebook of the companion (replacing an earlier card's)."""
-        old = self.store.get_companion(companion_id).get("card_lorebook_id")
+        old = self.get(companion_id).get("card_lorebook_id")
         if old:
             self.store.detach_lorebook(companion_id, old)
             if not self.store.lorebook_in_use(old, besides=companion_id):   # the replaced card's book
@@ -186,7 +194,7 @@ class CompanionService:
             self.store.attach_lorebook(companion_id, lorebook_id)
         self.store.update_companion(companion_id, {"card_lorebook_id": lorebook_id})
 
-    def update(self, companion_id: int, card_changes: dict, settings: dict) -> dict:
+    def update(self, companion_id: int, card_changes: dict, settings: dict) -> CompanionRow:
         """Change card fields and settings of a companion; the card is checked whole."""
         companion = self.get(companion_id)
         self._check_preset(settings)
@@ -229,7 +237,7 @@ class CompanionService:
                 self.store.set_state("active_companion_id", self.store.list_rows("companions", 1, 0)[0]["id"])
         self.avatars.remove(companion.get("avatar"))
 
-    def activate(self, companion_id: int) -> dict:
+    def activate(self, companion_id: int) -> CompanionRow:
         """Make a companion the one the AI Companion API talks to."""
         self.get(companion_id)
         with self.store.transaction():
@@ -245,7 +253,7 @@ class CompanionService:
             raise NotFound(f"no persona with id {user_id}")
         return user
 
-    def list_users(self, limit: int, offset: int) -> tuple[list[dict], int]:
+    def list_users(self, limit: int, offset: int) -> tuple[List[dict], int]:
         return self.store.list_rows("users", limit, offset), self.store.count("users")
 
     def create_user(self, name: str, persona: str) -> dict:
@@ -332,23 +340,23 @@ class CompanionService:
             picture = None
         return card, picture
 
-    def import_new(self, data: bytes) -> dict:
+    def import_new(self, data: bytes) -> CompanionRow:
         """A new companion from a card file (PNG/WebP/JPEG or JSON)."""
         card, picture = self.parse_card(data)
         companion = self.create(card, {}, picture)
         log.info("imported character %r as companion %d", card["name"], companion["id"])
         return companion
 
-    def import_card(self, data: bytes) -> dict:
+    def import_card(self, data: bytes) -> CompanionRow:
         """Replace the active companion with a character card (the AI Companion API's import)."""
         card, picture = self.parse_card(data)
         return self._become(card, picture)
 
-    def import_character_json(self, card: dict) -> dict:
+    def import_character_json(self, card: dict) -> CompanionRow:
         """Replace the active companion with the fields of a character JSON."""
         return self._become(card, None)
 
-    def _become(self, card: dict, avatar: bytes | None) -> dict:
+    def _become(self, card: dict, avatar: bytes | None) -> CompanionRow:
         """Make the active companion this character, in a new chat that opens with its greeting."""
         companion_id = self.store.active_companion_id()
         self._change(companion_id, {**columns_of(card), "card": _stored_card(card)}, avatar, new_chat=True,
@@ -388,7 +396,7 @@ class CompanionService:
         return {"companion_id": companion_id, "defaults": base, "preset_id": companion["preset_id"], "preset": preset,
                 "companion": companion["generation"], "effective": {**base, **preset, **companion["generation"]}}
 
-    def set_generation(self, companion_id: int, values: dict, removed: list[str]) -> None:
+    def set_generation(self, companion_id: int, values: dict, removed: List[str]) -> None:
         """Change a companion's own generation settings; removed keys fall back to the defaults."""
         own = dict(self.get(companion_id)["generation"])
         own.update(values)

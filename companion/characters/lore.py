@@ -390,7 +390,9 @@ def parse_lorebook(obj: dict) -> Lorebook:
     if not isinstance(obj, dict):
         raise LoreError(f"A lorebook must be a JSON object, not {_json_type(obj)}.")
     if "entries" not in obj and _looks_like_card(obj):
-        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+        data = obj.get("data")
+        if not isinstance(data, dict):
+            data = {}
         name = obj.get("name") or data.get("name")
         called = f" (\"{name}\")" if isinstance(name, str) and name else ""
         raise LoreError(f"This is a character card{called}, not a lorebook: import it as a "
@@ -528,10 +530,11 @@ def to_sillytavern(book: Lorebook) -> dict:
     next_uid = 0
     entries: Dict[str, Any] = {}
     for entry in book.entries:
-        same = entry.origin is not None and entry.origin.family == _ST
+        entry_origin = entry.origin if entry.origin is not None and entry.origin.family == _ST else None
+        same = entry_origin is not None
         known = _write_fields(entry, _ST_ENTRY_FIELDS, _ST)
         if entry.position == BEFORE_CHAR:
-            raw = entry.origin.raw.get("position") if same else None
+            raw = entry_origin.raw.get("position") if entry_origin is not None else None
             if raw is None or _p_position(raw, "") != BEFORE_CHAR:
                 number = _st_position_number(entry)
                 if number is not None:
@@ -548,10 +551,10 @@ def to_sillytavern(book: Lorebook) -> dict:
                 next_uid += 1
             uid = next_uid
             used_uids.add(uid)
-            if "uid" not in known and not (same and entry.origin.key is not None):
+            if "uid" not in known and not (entry_origin is not None and entry_origin.key is not None):
                 known["uid"] = uid
-        key = entry.origin.key if same else None
-        unchanged_uid = same and _p_id(entry.origin.raw.get("uid"), "") == entry.id
+        key = entry_origin.key if entry_origin is not None else None
+        unchanged_uid = entry_origin is not None and _p_id(entry_origin.raw.get("uid"), "") == entry.id
         if key is None or key in used_keys or not unchanged_uid:
             key = str(uid)
         while key in used_keys:  # duplicate ids: keep every entry under a fresh key
@@ -562,7 +565,7 @@ def to_sillytavern(book: Lorebook) -> dict:
         used_keys.add(key)
         if not same:
             known = {name: known[name] for name in _ST_FRESH_ORDER if name in known}
-        entries[key] = _assemble(known, entry.extra, _ST_ENTRY_NAMES, entry.origin if same else None)
+        entries[key] = _assemble(known, entry.extra, _ST_ENTRY_NAMES, entry_origin)
     known = _book_known(book, _ST)
     known["entries"] = entries
     origin = book.origin if book.origin and book.origin.family == _ST else None

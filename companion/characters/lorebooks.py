@@ -62,7 +62,7 @@ class LorebookService:
         book = parse_lorebook_bytes(data)
         return self.add(book, name)
 
-    def create(self, fields: dict, entries: list) -> dict:
+    def create(self, fields: dict, entries: List) -> dict:
         """A new lorebook from a name, settings and entries in character_book form."""
         book = parse_lorebook({**fields, "entries": entries})
         return self.add(book)
@@ -122,7 +122,7 @@ class LorebookService:
         except (LoreError, ValueError) as exc:
             raise BadRequest(str(exc)) from None
 
-    def of_companion(self, companion_id: int) -> list[int]:
+    def of_companion(self, companion_id: int) -> List[int]:
         """The ids of the lorebooks attached to a companion."""
         return self.store.companion_lorebook_ids(companion_id)
 
@@ -139,7 +139,7 @@ class LorebookService:
         row = self.store.get_lorebook(lorebook_id) if lorebook_id else None
         return to_character_book(self.book(row)) if row else None
 
-    def activate(self, companion_id: int, recent_texts: list[str], count_tokens: Callable[[str], int],
+    def activate(self, companion_id: int, recent_texts: List[str], count_tokens: Callable[[str], int],
                  scan_depth: int, token_budget: int) -> List[tuple[int, ActivatedEntry]]:
         """The entries of a companion's lorebooks that this turn triggers, with their book ids."""
         rows = self.store.companion_lorebooks(companion_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import List
 
 from companion.characters.companions import placeholder_names
 from companion.chat.prompt import resolve_placeholders
@@ -12,7 +13,7 @@ from companion.formats.chat_files import ChatLine, export_chat, parse_chat
 from companion.formats.dates import parse_date
 from companion.memory.recall import LongTermMemory
 from companion.store import Store
-from companion.store.rows import ChatRow
+from companion.store.rows import ChatRow, MessageRow
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,15 @@ def existing_chat(store: Store, chat_id: int) -> ChatRow:
 class ChatsService:
     """Chats and their messages, beyond the active chat the AI Companion API talks in."""
 
-    def __init__(self, store: Store, memory: LongTermMemory) -> None:
+    def __init__(self, store: Store, memory: LongTermMemory | None) -> None:
+        """memory: None to read chats only (`companion export`); deleting and importing need it."""
         self.store = store
         self.memory = memory
 
     def get(self, chat_id: int) -> ChatRow:
         return existing_chat(self.store, chat_id)
 
-    def create(self, companion_id: int, title: str = "", greeting_index: int = 0) -> dict:
+    def create(self, companion_id: int, title: str = "", greeting_index: int = 0) -> ChatRow:
         """Open a new chat for a companion, greeting with its first message (0) or one of its
         alternate greetings (1..n), and make it the companion's active chat."""
         companion = self.store.get_companion(companion_id)
@@ -46,12 +48,14 @@ class ChatsService:
             raise BadRequest(f"greeting_index must be between 0 and {len(greetings) - 1}")
         return self.get(self.store.create_chat(companion_id, title, greetings[greeting_index]))
 
-    def describe(self, chat: dict) -> dict:
-        if chat.get("group_id"):
-            group = self.store.get_group(chat["group_id"])
-            return {**chat, "active": bool(group) and group["active_chat_id"] == chat["id"]  # type: ignore[index]
-                    and self.store.get_state("active_group_id") == str(chat["group_id"])}
+    def describe(self, chat: ChatRow) -> dict:
+        group_id = chat.get("group_id")
+        if group_id:
+            group = self.store.get_group(group_id)
+            return {**chat, "active": group is not None and group["active_chat_id"] == chat["id"]
+                    and self.store.get_state("active_group_id") == str(group_id)}
         companion = self.store.get_companion(chat["companion_id"])
+        assert companion is not None   # a chat's (deleting a companion deletes its chats)
         return {**chat, "active": companion["active_chat_id"] == chat["id"]
                 and self.store.active_companion_id() == companion["id"]
                 and not self.store.get_state("active_group_id")}
@@ -86,12 +90,14 @@ class ChatsService:
             self.store.delete_memories(memory_ids)
             self.store.delete_chat(chat_id)
             companion = self.store.get_companion(chat["companion_id"])
+            assert companion is not None   # a chat's (deleting a companion deletes its chats)
             if chat["group_id"]:
                 newest = self.store.list_chats(None, 1, 0, group_id=chat["group_id"])[0][0]
                 self.store.set_group_chat(chat["group_id"], newest["id"], replacing=chat_id)
             elif companion["active_chat_id"] == chat_id:
                 newest = self.store.list_chats(chat["companion_id"], 1, 0)[0][0]
                 self.store.update_companion(chat["companion_id"], {"active_chat_id": newest["id"]})
+        assert self.memory is not None   # read-only without one (__init__)
         self.memory.unindex(memory_ids)
 
     def activate(self, chat_id: int) -> dict:
@@ -107,7 +113,7 @@ class ChatsService:
                 self.store.set_state("active_group_id", "")
         return self.describe(self.get(chat_id))
 
-    def messages(self, chat_id: int, limit: int, offset: int) -> tuple[list[dict], int]:
+    def messages(self, chat_id: int, limit: int, offset: int) -> tuple[List[MessageRow], int]:
         """A page of a chat's messages, oldest first, placeholders resolved, swipes included."""
         chat = self.get(chat_id)
         names = self._names(chat)
@@ -125,14 +131,15 @@ class ChatsService:
         persona = self.store.get_user(user_id) if user_id is not None else None
         return persona["name"] if persona else ""
 
-    def _names(self, chat: dict) -> tuple[str, str]:
+    def _names(self, chat: ChatRow) -> tuple[str, str]:
         return placeholder_names(self.store, chat["companion_id"])
 
     def export(self, chat_id: int, fmt: str) -> str:
         chat = self.get(chat_id)
         char, user = self._names(chat)
         messages = self.store.messages(chat_id)
-        personas = {i: self.store.get_user(i) for i in {m["user_id"] for m in messages if m["user_id"]}}
+        personas: dict[int | None, dict | None] = {
+            i: self.store.get_user(i) for i in {m["user_id"] for m in messages if m["user_id"]}}
         lines = [ChatLine(m["ai"], resolve_placeholders(m["text"], char, user),
                           [resolve_placeholders(t, char, user) for t in m["swipes"]],
                           m["swipe_id"], m["created_at"],
@@ -162,6 +169,7 @@ class ChatsService:
             self.store.set_summarized_through(chat_id, ids[-1])   # imported history is not summarized
             rows = [self.store.add_memory(companion_id, text, "import", user_id, reply_id, created_at=said_at)
                     for text, user_id, reply_id, said_at in remembered(self.store.messages_by_ids(ids))]
+        assert self.memory is not None   # read-only without one (__init__)
         self.memory.index_in_batches(rows, f"imported chat {chat_id}")
         return self.describe(self.get(chat_id))
 
@@ -194,15 +202,17 @@ class ChatsService:
                 if not line.ai:
                     answered = message
                 elif answered is not None:
+                    assert speaker is not None   # an ai line's: a member's (strangers were refused above)
                     rows.append(self.store.add_memory(
-                        speaker, exchange_text(answered["text"], line.text), "import", answered["id"],  # type: ignore[arg-type]
+                        speaker, exchange_text(answered["text"], line.text), "import", answered["id"],
                         message["id"], created_at=message["created_at"], covers=(chat_id, answered["id"], message["id"])))
             self.store.set_summarized_through(chat_id, message["id"])
+        assert self.memory is not None   # read-only without one (__init__)
         self.memory.index_in_batches(rows, f"imported group chat {chat_id}")
         return self.describe(self.get(chat_id))
 
     def search(self, query: str, companion_id: int | None, chat_id: int | None,
-               limit: int, offset: int) -> tuple[list[dict], int]:
+               limit: int, offset: int) -> tuple[List[dict], int]:
         """Full-text search over every message, ranked, with a highlighted snippet."""
         words = [w for w in query.replace('"', " ").split() if w]
         if not words:

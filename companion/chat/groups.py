@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any
+from typing import Any, List
 
 from companion.errors import BadRequest, NotFound
 from companion.formats.cards import char_name
@@ -29,6 +29,8 @@ def talkativeness(member: dict, companion: CompanionRow) -> float:
     if member.get("talkativeness") is not None:
         return float(member["talkativeness"])
     value = ((companion.get("card") or {}).get("extensions") or {}).get("talkativeness")
+    if value is None:
+        return DEFAULT_TALKATIVENESS
     try:
         return min(1.0, max(0.0, float(value)))
     except (TypeError, ValueError):
@@ -87,7 +89,7 @@ class GroupService:
     def list(self, limit: int, offset: int) -> tuple[list[dict], int]:
         return self.store.list_groups(limit, offset)
 
-    def _checked_members(self, members: Any) -> list[dict]:
+    def _checked_members(self, members: Any) -> List[dict]:
         """Members as given ([id, ...] or [{companion_id, muted, talkativeness}, ...]), checked."""
         if not isinstance(members, list):
             raise BadRequest("'members' must be a list of companion ids (or {companion_id, muted, talkativeness})")
@@ -163,7 +165,7 @@ class GroupService:
         self.store.update_group(group_id, values, members)
         return self.get(group_id)
 
-    def delete(self, group_id: int) -> list[int]:
+    def delete(self, group_id: int) -> List[int]:
         """Delete a group, its chats and what its members remember of them; returns the memory
         ids to take out of the index."""
         self.get(group_id)
@@ -192,7 +194,7 @@ class GroupService:
         rows = {m["companion_id"]: self.store.get_companion(m["companion_id"]) for m in group["members"]}
         return {companion_id: row["name"] if row else "" for companion_id, row in rows.items()}
 
-    def chats(self, group_id: int, limit: int, offset: int) -> tuple[list[ChatRow], int]:
+    def chats(self, group_id: int, limit: int, offset: int) -> tuple[List[ChatRow], int]:
         """A page of a group's chats, newest first, and how many it has."""
         self.get(group_id)
         return self.store.list_chats(None, limit, offset, group_id=group_id)
@@ -214,7 +216,7 @@ class GroupService:
             raise NotFound(f"group {group_id} has no chat with id {chat_id}")
         return chat_id
 
-    def speakers(self, group_id: int, chat_id: int, asked: int | None = None, text: str | None = None) -> list[int]:
+    def speakers(self, group_id: int, chat_id: int, asked: int | None = None, text: str | None = None) -> List[int]:
         """Who replies next in a group chat: the member asked for, or by the group's strategy
         (after the user's new text when there is one, else after the chat's last message)."""
         group = self.get(group_id)

@@ -23,6 +23,7 @@ from companion.config import MemorySettings
 from companion.memory.recall import LongTermMemory
 from companion.model.generation import GenerationParams, GenerationRequest
 from companion.store import Store
+from companion.store.rows import MessageRow
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,10 @@ INSTRUCTION = ("Summarize this part of a conversation between {user} and {char} 
                "sentences. Keep names, facts, dates, plans and feelings. Write in the third person.")
 
 
-def transcript(messages: list[dict], char: str, user: str, speakers: dict[int, str] | None = None) -> str:
+def transcript(messages: list[MessageRow], char: str, user: str, speakers: dict[int, str] | None = None) -> str:
     """The messages as 'Name: text' lines, placeholders resolved; in a group chat each companion
     message is named after its speaker (speakers: names by companion id)."""
-    def name(m: dict) -> str:
+    def name(m: MessageRow) -> str:
         return (speakers or {}).get(m.get("companion_id"), char) if m["ai"] else user  # type: ignore[arg-type]
     return "\n".join(f"{name(m)}: {resolve_placeholders(m['text'], name(m), user)}" for m in messages)
 
@@ -116,6 +117,7 @@ class SummaryService:
         if generator.state != "ready":
             return "unavailable"
         chat = self.store.get_chat(chat_id)
+        assert chat is not None   # chats_to_summarize's (a delete since, on another thread, fails here)
         char, user = placeholder_names(self.store, chat["companion_id"])
         speakers = None
         if chat["group_id"]:       # a group chat: every member by name (the summary is kept by the first)
@@ -156,7 +158,7 @@ class SummaryService:
                  covered[-1]["id"], time.monotonic() - started)
         return "written"
 
-    def _request(self, generator, messages: list[dict], char: str, user: str,
+    def _request(self, generator, messages: list[MessageRow], char: str, user: str,
                  speakers: dict[int, str] | None = None) -> tuple[GenerationRequest, int]:
         """The summary request for as many of the messages as fit the context (one message is cut
         to fit); returns (request, how many messages it covers)."""

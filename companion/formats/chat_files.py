@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from companion.errors import InvalidInput
 from companion.formats import jsontext
@@ -35,7 +36,7 @@ def speaker(line: ChatLine, char: str, user: str) -> str:
     return line.name or (char if line.ai else user)
 
 
-def export_chat(fmt: str, chat: dict, char: str, user: str, lines: list[ChatLine]) -> str:
+def export_chat(fmt: str, chat: Mapping[str, Any], char: str, user: str, lines: list[ChatLine]) -> str:
     """A chat in one of FORMATS; texts as shown (placeholders resolved by the caller); each
     message named after its speaker (line.name) or else the chat's char or user."""
     for line in lines:

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List
 
 import numpy as np
 
@@ -333,7 +333,7 @@ class LongTermMemory:
         self.store.delete_document(document_id)
         self.unindex(ids)
 
-    def delete(self, ids: list[int]) -> None:
+    def delete(self, ids: List[int]) -> None:
         self.store.delete_memories(ids)
         self.unindex(ids)
 
@@ -420,7 +420,7 @@ class LongTermMemory:
         return result
 
     def _candidates(self, companion_id: int, query: str, query_vector: np.ndarray, window: TimeWindow | None,
-                    now: datetime, depth: int) -> tuple[list[tuple[int, float]], list[int]]:
+                    now: datetime, depth: int) -> tuple[List[tuple[int, float]], List[int]]:
         """(id, cosine) of the nearest memories by meaning and the ids of the best by words, best
         first, inside the window when there is one, with what was told later about it."""
         since, until = (window.start.timestamp(), window.end.timestamp()) if window else (None, None)
