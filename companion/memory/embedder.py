@@ -7,10 +7,15 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from companion.config import MemorySettings
 from companion.model.loading import BackgroundLoaded
+
+if TYPE_CHECKING:   # heavy (torch) or loaded late: _open imports them
+    from sentence_transformers import SentenceTransformer
+
+    from companion.memory.numpy_bert import NumpyBert
 
 
 def bundled_embedder() -> Path | None:
@@ -54,7 +59,7 @@ class Embedder(BackgroundLoaded):
     def __init__(self, path: Path | None) -> None:
         super().__init__(path)
         self.name = embedder_name(self.path)
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
         self._recent: dict[str, list[float]] = {}
         self.reused = 0     # vectors taken from the recent ones instead of embedded again
@@ -92,6 +97,7 @@ class Embedder(BackgroundLoaded):
         return vectors
 
     def _vectors(self, texts: list[str]) -> list[list[float]]:
+        assert self._model is not None   # loaded: embed waited for it
         return self._model.encode(texts, normalize_embeddings=True, batch_size=32,
                                   show_progress_bar=False, convert_to_numpy=True).tolist()
 
@@ -100,6 +106,7 @@ class Embedder(BackgroundLoaded):
         """Character spans of the text's tokens, by the embedder's own tokenizer."""
         if not self.wait_ready(300):
             raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
+        assert self._model is not None   # loaded (waited for above)
         encoded = self._model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
                                         truncation=False, verbose=False)
         return [tuple(span) for span in encoded["offset_mapping"]]
@@ -108,21 +115,23 @@ class Embedder(BackgroundLoaded):
 class NumpyEmbedder(Embedder):
     """The same BERT model run with numpy alone (numpy_bert.py): torch is never imported."""
 
+    _bert: NumpyBert     # its model (_open sets it; _model, a SentenceTransformer's place, stays None)
+
     def _open(self) -> None:
         if not self.path or not Path(self.path).is_dir():
             raise FileNotFoundError(f"embedding model folder not found: {self.path or '(none)'}")
         from companion.memory.numpy_bert import NumpyBert
 
-        self._model = NumpyBert(Path(self.path))
+        self._bert = NumpyBert(Path(self.path))
 
     def _vectors(self, texts: list[str]) -> list[list[float]]:
-        return self._model.embed(texts).tolist()
+        return self._bert.embed(texts).tolist()
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the text's tokens, by the embedder's own tokenizer."""
         if not self.wait_ready(300):
             raise RuntimeError(f"embedder not available: {self.error or 'still loading'}")
-        return self._model.token_offsets(text)
+        return self._bert.token_offsets(text)
 
 
 def make_embedder(options: MemorySettings) -> Embedder:

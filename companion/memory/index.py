@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from companion.errors import STORAGE_FULL_MESSAGE, StorageFull
+
+if TYPE_CHECKING:   # imported when a client opens (chromadb is slow to import)
+    from chromadb.api import ClientAPI
 
 COLLECTION = "memories"
 
@@ -42,7 +46,7 @@ def collection_name(chroma_path: Path, chroma_url: str) -> str:
     return f"{COLLECTION}-{digest}"
 
 
-def open_chroma(path: Path, url: str = ""):
+def open_chroma(path: Path, url: str = "") -> ClientAPI:
     """A Chroma client, telemetry off: embedded on a folder, or a Chroma server's when url is set."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -93,7 +97,7 @@ class VectorTable:
         self.companions = np.empty(0, dtype=np.int64)
         self.times = np.empty(0, dtype=np.float64)
         self.replies = np.empty(0, dtype=np.int64)     # each row's reply (an index into reply_counts; -1: none)
-        self.vectors: np.ndarray | None = None
+        self.vectors: np.ndarray | None = None         # None until the first rows come (and say the dimension)
         self.row: dict[int, int] = {}
         self.reply_index: dict[str, int] = {}
         self.reply_counts = np.zeros(0, dtype=np.int64)
@@ -130,6 +134,7 @@ class VectorTable:
             return
         vectors = np.asarray(vectors, dtype=np.float32)
         self._grow(self.count + len(ids), vectors.shape[1])
+        assert self.vectors is not None   # _grow made it
         for memory_id, vector, companion, when, reply in zip(ids, vectors, companions, times,
                                                              replies or [None] * len(ids)):
             at = self.row.get(memory_id)
@@ -152,6 +157,7 @@ class VectorTable:
             if self.replies[at] >= 0:
                 self.reply_counts[self.replies[at]] -= 1
             last = self.count - 1
+            assert self.vectors is not None   # it holds the row
             if at != last:
                 moved = int(self.ids[last])
                 self.ids[at], self.companions[at], self.times[at] = moved, self.companions[last], self.times[last]
@@ -166,6 +172,7 @@ class VectorTable:
         found = [i for i in ids if i in self.row]
         if not found:
             return {}
+        assert self.vectors is not None   # it holds them
         half = self.vectors.shape[1] // 2
         return dict(zip(found, self.vectors[[self.row[i] for i in found], :half]))
 
@@ -184,6 +191,7 @@ class VectorTable:
         if not found:
             return {}
         rows = np.asarray([self.row[i] for i in found], dtype=np.int64)
+        assert self.vectors is not None   # it holds them
         return dict(zip(found, closer_view(self.vectors[rows], query, self.whole_views(rows, stock_reply)).tolist()))
 
     def nearest(self, query: np.ndarray, companion_id: int, depth: int,
@@ -193,6 +201,7 @@ class VectorTable:
         views; see whole_views for `stock_reply`), best first, within [since, until) when given."""
         if not self.count:
             return []
+        assert self.vectors is not None   # it holds some
         everything = slice(0, self.count)
         similarity = closer_view(self.vectors[everything], query, self.whole_views(everything, stock_reply))
         mask = self.companions[:self.count] == companion_id

@@ -10,8 +10,9 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Callable, List
+from typing import TYPE_CHECKING, AbstractSet, Callable, List, Literal
 
 import numpy as np
 
@@ -37,10 +38,18 @@ from companion.memory.words import WORD, WordCounts, lexical_query, phrase_query
 from companion.store import Store
 from companion.store.times import utc_iso
 
+if TYPE_CHECKING:   # imported when a client opens (chromadb is slow to import)
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
 log = logging.getLogger(__name__)
 
 
-AUTO = object()   # recall(window=AUTO): the window the query's own time words name
+class _Auto(Enum):
+    AUTO = "auto"
+
+
+AUTO = _Auto.AUTO   # recall(window=AUTO): the window the query's own time words name
 
 
 class LongTermMemory:
@@ -52,8 +61,8 @@ class LongTermMemory:
         self.store = store
         self.embedder = embedder
         self.chroma_path = Path(chroma_path)
-        self._client = None
-        self._collection = None
+        self._client: ClientAPI | None = None
+        self._collection: Collection | None = None
         self._table: VectorTable | None = None
         self._words: WordCounts | None = None
         self._lock = threading.RLock()
@@ -69,7 +78,7 @@ class LongTermMemory:
 
     # the index -----------------------------------------------------------------------------
 
-    def collection(self):
+    def collection(self) -> Collection:
         """The Chroma collection, created for this embedder (rebuilt when the embedder changed).
 
         Callers that read or change the index call flush() first (before taking the lock), so
@@ -208,9 +217,8 @@ class LongTermMemory:
     def _index_now(self, rows: list[dict], vectors: list | None = None) -> None:
         if not rows:
             return
-        if vectors is None:
-            vectors = self.embed_views([row["text"] for row in rows])
-        vectors = [list(map(float, v)) for v in vectors]
+        made = self.embed_views([row["text"] for row in rows]) if vectors is None else vectors
+        vectors = [list(map(float, v)) for v in made]
         if not self.options.chroma_url:
             room_for_index(self.chroma_path)
         with self._lock:
@@ -298,6 +306,7 @@ class LongTermMemory:
         """Change a memory's text and embed it again."""
         self.store.set_memory_text(memory_id, text)
         row = self.store.get_memory(memory_id)
+        assert row is not None   # the caller found it (a delete in between, on another thread, fails here)
         self.index([row])
         return row
 
@@ -323,7 +332,9 @@ class LongTermMemory:
                     for chunk in chunks]
             self.store.set_document_chunks(document_id, len(rows))
         self.index_in_batches(rows, f"document {document_id}")
-        return self.store.get_document(document_id)
+        document = self.store.get_document(document_id)
+        assert document is not None   # just written
+        return document
 
     def delete_document(self, document_id: int) -> None:
         """Forget a document: all its chunks go, from both stores (404 when there is none)."""
@@ -344,8 +355,8 @@ class LongTermMemory:
         return len(ids)
 
     def recall(self, companion_id: int, query: str, k: int, min_relevance: float | None = None,
-               exclude_message_ids: set[int] = frozenset(), now: datetime | None = None,
-               window: TimeWindow | None | object = AUTO) -> Recall:
+               exclude_message_ids: AbstractSet[int] = frozenset(), now: datetime | None = None,
+               window: TimeWindow | None | Literal[_Auto.AUTO] = AUTO) -> Recall:
         """The companion's k best memories for the query, best first.
 
         1. Candidates: the nearest memories by meaning (exact cosine over every vector, by the
@@ -435,7 +446,7 @@ class LongTermMemory:
                                                 utc_iso(window.start) if window else None,
                                                 utc_iso(window.end) if window else None)
         named = phrase_query(window.phrase) if window else None
-        if named:
+        if window and named:
             # said later about that time ("On Tuesday I went kayaking", told on Thursday): memories
             # made since the window ended that name it as the question does
             told = self.store.match_memories(named, companion_id, depth, utc_iso(window.end), utc_iso(now))
@@ -468,6 +479,7 @@ class LongTermMemory:
         self.flush()
         with self._lock:
             self.collection()
+            assert self._client is not None   # collection() opened it
             self._client.delete_collection(self.collection_name)
             self._collection = None
             self._table = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from typing import AbstractSet
 
 WORD = re.compile(r"\w+")
 
@@ -62,7 +63,7 @@ def phrase_query(phrase: str) -> str | None:
     return '"' + " ".join(words) + '"' if words else None
 
 
-def lexical_query(text: str, skip: set[str] = frozenset()) -> str | None:
+def lexical_query(text: str, skip: AbstractSet[str] = frozenset()) -> str | None:
     """An FTS5 query matching any of the text's content words (stop words and `skip` left out);
     None when it has none."""
     words = list(dict.fromkeys(w for w in content_words(text) if w not in skip))

@@ -17,7 +17,7 @@ import random
 import threading
 from collections.abc import Generator as Stream
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from companion.config import ModelSettings
 from companion.errors import BadRequest
@@ -25,6 +25,9 @@ from companion.model.generation import GenerationParams, GenerationRequest, rend
 from companion.model.gguf import GGUFError, read_metadata
 from companion.model.kv_states import common_prefix
 from companion.model.loading import BackgroundLoaded
+
+if TYPE_CHECKING:   # imported when the model loads
+    from llama_cpp import Llama
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,7 @@ class LlamaGenerator(BackgroundLoaded):
 
     kind = "model"
     uses_model_file = True
+    _llama: Llama    # the loaded model (_open sets it; nothing uses it before the model is ready)
 
     @classmethod
     def from_settings(cls, model: ModelSettings, data_dir: Path) -> "LlamaGenerator":
@@ -203,7 +207,6 @@ class LlamaGenerator(BackgroundLoaded):
         self.n_ctx, self.n_ctx_reason = choose_context(Path(path) if path else None, settings.n_ctx)
         self.template = ""
         self.template_note = ""    # why this prompt format: shown by /api/status and the page
-        self._llama = None
         self._formatter = None
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.RLock()
