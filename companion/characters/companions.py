@@ -31,7 +31,8 @@ AVATAR_PATH = "/assets/avatar.png"
 # column -> card field
 CardColumn = Literal["name", "persona", "personality", "scenario", "first_message", "example_dialogue"]
 CARD_COLUMNS: dict[CardColumn, str] = {"name": "name", "persona": "description", "personality": "personality",
-                "scenario": "scenario", "first_message": "first_mes", "example_dialogue": "mes_example"}
+                                       "scenario": "scenario", "first_message": "first_mes",
+                                       "example_dialogue": "mes_example"}
 SETTING_COLUMNS = ("long_term_mem", "short_term_mem", "roleplay", "dialogue_tuning")
 
 
