@@ -86,3 +86,32 @@ def test_messages_have_speakers_and_chats_members_also_after_the_migration(tmp_p
     ids = store.add_messages(chat["id"], [(False, "a"), (True, "b")])
     assert [(m["user_id"], m["companion_id"]) for m in store.messages_by_ids(ids)] == [(2, None), (None, companion)]
     store.close()
+
+
+def test_lorebooks_listed_while_one_is_deleted(tmp_path, monkeypatch):
+    """Listing reads the ids and the books as one: a delete on another thread waits for it (when
+    the two reads were apart, the deleted book failed the listing with a 500)."""
+    import threading
+
+    store = Store(tmp_path / "companion.db")
+    companion_id = store.active_companion_id()
+    books = [store.add_lorebook(name, "lorebook_v3", {"entries": []}) for name in ("First", "Second")]
+    for book in books:
+        store.attach_lorebook(companion_id, book)
+    read_one = store.get_lorebook
+    deleting: list[threading.Thread] = []
+
+    def deleted_meanwhile(lorebook_id: int):
+        if not deleting:   # between reading the ids and reading the first book, another thread deletes it
+            deleting.append(threading.Thread(target=store.delete_lorebook, args=(books[0],)))
+            deleting[0].start()
+            deleting[0].join(0.3)
+        return read_one(lorebook_id)
+
+    monkeypatch.setattr(store, "get_lorebook", deleted_meanwhile)
+    for listing in (lambda: store.list_lorebooks(50, 0), lambda: store.companion_lorebooks(companion_id)):
+        deleting.clear()
+        assert [book["name"] for book in listing()] in (["First", "Second"], ["Second"])
+        deleting[0].join()
+    assert [book["name"] for book in store.list_lorebooks(50, 0)] == ["Second"]
+    store.close()

@@ -1,6 +1,6 @@
 """The Ollama API, the part chat frontends and home tools use: version, tags, show, ps,
 generate, chat, embed and embeddings, pull and delete. Streams are newline-delimited JSON, on by
-default as in Ollama; errors are {"error": "..."}. What a model name means is model_names.py's
+default as in Ollama; errors are {"error": "..."}. What a model name means is names.py's
 business: the serving model, another listed model file (loaded first), companion/<id> (that
 companion's own chat, as the /v1 companion mode does), memory/<id>[/<model>] or the
 X-Companion-Memory header on /api/chat (the client's own messages with that companion's

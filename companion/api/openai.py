@@ -6,7 +6,7 @@ companion (model "companion" or "companion:<id>": the last user message becomes 
 companion's persona, memory, lore and history, stored like /api/prompt). A third way keeps the
 client's own prompt and adds only memory: model "memory/<id>[/<model>]" or the
 X-Companion-Memory header (TurnService.start_remembered). Model names are resolved in
-model_names.py: another listed model file loads, an unknown name is a 404 (model_not_found).
+names.py: another listed model file loads, an unknown name is a 404 (model_not_found).
 """
 
 from __future__ import annotations

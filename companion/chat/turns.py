@@ -2,7 +2,7 @@
 
 A turn: the user's message is committed first (a crash never loses it), then memories are
 recalled, the prompt is built and the reply generated while the turn holds the model
-(model_lock.py); the reply and the exchange's memory are written after (streams.py).
+(model/lock.py); the reply and the exchange's memory are written after (streams.py).
 """
 
 from __future__ import annotations

@@ -353,7 +353,7 @@ class LlamaGenerator(BackgroundLoaded):
             llama._requires_eval = True   # logits are stale: evaluate the last token again
         return True
 
-    # the state kept on disk (kv_cache.py) ------------------------------------------------------
+    # the state kept on disk (model/kv_states.py) ------------------------------------------------------
 
     def fingerprint(self) -> str:
         """What a saved state must have been made with to be loaded here: the model file (path,

@@ -26,14 +26,13 @@ class LorebookQueries(Connection):
         return row
 
     def list_lorebooks(self, limit: int, offset: int) -> list[dict]:
-        rows = self._query("select id from lorebooks order by id limit ? offset ?", [limit, offset])
-        return [self._found(r["id"]) for r in rows]
+        with self._lock:   # the ids and the books read as one: a delete on another thread waits
+            rows = self._query("select id from lorebooks order by id limit ? offset ?", [limit, offset])
+            return self._books([r["id"] for r in rows])
 
-    def _found(self, lorebook_id: int) -> dict:
-        """A lorebook whose id a query just read (a delete in between, on another thread, fails here)."""
-        book = self.get_lorebook(lorebook_id)
-        assert book is not None, f"lorebook {lorebook_id} deleted while read"
-        return book
+    def _books(self, ids: list[int]) -> list[dict]:
+        """The lorebooks of ids read under the lock (so none is missing), in that order."""
+        return [book for book in map(self.get_lorebook, ids) if book is not None]
 
     def set_lorebook(self, lorebook_id: int, name: str, data: dict) -> None:
         self._update("lorebooks", lorebook_id, {"name": name, "updated_at": now_iso(),
@@ -67,6 +66,7 @@ class LorebookQueries(Connection):
 
     def companion_lorebooks(self, companion_id: int) -> list[dict]:
         """The lorebooks attached to a companion, in the order they were attached."""
-        rows = self._query("select lorebook_id from companion_lorebooks where companion_id = ? order by rowid",
-                           [companion_id])
-        return [self._found(r["lorebook_id"]) for r in rows]
+        with self._lock:
+            rows = self._query("select lorebook_id from companion_lorebooks where companion_id = ? order by rowid",
+                               [companion_id])
+            return self._books([r["lorebook_id"] for r in rows])
