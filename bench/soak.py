@@ -58,8 +58,8 @@ class EventsReader(threading.Thread):
             for line in self.response.iter_lines(decode_unicode=True):
                 if line.startswith("event: "):
                     self.events += 1
-        except requests.RequestException:
-            pass
+        except (requests.RequestException, AttributeError):
+            pass   # closed by close() at the end (urllib3 then reads from a connection it has let go)
 
     def close(self) -> None:
         if self.response is not None:
