@@ -104,3 +104,22 @@ def test_reconcile_rebuilds_a_deleted_chroma_folder(tmp_path, embedder):
     assert again.indexed_count() == 0
     assert again.reconcile() == (4, 0)
     assert again.indexed_count() == 4 and again.recall(companion, "fact 2", 1, 0.0)
+
+
+def test_editing_a_memory_deleted_meanwhile_is_not_found_and_tells_nothing(tmp_path, embedder):
+    """The API looks the memory up before it edits it; a delete on another thread in between
+    makes the edit a 404 (it was an AssertionError, a 500), with no change event told."""
+    import pytest
+
+    from companion.errors import NotFound
+
+    memory = open_memory(tmp_path, embedder)
+    companion = memory.store.active_companion_id()
+    row = memory.add(companion, "{{user}} plays the cello.", "custom")
+    told: list[str] = []
+    memory.store.on_change = lambda kind, data: told.append(kind)
+    memory.delete([row["id"]])
+    told.clear()
+    with pytest.raises(NotFound):
+        memory.update_text(row["id"], "{{user}} plays the harp.")
+    assert told == [] and memory.store.get_memory(row["id"]) is None

@@ -115,3 +115,36 @@ def test_lorebooks_listed_while_one_is_deleted(tmp_path, monkeypatch):
         deleting[0].join()
     assert [book["name"] for book in store.list_lorebooks(50, 0)] == ["Second"]
     store.close()
+
+
+@pytest.mark.parametrize("add", ["message", "memory"])
+def test_a_row_just_added_is_read_back_while_its_chat_is_deleted(tmp_path, monkeypatch, add):
+    """A new message or memory is written and read back as one: deleting its chat on another
+    thread in between waits (before, the delete's cascade could remove it first, and the add
+    failed with an AssertionError, a 500)."""
+    import threading
+
+    store = Store(tmp_path / "companion.db")
+    companion_id = store.active_companion_id()
+    chat_id = store.create_chat(companion_id)
+    insert = store._insert
+    deleting: list[threading.Thread] = []
+
+    def deleted_meanwhile(table: str, row: dict) -> int:
+        row_id = insert(table, row)
+        if not deleting:   # between the insert and the read back, another thread deletes the chat
+            deleting.append(threading.Thread(target=store.delete_chat, args=(chat_id,)))
+            deleting[0].start()
+            deleting[0].join(0.3)
+        return row_id
+
+    monkeypatch.setattr(store, "_insert", deleted_meanwhile)
+    if add == "message":
+        row = store.add_message(chat_id, False, "Hello there")
+        assert row["text"] == "Hello there"
+    else:
+        row = store.add_memory(companion_id, "A summary", "summary", covers=(chat_id, 1, 1))
+        assert row["text"] == "A summary"
+    deleting[0].join()
+    assert store.get_chat(chat_id) is None
+    store.close()

@@ -58,6 +58,29 @@ def test_a_block_that_leaves_the_window_is_summarized_while_idle(summarizing):
     wait_for(lambda: summary["id"] in summarizing.memory.indexed_ids())
 
 
+def test_a_chat_deleted_while_its_summary_is_written_gets_none(summarizing, monkeypatch):
+    """Deleting a chat while the model sums it up drops the summary, and the summarizer goes on
+    (before, storing it failed on the deleted chat and the summarizer stopped until the next turn)."""
+    chat_id = summarizing.companions.active_chat_id()
+    other = summarizing.store.create_chat(summarizing.store.active_companion_id())
+    for line in ["My name is Ada and I keep bees.", "I live in a small house by the sea.",
+                 "Tomorrow I will visit my sister Inga."]:
+        summarizing.turns.send(chat_id, line)
+    assert summarizing.store.chats_to_summarize() == [chat_id]
+    generator = summarizing.turns.generator
+    generate = generator.generate_aside
+
+    def deleted_meanwhile(request, stop):
+        summarizing.store.delete_chat(chat_id)
+        yield from generate(request, stop)
+
+    monkeypatch.setattr(generator, "generate_aside", deleted_meanwhile)
+    assert summarizing.summaries.summarize_next() == "gone"
+    assert summaries_of(summarizing) == [] and summarizing.store.chats_to_summarize() == []
+    assert summarizing.summaries.summarize_next() == "none"
+    assert summarizing.store.get_chat(other) is not None
+
+
 def test_a_turn_during_a_summary_waits_at_most_about_one_token(tmp_path, generator, embedder):
     settings = test_settings(tmp_path / "data", memory={"summary_idle_seconds": 0.0, "summary_max_tokens": 400})
     services = build_services(settings, generator=generator, embedder=embedder)

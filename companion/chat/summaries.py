@@ -92,7 +92,7 @@ class SummaryService:
                     break
                 if outcome == "none":
                     break
-                if outcome != "written":    # a turn has the model (or none is loaded): wait for its end
+                if outcome not in ("written", "gone"):   # a turn has the model (or none is loaded): wait
                     self._wake.wait(timeout=BUSY_WAIT)
                     self._wake.clear()
 
@@ -105,7 +105,8 @@ class SummaryService:
 
     def summarize_next(self) -> str:
         """Summarize the oldest block waiting: "written", "interrupted" (a turn took the model),
-        "busy" (the model was in use), "unavailable" (no model) or "none" (nothing to do)."""
+        "busy" (the model was in use), "unavailable" (no model), "gone" (the chat was deleted
+        meanwhile: nothing written) or "none" (nothing to do)."""
         chats = self.store.chats_to_summarize()
         if not chats:
             return "none"
@@ -117,7 +118,8 @@ class SummaryService:
         if generator.state != "ready":
             return "unavailable"
         chat = self.store.get_chat(chat_id)
-        assert chat is not None   # chats_to_summarize's (a delete since, on another thread, fails here)
+        if chat is None:
+            return "gone"     # deleted on another thread since chats_to_summarize
         char, user = placeholder_names(self.store, chat["companion_id"])
         speakers = None
         if chat["group_id"]:       # a group chat: every member by name (the summary is kept by the first)
@@ -149,6 +151,9 @@ class SummaryService:
         if not text:
             text = transcript(covered, "{{char}}", "{{user}}")[:2000]   # the model said nothing: keep the words
         with self.store.transaction():
+            if self.store.get_chat(chat_id) is None:
+                log.info("chat %s was deleted while its summary was written; the summary is dropped", chat_id)
+                return "gone"
             row = self.store.add_memory(chat["companion_id"], text, "summary", created_at=covered[-1]["created_at"],
                                         covers=(chat_id, covered[0]["id"], covered[-1]["id"]))
             self.store.set_summarized_through(chat_id, covered[-1]["id"])

@@ -303,10 +303,13 @@ class LongTermMemory:
         return self.store.list_documents(companion_id, limit, offset), self.store.count_documents(companion_id)
 
     def update_text(self, memory_id: int, text: str) -> dict:
-        """Change a memory's text and embed it again."""
-        self.store.set_memory_text(memory_id, text)
-        row = self.store.get_memory(memory_id)
-        assert row is not None   # the caller found it (a delete in between, on another thread, fails here)
+        """Change a memory's text and embed it again (404 when there is none: a delete on another
+        thread may come between the caller's look and this change)."""
+        with self.store.transaction():
+            self.store.set_memory_text(memory_id, text)
+            row = self.store.get_memory(memory_id)
+            if row is None:     # nothing changed, no event told
+                raise NotFound(f"no memory with id {memory_id}")
         self.index([row])
         return row
 

@@ -19,16 +19,17 @@ class MemoryQueries(Connection):
         """Insert one memory row; the caller indexes it. covers: (chat id, first message id,
         last message id) of the messages a summary sums up."""
         chat_id, first_id, last_id = covers or (None, None, None)
-        memory_id = self._insert("memories", {
-            "companion_id": companion_id, "text": text, "source": source,
-            "user_message_id": user_message_id, "reply_message_id": reply_message_id,
-            "created_at": utc_iso(created_at), "document_id": document_id,
-            "chat_id": chat_id, "first_message_id": first_id, "last_message_id": last_id,
-        })
-        self._changed("memory.added", {"id": memory_id, "companion_id": companion_id, "source": source,
-                                       "chat_id": chat_id})
-        row = self.get_memory(memory_id)
-        assert row is not None   # just written
+        with self.transaction():    # written and read back with no delete on another thread between
+            memory_id = self._insert("memories", {
+                "companion_id": companion_id, "text": text, "source": source,
+                "user_message_id": user_message_id, "reply_message_id": reply_message_id,
+                "created_at": utc_iso(created_at), "document_id": document_id,
+                "chat_id": chat_id, "first_message_id": first_id, "last_message_id": last_id,
+            })
+            self._changed("memory.added", {"id": memory_id, "companion_id": companion_id, "source": source,
+                                           "chat_id": chat_id})
+            row = self.get_memory(memory_id)
+        assert row is not None   # just written, in the same transaction
         return row
 
     def get_memory(self, memory_id: int) -> dict | None:

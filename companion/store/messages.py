@@ -83,13 +83,15 @@ class MessageQueries(Connection):
         """Append one message to a chat; returns the stored row. The speaker is a companion
         (ai) or a user persona; by default the chat's first member or the active persona.
         initiated: the companion wrote it first."""
-        message_id = self._insert("messages", {
-            "chat_id": chat_id, "ai": int(ai), "text": text, "greeting": int(greeting), "initiated": int(initiated),
-            "created_at": utc_iso(created_at), **self._speaker(chat_id, ai, speaker_id),
-        })
-        row = self.get_message(message_id)
-        self._changed("message.created", {"chat_id": chat_id, "message": row})
-        assert row is not None   # just written
+        with self.transaction():    # written and read back with no delete on another thread between
+            message_id = self._insert("messages", {
+                "chat_id": chat_id, "ai": int(ai), "text": text, "greeting": int(greeting),
+                "initiated": int(initiated), "created_at": utc_iso(created_at),
+                **self._speaker(chat_id, ai, speaker_id),
+            })
+            row = self.get_message(message_id)
+            self._changed("message.created", {"chat_id": chat_id, "message": row})
+        assert row is not None   # just written, in the same transaction
         return row
 
     def _speaker(self, chat_id: int, ai: bool, speaker_id: int | None) -> dict:
