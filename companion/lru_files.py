@@ -32,7 +32,7 @@ def trim_least_recent(files: Iterable[Path], max_bytes: int, keep: Path | None =
         keep.unlink(missing_ok=True)
 
 
-def write_atomically(target: Path, partial: Path, *pieces: bytes) -> None:
+def write_atomically(target: Path, partial: Path, *pieces: bytes | memoryview) -> None:
     """Write the pieces to partial, sync it to disk and rename it to target: a crash or a power cut
     leaves the old file or none under the target's name, never half a file."""
     try:

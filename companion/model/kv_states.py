@@ -40,10 +40,14 @@ class SavedState:
     data_offset: int
     data_size: int
 
-    def data(self) -> bytes:
+    def data(self) -> bytearray:
+        """The KV cache, read straight into one buffer the generator can load from (no copy)."""
+        buffer = bytearray(self.data_size)
         with open(self.path, "rb") as fh:
             fh.seek(self.data_offset)
-            return fh.read(self.data_size)
+            if fh.readinto(buffer) != self.data_size:
+                raise OSError(f"{self.path.name} was cut short while it was read")
+        return buffer
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -67,7 +71,7 @@ class StateFiles:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.kv"
 
-    def write(self, key: str, fingerprint: str, tokens: list[int], data: bytes) -> None:
+    def write(self, key: str, fingerprint: str, tokens: list[int], data: bytes | memoryview) -> None:
         """Write a state atomically (a crash leaves the old file or none, never half a file),
         then drop the least recently used files beyond the size bound."""
         self.folder.mkdir(parents=True, exist_ok=True)

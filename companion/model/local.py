@@ -378,15 +378,20 @@ class LlamaGenerator(BackgroundLoaded):
         with self._lock:
             return list(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
-    def export_state(self) -> tuple[list[int], bytes]:
-        """The tokens the KV cache holds and the cache itself, to keep."""
+    def export_state(self) -> tuple[list[int], memoryview]:
+        """The tokens the KV cache holds and the cache itself, to keep (a view of llama.cpp's copy:
+        tens of MB, not copied again)."""
         with self._lock:
             data, used, input_ids, n_tokens = self._save_cache()
-            return [int(t) for t in input_ids[:n_tokens]], bytes(memoryview(data)[:used])
+            return [int(t) for t in input_ids[:n_tokens]], memoryview(data).cast("B")[:used]
 
-    def import_state(self, tokens: list[int], data: bytes) -> bool:
-        """Put back a kept state; False (and an empty cache) when llama.cpp refuses it."""
-        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    def import_state(self, tokens: list[int], data: bytes | bytearray) -> bool:
+        """Put back a kept state; False (and an empty cache) when llama.cpp refuses it. A bytearray
+        is loaded in place, other bytes are copied first."""
+        if isinstance(data, bytearray):
+            buffer = (ctypes.c_uint8 * len(data)).from_buffer(data)
+        else:
+            buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         with self._lock:
             return self._restore_cache((buffer, len(data), tokens, len(tokens)))
 
