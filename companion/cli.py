@@ -72,8 +72,10 @@ def serve(config, host, port, data_dir, model, verbose) -> None:
     """Run the daemon: the AI Companion API on a local model."""
     import waitress
 
+    from companion.allocator import keep_large_blocks_mapped
     from companion.app import create_app
 
+    keep_large_blocks_mapped()     # a KV state freed goes back to the system (allocator.py)
     settings = settings_from(config, host=host, port=port, data_dir=data_dir, model=model)
     setup_logging(verbose, settings.data_dir)
     if not is_loopback(settings.server.host) and not settings.server.api_key:

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "companion"
 
 # Lowest first: a module may import its own layer and the layers before it, never a later one.
 LAYERS = [
-    {"__init__", "errors", "events", "config", "lru_files", "lockfile"},   # foundations (__init__: the version)
+    {"__init__", "errors", "events", "config", "lru_files", "lockfile", "allocator"},   # foundations (__init__: the version)
     {"formats"},       # pure: bytes and text in and out
     {"store"},         # SQLite
     {"model"},         # generation backends, KV states, model files
