@@ -8,15 +8,18 @@ whole time. Every `sample_every` turns the daemon's resident memory (VmRSS), ope
 and threads are read from /proc. A reader thread GETs a chat's messages and /api/status in turn
 while the daemon generates; the latencies of reads that began during a generation are kept.
 
-Reported against the targets of #28: RSS growth after warm-up <= 50 MB, no fd or thread growth
-(the most in the five samples after warm-up against the most in the last five: one socket in
-flight at a sample is not growth), p99 of reads during generation <= 100 ms. A single run, not an
-A/B comparison: these are absolute bounds, and the machine's noise shows in the p99.
+Reported against the targets of #28: RSS growth after warm-up <= 50 MB, no fd growth (counted
+after warm-up and at the end once the daemon has been idle 5 s: a socket or KV state file in
+flight at a sample is not growth; the samples taken while it works are reported beside), no
+thread growth (the most in the five samples after warm-up against the most in the last five),
+p99 of reads during generation <= 100 ms. A single run, not an A/B comparison: these are
+absolute bounds, and the machine's noise shows in the p99.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 import threading
@@ -30,6 +33,7 @@ from .daemon import Daemon, is_ready
 
 RSS_GROWTH_MB = 50.0
 COUNT_SAMPLES = 5      # fds and threads: the samples compared at each end (after warm-up, at the end)
+IDLE_S = 5.0           # the daemon saves a chat's KV state 2 s after a turn; then its fds are counted
 READ_P99_MS = 100.0
 LINES = ["Good evening! How was your day?", "Tell me about the sea.", "What did you eat today?",
          "Do you like rainy days?", "I went for a long walk in the park.", "My sister Anna called me.",
@@ -43,8 +47,20 @@ def proc_sample(pid: int) -> dict:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1]) / 1024
-    return {"rss_mb": rss, "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())),
+    fds = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            fds.append(os.readlink(fd))
+        except OSError:      # closed meanwhile
+            pass
+    return {"rss_mb": rss, "fds": len(fds), "sockets": sum(f.startswith("socket:") for f in fds),
             "threads": len(list(Path(f"/proc/{pid}/task").iterdir()))}
+
+
+def idle_sample(pid: int) -> dict:
+    """A sample once the daemon has been idle IDLE_S: the KV state saved, connections closed."""
+    time.sleep(IDLE_S)
+    return proc_sample(pid)
 
 
 class EventsReader(threading.Thread):
@@ -134,6 +150,7 @@ def run(turns: int = 500, warmup: int = 50, sample_every: int = 10, max_tokens: 
             reader = Reader(url, chats[0], generating)
             reader.start()
             samples = [{"turn": 0, **proc_sample(pid)}]
+            idle: list[dict] = []
             counts = {"prompt": 0, "regenerate": 0, "memory": 0, "switch": 0}
             last_reply: dict[int, int] = {}
             chat = chats[0]
@@ -162,6 +179,8 @@ def run(turns: int = 500, warmup: int = 50, sample_every: int = 10, max_tokens: 
                     counts["memory"] += 1
                 if turn % sample_every == 0 or turn == warmup or turn == turns:
                     samples.append({"turn": turn, **proc_sample(pid)})
+                if turn in (warmup, turns):
+                    idle.append({"turn": turn, **idle_sample(pid)})
             seconds = time.monotonic() - began
             reader.stop.set()
             reader.join(timeout=30)
@@ -171,10 +190,10 @@ def run(turns: int = 500, warmup: int = 50, sample_every: int = 10, max_tokens: 
             stopped = daemon.stop()
         finally:
             daemon.kill()
-    return rounded(report(samples, warmup, reader, counts, events, seconds, turns, max_tokens, stopped), 2)
+    return rounded(report(samples, idle, warmup, reader, counts, events, seconds, turns, max_tokens, stopped), 2)
 
 
-def report(samples: list[dict], warmup: int, reader: Reader, counts: dict, events: list[int], seconds: float,
+def report(samples: list[dict], idle: list[dict], warmup: int, reader: Reader, counts: dict, events: list[int], seconds: float,
            turns: int, max_tokens: int, stopped: int) -> dict:
     """The soak's figures beside the targets."""
     warm = next(s for s in samples if s["turn"] >= warmup)
@@ -205,7 +224,9 @@ def report(samples: list[dict], warmup: int, reader: Reader, counts: dict, event
         "fds": {"start": samples[0]["fds"], "after_warmup": warm["fds"], "end": end["fds"],
                 "max": max(s["fds"] for s in samples), "most_after_warmup": most(first, "fds"),
                 "most_at_end": most(last, "fds"), "samples_compared": span,
-                "pass": most(last, "fds") <= most(first, "fds")},
+                "idle_after_warmup": idle[0]["fds"], "idle_at_end": idle[-1]["fds"],
+                "sockets_idle": [s["sockets"] for s in idle],
+                "pass": idle[-1]["fds"] <= idle[0]["fds"]},
         "threads": {"start": samples[0]["threads"], "after_warmup": warm["threads"], "end": end["threads"],
                     "max": max(s["threads"] for s in samples), "most_after_warmup": most(first, "threads"),
                     "most_at_end": most(last, "threads"), "samples_compared": span,
@@ -214,7 +235,7 @@ def report(samples: list[dict], warmup: int, reader: Reader, counts: dict, event
                                     "status": latency(reader.latencies["status"]), "errors": reader.errors,
                                     "target_p99_ms": READ_P99_MS,
                                     "pass": p99 is not None and p99 <= READ_P99_MS and not reader.errors},
-        "samples": samples,
+        "samples": samples, "idle_samples": idle,
     }
 
 
