@@ -2,7 +2,7 @@
 
     python -m bench.run [names...] [--quick] [--cores N]
 
-Names: prompt_cache, kv_restore, embedder, throughput, ttft, client_memory, overhead, recall_quality, locomo,
+Names: prompt_cache, prompt_notes, kv_restore, embedder, throughput, ttft, client_memory, overhead, recall_quality, locomo,
 recall_tuning, recall_latency, load, group_switch, startup, voice, flash_attn, peer, soak (default:
 all, in that order). Each result is
 written to bench/results/<name>.json with the machine and the date; the ttft chart to
@@ -28,11 +28,13 @@ from . import common  # noqa: F401  (sets the offline environment before anythin
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-BENCHMARKS = ("prompt_cache", "kv_restore", "embedder", "throughput", "ttft", "client_memory", "overhead", "recall_quality",
+BENCHMARKS = ("prompt_cache", "prompt_notes",
+              "kv_restore", "embedder", "throughput", "ttft", "client_memory", "overhead", "recall_quality",
               "locomo", "recall_tuning", "recall_latency", "load", "group_switch", "startup", "voice", "flash_attn",
               "peer", "soak")
 QUICK = {
     "prompt_cache": {"turns": 4},
+    "prompt_notes": {"turns": 3},
     "kv_restore": {"rounds": 1, "history_tokens": 400},
     "embedder": {"rounds": 1, "queries": 10},
     "throughput": {"rounds": 1, "warmup": 0, "max_tokens": 32, "native": "cached"},

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from companion.chat.prompt import (
+    GroupMember,
     PromptInput,
     Recalled,
     Turn,
@@ -14,6 +15,7 @@ from companion.chat.prompt import (
     describe_age,
     fit_history,
     memories_text,
+    note_text,
     resolve_placeholders,
     window_start,
     with_text_before_newest,
@@ -106,6 +108,28 @@ def test_fit_history_drops_oldest_blocks_until_it_fits():
     assert start == 5 and count(messages) <= limit
 
 
+def test_fit_history_keeps_its_start_under_budget_pressure():
+    """A budget that holds fewer messages than half the window: the start drops half of what
+    fits at once and stays there (kept_from, the chat's stored start) for the next turns, where
+    it used to slide one message every turn."""
+    def count(messages):
+        return sum(len(m["content"].split()) for m in messages)
+
+    history: list[Turn] = []
+    kept, starts = 0, []
+    for n in range(30):
+        history += [Turn(False, f"question {n} " + "word " * 8), Turn(True, f"answer {n} " + "word " * 8)]
+        p = PromptInput(char="A", user="B", newest="hello", now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        messages, start = fit_history(p, history, 40, count, budget=120, kept_from=kept)
+        assert count(messages) <= 120 and start >= kept
+        kept = start
+        starts.append(start)
+    moves = sum(1 for a, b in zip(starts, starts[1:]) if a != b)
+    assert moves <= 10 and starts[-1] > 40     # it moves every few turns, not every turn
+    p = PromptInput(char="A", user="B", newest="hello")
+    assert fit_history(p, history, 40, count, budget=10_000, kept_from=kept)[1] == kept   # it never moves back
+
+
 def test_fit_history_raises_when_nothing_fits():
     p = PromptInput(char="A", user="B", newest="word " * 100)
     with pytest.raises(ValueError):
@@ -182,3 +206,47 @@ def test_a_memory_already_in_a_clients_messages():
     assert said_in("{{user}}: I keep bees.", messages, "Mira", "Ann")           # a message without a reply
     assert said_in("{{char}}: lovely", messages, "Mira", "Ann")                 # another memory: its whole text
     assert not said_in("Ann keeps bees.", messages, "Mira", "Ann") and not said_in("", messages, "Mira", "Ann")
+
+
+def test_the_next_turns_prompt_is_this_one_with_the_reply_and_the_new_note_appended():
+    """A turn's note (memories, lore, the time) is kept with the message it went before and shown
+    there again: the next prompt starts with the whole of this one, its reply after it."""
+    day = datetime(2026, 3, 2, 18, 0, tzinfo=timezone.utc)
+    history = [Turn(True, "Hello {{user}}", "Mira")]
+    first = PromptInput(char="Mira", user="Ann", persona="{{char}} is a botanist.", history=list(history),
+                        newest="Do you remember my ferns?", now=day, lore_triggered=["Ferns like shade."],
+                        memories=[Recalled("{{user}}: I grow ferns", (day - timedelta(days=2)).isoformat())])
+    a = build_messages(first)
+    note = note_text(first)
+    assert "{{char}} remembers" in note and "Ferns like shade." in note and "Current date and time" in note
+    assert a[-2] == {"role": "system", "content": resolve_placeholders(note, "Mira", "Ann")}
+    history += [Turn(False, "Do you remember my ferns?", "Ann", note=note), Turn(True, "Of course!", "Mira")]
+    second = PromptInput(char="Mira", user="Ann", persona="{{char}} is a botanist.", history=history,
+                         newest="And my cat?", now=day + timedelta(minutes=3))
+    b = build_messages(second)
+    assert b[:len(a)] == a                                                   # a pure append
+    assert b[len(a)] == {"role": "assistant", "content": "Of course!"}
+    assert [m["role"] for m in b[len(a) + 1:]] == ["system", "user"]
+    assert "remembers" not in b[-2]["content"] and "18:03" in b[-2]["content"]
+
+
+def test_a_swipe_reuses_the_note_of_the_message_it_answers():
+    kept = "{{char}} remembers from earlier conversations:\n- (2 days ago) {{user}} grows ferns\n\nCurrent date and time: then"
+    p = PromptInput(char="Mira", user="Ann", newest="Ferns?", note=kept, memories=[Recalled("other", "")],
+                    lore_triggered=["other lore"], post_history_instructions="Stay brief, {{char}}.")
+    assert note_text(p) == kept
+    volatile = build_messages(p)[-2]["content"]
+    assert volatile == resolve_placeholders(kept, "Mira", "Ann") + "\n\nStay brief, Mira."
+    p.note = None
+    assert "Stay brief" not in note_text(p)       # post-history instructions follow the newest note only
+
+
+def test_a_note_kept_with_a_reply_is_told_for_the_companion_who_said_it():
+    """In a group chat the note goes before the reply it was built for, and its {{char}} stays that
+    speaker's name whoever speaks next."""
+    history = [Turn(False, "Hi all", "Ann"), Turn(True, "Hello!", "Kai", note="Write only {{char}}'s next message.")]
+    p = PromptInput(char="Mira", user="Ann", history=history, group=[GroupMember("Mira"), GroupMember("Kai")])
+    messages = build_messages(p)
+    assert messages[2] == {"role": "system", "content": "Write only Kai's next message."}
+    assert messages[3]["content"] == "Kai: Hello!"
+    assert messages[-1]["content"].endswith("Write only Mira's next message in this group chat.")

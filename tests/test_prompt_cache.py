@@ -1,21 +1,27 @@
-"""The prompt reuses the KV cache: turn N+1's tokens start with turn N's up to its volatile part."""
+"""The prompt reuses the KV cache: turn N+1's prompt is turn N's with its reply appended."""
 
 from __future__ import annotations
 
-from companion.chat.prompt import PromptInput, Recalled, Turn, build_messages, window_start
+from datetime import datetime, timedelta, timezone
+
+from companion.chat.prompt import PromptInput, Recalled, Turn, build_messages, note_text, window_start
 from companion.model.generation import GenerationRequest
 
 
-def test_next_turn_starts_with_this_turns_stable_prefix(generator):
+def test_next_turn_starts_with_this_turns_prompt_and_reply(generator):
+    """Each turn's note is kept with its message: while the window's start stays put, the next
+    turn's tokens start with this turn's whole prompt (its note and the newest message too) and
+    the reply; only when a block drops does the prefix change."""
     short_term = 12
     history: list[Turn] = [Turn(True, "Welcome, {{user}}!")]
     previous_prefix: list[int] | None = None
     previous_start = None
     checked = drops = 0
+    day = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
     for n in range(14):
         start = window_start(len(history), short_term)
         p = PromptInput(char="Mira", user="Sam", persona="{{char}} is a librarian.",
-                        history=history[start:], newest=f"Question number {n}?",
+                        history=history[start:], newest=f"Question number {n}?", now=day + timedelta(minutes=n),
                         memories=[Recalled(f"{{{{user}}}} said fact {n}", "2026-01-01T00:00:00+00:00")])
         prompt, _ = generator.render(GenerationRequest(messages=build_messages(p), char="Mira", user="Sam"))
         tokens = generator._llama.tokenize(prompt.encode(), add_bos=True, special=True)
@@ -25,8 +31,39 @@ def test_next_turn_starts_with_this_turns_stable_prefix(generator):
                 checked += 1
             else:
                 drops += 1
-        volatile_at = prompt.rindex("<|im_start|>system\n")     # the volatile block comes last but one
-        previous_prefix = generator._llama.tokenize(prompt[:volatile_at].encode(), add_bos=True, special=True)
+        reply = f"Answer number {n}."
+        previous_prefix = generator._llama.tokenize(prompt.encode() + reply.encode(), add_bos=True, special=True)
         previous_start = start
-        history += [Turn(False, f"Question number {n}?"), Turn(True, f"Answer number {n}.")]
+        history += [Turn(False, f"Question number {n}?", note=note_text(p)), Turn(True, reply)]
     assert checked >= 6 and drops >= 2
+
+
+def test_a_second_turn_starts_with_the_first_turns_prompt_and_reply(services):
+    """End to end with the real model: what the second turn gives the model starts with what the
+    first gave it followed by the reply it generated."""
+    turns = services.turns
+    chat_id = services.companions.active_chat_id()
+    services.memory.add(services.companions.active_companion_id(), "{{user}} keeps three bees named after planets.",
+                        "custom")
+    prompts: list[str] = []
+    real = turns.generator
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def generate(self, request, stop_event=None):
+            prompts.append(real.render(request)[0])
+            return real.generate(request, stop_event)
+
+    turns.generator = Recording()
+    try:
+        first = turns.send(chat_id, "Do you remember my bees?", {"max_tokens": 8})
+        turns.send(chat_id, "They are buzzing today.", {"max_tokens": 8})
+    finally:
+        turns.generator = real
+    assert first.memories
+    assert prompts[1].startswith(prompts[0] + first.message["text"])
+    tokens = [real.tokenize(p, add_special=True) for p in prompts]
+    evaluated = len(tokens[1]) - len(tokens[0])     # what the second turn adds after the first's prompt
+    assert tokens[1][:len(tokens[0])] == tokens[0] and evaluated < len(tokens[0]) // 2

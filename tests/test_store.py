@@ -31,7 +31,8 @@ def test_migrations_run_once(tmp_path):
                                                                 "m004_context_and_documents",
                                                                 "m005_swipes_and_search", "m006_memory_words", "m007_summaries",
                                                                 "m008_speakers_and_members", "m009_initiative", "m010_groups",
-                                                                "m011_presets_and_persona_avatars", "m012_group_preset"]
+                                                                "m011_presets_and_persona_avatars", "m012_group_preset",
+                                                                "m013_message_notes"]
     store.close()
     again = Store(tmp_path / "c.db")
     assert again.count("companions") == 1 and again.count("users") == 1
@@ -85,6 +86,33 @@ def test_messages_have_speakers_and_chats_members_also_after_the_migration(tmp_p
     assert reply["companion_id"] == companion and asked["user_id"] == 1
     ids = store.add_messages(chat["id"], [(False, "a"), (True, "b")])
     assert [(m["user_id"], m["companion_id"]) for m in store.messages_by_ids(ids)] == [(2, None), (None, companion)]
+    store.close()
+
+
+def test_a_note_is_kept_with_its_message_also_after_the_migration(tmp_path):
+    # a database as the previous release left it: a reply's context without notes
+    db = sqlite_utils.Database(sqlite3.connect(str(tmp_path / "c.db"), isolation_level=None))
+    migrations.apply(db, stop_before="m013_message_notes")
+    db.execute("insert into companions (name, persona, created_at, updated_at) values ('Mira', '', '', '')")
+    db.execute("insert into chats (companion_id, title, created_at) values (1, '', '')")
+    db.execute("insert into messages (chat_id, ai, text, created_at) values (1, 0, 'Hello', ''), (1, 1, 'Hi', '')")
+    db.execute("insert into message_context (message_id, memories, lore) values (2, '[{\"id\": 7}]', '[]')")
+    db.conn.close()
+
+    store = Store(tmp_path / "c.db")
+    assert store.get_context(2) == {"memories": [{"id": 7}], "lore": []} and store.notes([1, 2]) == {}
+    store.set_note(1, "{{char}} remembers:\n- a fact", [{"id": 7, "score": 0.5, "relevance": 0.4}],
+                   [{"lorebook_id": 1, "entry": 0}])
+    store.set_note(2, "Current date and time: now", [], [])
+    store.set_context(2, [{"id": 8}], [])                 # a reply's context written again keeps its note
+    notes = store.notes([1, 2, 3])
+    assert notes[1] == {"note": "{{char}} remembers:\n- a fact", "memories": [{"id": 7, "score": 0.5, "relevance": 0.4}],
+                        "lore": [{"lorebook_id": 1, "entry": 0}]}
+    assert notes[2]["note"] == "Current date and time: now" and store.get_context(2)["memories"] == [{"id": 8}]
+    store.set_note(1, "again", [], [])
+    assert store.notes([1])[1] == {"note": "again", "memories": [], "lore": []}
+    store.delete_message(1)
+    assert 1 not in store.notes([1, 2])                 # the note goes with its message
     store.close()
 
 

@@ -118,3 +118,32 @@ def test_a_turns_query_vector_is_reused_for_its_exchange(services):
     assert embedder.reused == before + 1
     found = services.memory.recall(services.companions.active_companion_id(), "What is my dog called?", 2, 0.0)
     assert any("Rex" in m.text for m in found)
+
+
+def test_the_next_turns_prompt_appends_to_this_one_and_a_swipe_reuses_its_note(services):
+    """A turn's note (its memories, lore and time) is kept with the user's message: the next
+    turn's prompt is this one with the reply and the new note and message after it, recall does
+    not repeat a memory a note in the window shows, and a swipe reuses the note as it was."""
+    turns, store = services.turns, services.store
+    companion_id, chat_id = services.companions.active_companion_id(), services.companions.active_chat_id()
+    services.memory.add(companion_id, "{{user}}'s sister is called Priya and lives in Porto.", "custom")
+    book = services.lorebooks.create({"name": "Town"}, [{"keys": ["lighthouse"], "content": "The lighthouse is red."}])
+    services.lorebooks.attach(companion_id, book["id"])
+    with recorded_requests(turns) as requests:
+        first = turns.send(chat_id, "Do you remember my sister Priya? She loves the lighthouse.", {"max_tokens": 6})
+        second = turns.send(chat_id, "Priya says hi. Shall we walk to the lighthouse?", {"max_tokens": 6})
+        swipe = turns.regenerate(chat_id, {"max_tokens": 6})
+    a, b, c = (r.messages for r in requests)
+    assert any("Priya and lives in Porto" in m.text for m in first.memories)
+    assert b[:len(a)] == a and b[len(a)] == {"role": "assistant", "content": first.message["text"]}
+    told = "\n".join(m["content"] for m in b)
+    assert told.count("lives in Porto") == 1 and told.count("The lighthouse is red.") == 1   # not repeated
+    assert not any("Porto" in m.text for m in second.memories)
+    assert {item["entry"] for item in second.lore} == {0}     # still reported: it is in the prompt
+    asked = store.messages(chat_id)[-2]
+    assert store.notes([asked["id"]])[asked["id"]]["note"] in b[-2]["content"]
+    assert c == b and [m.id for m in swipe.memories] == [m.id for m in second.memories]   # the same note
+    services.memory.delete([m.id for m in first.memories])    # forgotten: its note is not shown again
+    with recorded_requests(turns) as requests:
+        turns.regenerate(chat_id, {"max_tokens": 6})
+    assert "Porto" not in "\n".join(m["content"] for m in requests[-1].messages)

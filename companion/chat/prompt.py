@@ -3,12 +3,21 @@
 Layout, built so llama.cpp can reuse the evaluated prefix (KV cache) from turn to turn::
 
     [system: persona, personality, scenario, user persona, example dialogue, tuning]  stable
-    [history window: oldest .. newest-1]                                             grows by appending
-    [lore triggered now, recalled memories, current date and time]                   volatile, small
+    [history window: oldest .. newest-1, each message after the note its turn had]   grows by appending
+    [this turn's note: lore triggered now, recalled memories, current date and time] small
     [newest user message][assistant cue]
 
+A turn's note is kept with the message it went before (the user's message; in a group chat or
+when the companion writes first, the reply itself), and the history shows it there again as a
+system message: turn N+1's prompt is turn N's prompt, its reply, the new note and the new
+message, a pure append, so llama.cpp evaluates only those. A swipe reuses the note of the
+message it answers. A card's post-history instructions follow the newest note only (kept in
+every note they would repeat down the window).
+
 The history window starts on a multiple of half the short-term window, so it stays put for
-several turns and then drops a whole block at once instead of sliding every turn.
+several turns and then drops a whole block at once instead of sliding every turn; when the token
+budget makes it shorter than that, it drops half of what fits at once and keeps that start
+(kept_from: the chat's stored window start) until it no longer fits.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ class Turn:
     ai: bool
     text: str
     speaker: str = ""
+    note: str = ""      # the note its turn's prompt put just before it (placeholders unresolved)
 
 
 @dataclass
@@ -71,6 +81,7 @@ class PromptInput:
     lore_before: list[str] = field(default_factory=list)   # constant lore, before the character
     lore_after: list[str] = field(default_factory=list)    # constant lore, after the character
     lore_triggered: list[str] = field(default_factory=list)  # lore this turn's messages triggered
+    note: str | None = None                 # this turn's note as kept (a swipe): instead of a new one
     history: list[Turn] = field(default_factory=list)
     memories: list[Recalled] = field(default_factory=list)
     newest: str = ""
@@ -229,21 +240,31 @@ def with_text_before_newest(messages: list[dict], text: str) -> list[dict]:
     return out
 
 
-def volatile_text(p: PromptInput) -> str:
-    """The small part that changes every turn: triggered lore, recalled memories, the current
-    date and time (and the length of a long pause), and the card's post-history instructions."""
+def note_text(p: PromptInput) -> str:
+    """This turn's note (placeholders unresolved): triggered lore, recalled memories, the current
+    date and time (and the length of a long pause), why the companion writes first, whose turn it
+    is in a group. Kept with the message it goes before, later prompts show it there again."""
+    if p.note is not None:
+        return p.note
     now = p.now or datetime.now(timezone.utc).astimezone()
     parts = [text.strip() for text in p.lore_triggered if text.strip()]
     if p.memories:
         parts.append(memories_text(p.memories, now))
     parts.append(time_text(now, p.last_message_at))
-    if p.post_history_instructions.strip():
-        parts.append(ORIGINAL.sub("", p.post_history_instructions).strip())
     if p.initiative:
         parts.append(INITIATIVE_NOTE.format(reason=p.initiative))
     if p.group:
         parts.append(GROUP_NOTE)
-    return resolve_placeholders("\n\n".join(parts), p.char, p.user)
+    return "\n\n".join(parts)
+
+
+def volatile_text(p: PromptInput) -> str:
+    """The part before the newest message: this turn's note, then the card's post-history
+    instructions (these only here, not kept with the note), placeholders resolved."""
+    parts = [note_text(p)]
+    if p.post_history_instructions.strip():
+        parts.append(ORIGINAL.sub("", p.post_history_instructions).strip())
+    return resolve_placeholders("\n\n".join(part for part in parts if part), p.char, p.user)
 
 
 INITIATIVE_NOTE = ("{reason} {{{{char}}}} now writes to {{{{user}}}} first: one short, warm message that picks up "
@@ -255,6 +276,9 @@ def build_messages(p: PromptInput) -> list[dict]:
     """The prompt as chat messages ({role, content}), in the cache-friendly layout."""
     messages = [{"role": "system", "content": system_text(p)}]
     for turn in p.history:
+        if turn.note:     # as its turn's prompt had it; {{char}}: whom it was for (the reply's speaker)
+            char = turn.speaker if turn.ai and turn.speaker else p.char
+            messages.append({"role": "system", "content": resolve_placeholders(turn.note, char, p.user)})
         messages.append(turn_message(turn, p.char, p.user, name_companions=bool(p.group)))
     volatile = volatile_text(p)
     if volatile:
@@ -292,21 +316,36 @@ def window_start(n_history: int, short_term_mem: int) -> int:
 
 
 def fit_history(p: PromptInput, history: list[Turn], short_term_mem: int,
-                count_tokens: Callable[[list[dict]], int], budget: int) -> tuple[list[dict], int]:
+                count_tokens: Callable[[list[dict]], int], budget: int,
+                kept_from: int = 0) -> tuple[list[dict], int]:
     """Choose the history window that fits the token budget; returns (messages, start).
 
-    Starts from the aligned short-term window and drops blocks of half the window (then
-    single messages) from the oldest end until the prompt fits. Raises ValueError when even
-    the prompt without history is too long.
+    Starts from the aligned short-term window, or from kept_from (where the window started
+    last, the chat's stored start) when that is later: the window never moves back, and what
+    left it stays out. Drops blocks of half the window from the oldest end while more than a
+    block is left; when it must drop further, it finds the first start that fits and then drops
+    half of what is left after it at once, so the start stays put for the next turns instead of
+    sliding one message a turn (each slide re-reads the whole window). Raises ValueError when
+    even the prompt without history is too long.
     """
-    start = window_start(len(history), short_term_mem)
+    start = max(window_start(len(history), short_term_mem), min(kept_from, len(history)))
     block = max(1, short_term_mem // 2)
+    sliding = False
     while True:
         p.history = history[start:]
         messages = build_messages(p)
         if count_tokens(messages) <= budget:
-            return messages, start
+            break
         if start >= len(history):
             raise ValueError("the prompt is too long for the model's context window")
         remaining = len(history) - start
-        start += block if remaining > block else 1
+        if remaining > block:
+            start += block
+        else:
+            start += 1
+            sliding = True
+    if sliding and (rest := (len(history) - start) // 2):
+        start += rest
+        p.history = history[start:]
+        messages = build_messages(p)
+    return messages, start

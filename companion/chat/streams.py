@@ -196,6 +196,7 @@ class TurnStream(ModelHold):
         self.memories: list[RecalledMemory] = []
         self.memory_window: dict | None = None
         self.lore: list[dict] = []
+        self.note: tuple[str, list[dict], list[dict]] | None = None   # a new note kept with the reply
 
     def events(self) -> Stream[tuple[str, object], None, None]:
         """Generate: token pieces as they come, then the stored reply."""

@@ -93,14 +93,16 @@ def prompt_input(companion: Mapping[str, Any], user: Mapping[str, Any], newest: 
 
 
 def history_turns(history: list[MessageRow], companion_names: dict[int, str],
-                  user_names: dict[int, str]) -> list[Turn]:
+                  user_names: dict[int, str], notes: dict[int, str] | None = None) -> list[Turn]:
     """The history as prompt turns, each named after its speaker: a companion (by id in
-    companion_names) or a persona (user_names); "" where the speaker is unknown."""
+    companion_names) or a persona (user_names); "" where the speaker is unknown; each with the
+    note its turn's prompt put before it (notes, by message id), if any."""
+    notes = notes or {}
     turns = []
     for message in history:
         if message["ai"]:
             speaker = companion_names.get(message["companion_id"] or 0, "")
         else:
             speaker = user_names.get(message["user_id"] or 0, "")
-        turns.append(Turn(message["ai"], message["text"], speaker))
+        turns.append(Turn(message["ai"], message["text"], speaker, notes.get(message["id"], "")))
     return turns

@@ -23,6 +23,7 @@ from companion.chat.prompt import (
     Recalled,
     fit_history,
     memories_text,
+    note_text,
     resolve_placeholders,
     story_text,
     window_start,
@@ -381,6 +382,8 @@ class TurnService:
                                             "exchange", answered["id"], reply["id"], covers=covers)
             self.store.set_context(reply["id"], [{"id": m.id, "score": m.score, "relevance": m.relevance}
                                                  for m in turn.memories], turn.lore)
+            if turn.note is not None:   # a group's or a first message's note goes before the reply itself
+                self.store.set_note(reply["id"], *turn.note)
         turn.message_id = reply["id"]
         self.memory.unindex(old_memories)
         if row is not None:
@@ -407,23 +410,51 @@ class TurnService:
                 GenerationRequest(messages=messages, char=char_name(companion), user=user["name"]))
         return count
 
-    def _lore(self, companion: CompanionRow, user: dict, p: PromptInput, window: list[MessageRow]) -> list[dict]:
-        """Activate the companion's lorebooks on the newest messages; fills the prompt's lore parts."""
+    def _lore(self, companion: CompanionRow, user: dict, p: PromptInput,
+              window: list[MessageRow]) -> list[tuple[dict, str]]:
+        """Activate the companion's lorebooks on the newest messages: each entry as a reply's
+        context says it (its content resolved) with its position."""
         names = (char_name(companion), user["name"])
         recent = [resolve_placeholders(m["text"], *names) for m in window]
         recent.append(resolve_placeholders(p.newest, *names))
         activated = self.lorebooks.activate(companion["id"], recent, self.generator.count_tokens,
                                             self.settings.lore.scan_depth, self.settings.lore.token_budget)
-        used = []
-        for lorebook_id, item in activated:
-            text = resolve_placeholders(item.content, *names)
-            if item.reason == "constant":
-                (p.lore_after if item.position == "after_char" else p.lore_before).append(text)
-            else:
-                p.lore_triggered.append(text)
-            used.append({"lorebook_id": lorebook_id, "book": item.book_name, "entry": item.entry_index,
-                         "comment": item.entry.comment, "reason": item.reason, "content": text})
-        return used
+        return [({"lorebook_id": lorebook_id, "book": item.book_name, "entry": item.entry_index,
+                  "comment": item.entry.comment, "reason": item.reason,
+                  "content": resolve_placeholders(item.content, *names)}, item.position)
+                for lorebook_id, item in activated]
+
+    @staticmethod
+    def _place_lore(p: PromptInput, activated: list[tuple[dict, str]], shown: set[tuple],
+                    group: bool) -> list[dict]:
+        """Fill the prompt's lore parts: constant lore in the system part (in a group chat, whose
+        system part is the group's, in the speaker's note), the rest in this turn's note unless a
+        note in the window shows it already (shown: (lorebook id, entry)); returns the entries the
+        note shows."""
+        before = [e for e, position in activated if e["reason"] == "constant" and position != "after_char"]
+        after = [e for e, position in activated if e["reason"] == "constant" and position == "after_char"]
+        triggered = [e for e, _ in activated if e["reason"] != "constant"]
+        if group:
+            before, after, triggered = [], [], before + after + triggered
+        in_note = [e for e in triggered if (e["lorebook_id"], e["entry"]) not in shown]
+        p.lore_before = [e["content"] for e in before]
+        p.lore_after = [e["content"] for e in after]
+        p.lore_triggered = [e["content"] for e in in_note]
+        return in_note
+
+    def _notes(self, message_ids: list[int]) -> dict[int, dict]:
+        """The notes kept with these messages, less those showing a memory that is gone (forgotten
+        memories are not told again)."""
+        notes = self.store.notes(message_ids)
+        shown = {m["id"] for note in notes.values() for m in note["memories"]}
+        existing = {row["id"] for row in self.store.memories_by_ids(sorted(shown))}
+        return {i: note for i, note in notes.items() if all(m["id"] in existing for m in note["memories"])}
+
+    def _noted_memories(self, note: dict) -> list[RecalledMemory]:
+        """The memories a kept note shows, as a turn reports them."""
+        rows = {row["id"]: row for row in self.store.memories_by_ids([m["id"] for m in note["memories"]])}
+        return [RecalledMemory(m["id"], rows[m["id"]]["text"], rows[m["id"]]["created_at"], m.get("score", 0.0),
+                               m.get("relevance", 0.0)) for m in note["memories"] if m["id"] in rows]
 
     def _check_fits(self, companion: CompanionRow, user: dict, text: str, params: GenerationParams) -> None:
         """Refuse a prompt that cannot fit the context even with no history (nothing is stored)."""
@@ -452,7 +483,10 @@ class TurnService:
 
         Every earlier message is either in the prompt's history window or recallable: recall
         leaves out only the messages of the window that is kept, and when the memories push
-        the window's start later, recall runs again for the window that is left."""
+        the window's start later, recall runs again for the window that is left. Each history
+        message shows the note its turn had before it; recall leaves out the memories those
+        notes show, and lore they show is not repeated. This turn's note is kept with the
+        user's message (else with the reply, stream.note); a swipe reuses the kept one."""
         self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
         companion, user, history = turn.companion, turn.user, turn.history
         newest = turn.user_message["text"] if turn.user_message else ""
@@ -467,46 +501,71 @@ class TurnService:
         recall_count = max(1, companion["long_term_mem"]) if turn.initiative else companion["long_term_mem"]
         chat = self.store.get_chat(turn.chat_id)
         p.story = chat["story"] if chat and chat["story_so_far"] else None
-        turns = history_turns(history, *self._speaker_names(history, companion, user))
+        noted = turn.user_message or (turn.replaced if turn.group else None)   # this turn's note goes before it
+        notes = self._notes([m["id"] for m in history] + ([noted["id"]] if noted else []))
+        kept_note = notes.pop(noted["id"], None) if noted else None
+        turns = history_turns(history, *self._speaker_names(history, companion, user),
+                              {i: note["note"] for i, note in notes.items()})
         short_term = companion["short_term_mem"]
         count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
         recall_ready = self.memory.embedder.state == "ready"   # a failed embedder costs recall, not the reply
-        turn.lore = self._lore(companion, user, p, history[-short_term:] if short_term else [])
-        if turn.group:     # the system part is the group's: the speaker's constant lore goes with its turn
-            p.lore_triggered = p.lore_before + p.lore_after + p.lore_triggered
-            p.lore_before, p.lore_after = [], []
+        activated = self._lore(companion, user, p, history[-short_term:] if short_term else [])
+        turn.lore = [entry for entry, _ in activated]
+        window_id = chat["window_start_id"] if chat else None
+        kept_from = next((i for i, m in enumerate(history) if m["id"] >= window_id), len(history)) if window_id else 0
 
         def fit() -> tuple[list[dict], int]:
-            """The prompt within the budget; without the memories when it does not fit with them."""
+            """The prompt within the budget; without the memories (and a kept note) when it does not
+            fit with them."""
             try:
-                return fit_history(p, turns, short_term, count, budget)
+                return fit_history(p, turns, short_term, count, budget, kept_from)
             except ValueError:
-                p.memories = []
+                p.memories, p.note = [], None
             try:
-                return fit_history(p, turns, short_term, count, budget)
+                return fit_history(p, turns, short_term, count, budget, kept_from)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
 
-        start = window_start(len(history), short_term)
+        def shown(start: int) -> tuple[set[int], set[tuple]]:
+            """The memories and lore entries the notes of a window from start show."""
+            in_window = [notes[m["id"]] for m in history[start:] if m["id"] in notes]
+            return ({m["id"] for note in in_window for m in note["memories"]},
+                    {(e.get("lorebook_id"), e.get("entry")) for note in in_window for e in note["lore"]})
+
+        start = max(window_start(len(history), short_term), min(kept_from, len(history)))
         memories: list[RecalledMemory] = []
+        if kept_note is not None:   # a swipe: the note of the message it answers, as it was
+            p.note = kept_note["note"]
+            memories = self._noted_memories(kept_note)
         for _ in range(3):
-            if recall_ready:
+            shown_memories, shown_lore = shown(start)
+            in_note = self._place_lore(p, activated, shown_lore, bool(turn.group))
+            if recall_ready and p.note is None:
                 in_window = {m["id"] for m in history[start:]} | ({turn.user_message["id"]} if turn.user_message else set())
-                memories = self.memory.recall(companion["id"], query, recall_count, exclude_message_ids=in_window)
+                memories = self.memory.recall(companion["id"], query, recall_count, exclude_message_ids=in_window,
+                                              exclude_memory_ids=shown_memories)
                 turn.memory_window = memories.window.as_json() if memories.window else None
-            p.memories = [Recalled(m.text, m.created_at) for m in memories]
-            messages, kept_from = fit()
-            if kept_from <= start or not p.memories:
+            if p.note is None:
+                p.memories = [Recalled(m.text, m.created_at) for m in memories]
+            messages, first = fit()
+            if first <= start or (not p.memories and shown(first) == (shown_memories, shown_lore)):
                 break
-            start = kept_from
-        first_kept = history[kept_from]["id"] if kept_from < len(history) else (
+            start = first
+        first_kept = history[first]["id"] if first < len(history) else (
             turn.user_message["id"] if turn.user_message else None)
         if first_kept is not None and self.store.set_window_start(turn.chat_id, first_kept) and p.story is not None:
             # the window dropped a block: the story so far is refreshed now, and only now
             p.story = self._refresh_story(turn.chat_id)
             messages, _ = fit()
-        if not p.memories:
-            memories = []          # they did not fit
+        if p.note is None:      # a new note: kept with the message it goes before
+            if not p.memories:
+                memories = []          # they did not fit
+            note = (note_text(p), [{"id": m.id, "score": m.score, "relevance": m.relevance} for m in memories],
+                    in_note)
+            if turn.user_message is not None:
+                self.store.set_note(turn.user_message["id"], *note)
+            else:
+                turn.note = note
         for memory in memories:
             memory.text = resolve_placeholders(memory.text, char_name(companion), user["name"])
         turn.memories = list(memories)

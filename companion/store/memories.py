@@ -101,8 +101,10 @@ class MemoryQueries(Connection):
         return self._row("select count(*) as n from memories where companion_id = ?", [companion_id])["n"]
 
     def set_context(self, message_id: int, memories: list[dict], lore: list[dict]) -> None:
+        """What a reply used (memories and lore); a note kept with the message stays."""
         with self.transaction() as db:
-            db.execute("insert or replace into message_context (message_id, memories, lore) values (?, ?, ?)",
+            db.execute("insert into message_context (message_id, memories, lore) values (?, ?, ?) "
+                       "on conflict (message_id) do update set memories = excluded.memories, lore = excluded.lore",
                        [message_id, json.dumps(memories, ensure_ascii=False), json.dumps(lore, ensure_ascii=False)])
 
     def get_context(self, message_id: int) -> dict | None:
@@ -110,6 +112,28 @@ class MemoryQueries(Connection):
         if row is None:
             return None
         return {"memories": json.loads(row["memories"]), "lore": json.loads(row["lore"])}
+
+    def set_note(self, message_id: int, note: str, memories: list[dict], lore: list[dict]) -> None:
+        """The note a turn's prompt put just before a message (placeholders unresolved) and what it
+        shows: memories ({id, score, relevance}) and lore entries (as a reply's context says them)."""
+        shows = json.dumps({"memories": memories, "lore": lore}, ensure_ascii=False)
+        with self.transaction() as db:
+            db.execute("insert into message_context (message_id, note, note_shows) values (?, ?, ?) "
+                       "on conflict (message_id) do update set note = excluded.note, note_shows = excluded.note_shows",
+                       [message_id, note, shows])
+
+    def notes(self, message_ids: list[int]) -> dict[int, dict]:
+        """The notes kept with these messages: {message id: {note, memories, lore}} (those with one)."""
+        out: dict[int, dict] = {}
+        for start in range(0, len(message_ids), 900):
+            part = list(message_ids[start:start + 900])
+            rows = self._query(f"select message_id, note, note_shows from message_context where note is not null "
+                               f"and message_id in ({','.join('?' * len(part))})", part)
+            for row in rows:
+                shows = json.loads(row["note_shows"] or "{}")
+                out[row["message_id"]] = {"note": row["note"], "memories": shows.get("memories", []),
+                                          "lore": shows.get("lore", [])}
+        return out
 
     def add_tuning_example(self, companion_id: int, user_text: str, ai_text: str) -> None:
         self._insert("tuning_examples", {"companion_id": companion_id, "user_text": user_text,

@@ -286,6 +286,15 @@ def m012_group_preset(db: sqlite_utils.Database) -> None:
     db.execute("alter table companion_groups add column preset_id integer references presets(id) on delete set null")
 
 
+@migrations()
+def m013_message_notes(db: sqlite_utils.Database) -> None:
+    # the note a turn's prompt put just before a message (the memories recalled for that turn, the
+    # lore it triggered, the time), kept so that later prompts show it there again (a prompt then
+    # grows by appending) and a swipe reuses it; note_shows: what it shows ({memories, lore})
+    db.execute("alter table message_context add column note text")
+    db.execute("alter table message_context add column note_shows text not null default '{}'")
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Apply the pending migrations, each in its own transaction; returns their names."""
     pending = [m.name for m in migrations.pending(db)]
