@@ -127,7 +127,7 @@ def run(turns: int = 8, max_tokens: int = 24, n_ctx: int = 4096) -> dict:
             request = GenerationRequest(params, messages=messages, char=char, user=USER)
             prompt, _ = gen.render(request)
             tokens = gen._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-            cached = gen._llama._input_ids[:gen._llama.n_tokens].tolist()
+            cached = gen.cached_tokens()     # what llama.cpp may reuse (a reply's tokens are not)
             evaluated[arm].append(len(tokens) - common_prefix(cached, tokens[:-1]))
             prompt_tokens[arm].append(len(tokens))
             began = time.perf_counter()

@@ -60,20 +60,35 @@ def test_stop_event_ends_generation_after_the_current_token(generator):
     assert 3 <= len(pieces) <= 5
 
 
+def test_a_replys_tokens_are_not_reused_by_the_next_prompt(generator):
+    """Only what a prompt's batches evaluated is reused: a reply's tokens (evaluated one at a time,
+    rounded otherwise) are read again with the next prompt, so the next reply at temperature 0 is
+    the one the same prompt gets on a cold cache (a restored KV state, a restart)."""
+    params = GenerationParams(max_tokens=12, temperature=0.0, top_k=1, seed=1)
+    first = GenerationRequest(params, prompt="<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n")
+    reply = "".join(generator.generate(first))
+    assert generator.cached_tokens() == generator.prompt_token_ids(first)[:-1]
+    following = GenerationRequest(params, prompt=first.prompt + reply + "<|im_end|>\n<|im_start|>user\nAnd the "
+                                  "mountains?<|im_end|>\n<|im_start|>assistant\n")
+    warm = "".join(generator.generate(following))
+    generator._llama.reset()     # nothing cached: cold
+    assert "".join(generator.generate(following)) == warm
+
+
 def test_generating_aside_keeps_the_chats_cache_and_stops_during_prefill(generator):
     params = GenerationParams(max_tokens=12, temperature=0.0, top_k=1, seed=1)
     chat = GenerationRequest(params, prompt="<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n")
     first = "".join(generator.generate(chat))
-    llama = generator._llama
-    kept = (llama.n_tokens, list(llama.input_ids[:llama.n_tokens]))
+    kept = generator.cached_tokens()     # the prompt's (a reply's tokens are never reused)
+    assert kept and len(kept) < len(generator.prompt_token_ids(chat))
     aside = "".join(generator.generate_aside(GenerationRequest(params, prompt="Summarize: " + "the garden was quiet. " * 40),
                                              threading.Event()))
-    assert aside and (llama.n_tokens, list(llama.input_ids[:llama.n_tokens])) == kept
+    assert aside and generator.cached_tokens() == kept
     assert "".join(generator.generate(chat)) == first      # same reply from the kept cache
     stop = threading.Event()
     stop.set()                                                        # stopped before it starts
     assert list(generator.generate_aside(GenerationRequest(params, prompt="Summarize: " + "words " * 300), stop)) == []
-    assert (llama.n_tokens, list(llama.input_ids[:llama.n_tokens])) == kept
+    assert generator.cached_tokens() == kept
 
 
 def test_the_prompt_format_in_use_says_why(generator, client):

@@ -210,6 +210,7 @@ class LlamaGenerator(BackgroundLoaded):
         self._formatter = None
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.RLock()
+        self._reusable = 0   # the cached tokens evaluated in a prompt's batches (_reuse_prefix)
 
     def _open(self) -> None:
         if not self.path:
@@ -313,16 +314,12 @@ class LlamaGenerator(BackgroundLoaded):
             state = self._save_cache()
             try:
                 tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-                same = 0
-                for evaluated, wanted in zip(llama.input_ids[:llama.n_tokens], tokens[:-1]):
-                    if evaluated != wanted:
-                        break
-                    same += 1
-                llama.n_tokens = same
+                same = self._reuse_prefix(tokens[:-1])
                 for start in range(same, len(tokens) - 1, PREFILL_STEP):
                     if stop_event.is_set():
                         return
                     llama.eval(tokens[start:min(start + PREFILL_STEP, len(tokens) - 1)])
+                    self._reusable = llama.n_tokens
                 yield from self._complete(prompt, stops, request.params, stop_event)
             finally:
                 self._restore_cache(state)
@@ -337,7 +334,7 @@ class LlamaGenerator(BackgroundLoaded):
         size = llama_cpp.llama_state_get_size(llama._ctx.ctx)
         data = (ctypes.c_uint8 * int(size))()
         used = llama_cpp.llama_state_get_data(llama._ctx.ctx, data, size)
-        return data, int(used), llama.input_ids.copy(), llama.n_tokens
+        return data, int(used), llama.input_ids.copy(), min(llama.n_tokens, self._reusable)
 
     def _restore_cache(self, state: tuple) -> bool:
         from llama_cpp import llama_cpp
@@ -348,7 +345,7 @@ class LlamaGenerator(BackgroundLoaded):
             llama.reset()      # the cache is lost, not wrong: the next prompt is evaluated whole
             return False
         llama.input_ids[:len(input_ids)] = input_ids
-        llama.n_tokens = n_tokens
+        llama.n_tokens = self._reusable = n_tokens   # cells past it (a reply's) are dropped before reuse
         if hasattr(llama, "_requires_eval"):
             llama._requires_eval = True   # logits are stale: evaluate the last token again
         return True
@@ -370,7 +367,7 @@ class LlamaGenerator(BackgroundLoaded):
     def cached_tokens(self) -> list[int]:
         """The tokens the KV cache holds now."""
         with self._lock:
-            return list(self._llama.input_ids[:self._llama.n_tokens])
+            return list(self._llama.input_ids[:min(self._llama.n_tokens, self._reusable)])
 
     def prompt_token_ids(self, request: GenerationRequest) -> list[int]:
         """A request's prompt as the model will read it, in tokens."""
@@ -429,14 +426,22 @@ class LlamaGenerator(BackgroundLoaded):
         token of a reply is sampled from that row: evaluated alone both when the prompt is new and
         when it is cached, the same prompt at temperature 0 gives the same reply either way."""
         llama = self._llama
-        cached = llama._input_ids[:llama.n_tokens].tolist()
         head = tokens[:-1]
-        shared = common_prefix(cached, head)
-        if shared < llama.n_tokens:
-            llama._ctx.kv_cache_seq_rm(-1, shared, -1)
-            llama.n_tokens = shared
+        shared = self._reuse_prefix(head)
         if shared < len(head):
             llama.eval(head[shared:])
+        self._reusable = llama.n_tokens
+
+    def _reuse_prefix(self, head: list[int]) -> int:
+        """Keep the longest cached prefix of head among the tokens a prompt's batches evaluated,
+        drop every cell after it, and return its length. A reply's tokens (and a prompt's last
+        token) were evaluated one at a time, with other rounding than in a batch: reused, the
+        next reply would differ from the same prompt's reply on a cold cache."""
+        llama = self._llama
+        shared = common_prefix(llama._input_ids[:min(llama.n_tokens, self._reusable)].tolist(), head)
+        llama._ctx.kv_cache_seq_rm(-1, shared, -1)
+        llama.n_tokens = shared
+        return shared
 
     def _complete(self, prompt: str, stops: list[str], params: GenerationParams,
                   stop_event: threading.Event | None = None) -> Stream[str, None, None]:
