@@ -75,6 +75,36 @@ def test_a_replys_tokens_are_not_reused_by_the_next_prompt(generator):
     assert "".join(generator.generate(following)) == warm
 
 
+def test_a_settled_reply_is_reused_and_the_next_reply_equals_the_cold_one(generator):
+    """settle evaluates the reply's tokens again in batches: the next prompt reads only what is
+    new, and its reply at temperature 0 is still the one a cold cache gives."""
+    params = GenerationParams(max_tokens=12, temperature=0.0, top_k=1, seed=1)
+    first = GenerationRequest(params, prompt="<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n")
+    reply = "".join(generator.generate(first))
+    prompt_tokens = generator.prompt_token_ids(first)
+    assert generator.settle() >= 2       # the prompt's last token and the reply's
+    cached = generator.cached_tokens()
+    assert cached[:len(prompt_tokens)] == prompt_tokens and len(cached) > len(prompt_tokens)
+    assert generator.settle() == 0       # nothing left to settle
+    following = GenerationRequest(params, prompt=first.prompt + reply + "<|im_end|>\n<|im_start|>user\nAnd the "
+                                  "mountains?<|im_end|>\n<|im_start|>assistant\n")
+    following_tokens = generator.prompt_token_ids(following)
+    assert following_tokens[:len(cached)] == cached      # the whole settled cache is the next prompt's start
+    warm = "".join(generator.generate(following))
+    generator._llama.reset()     # nothing cached: cold
+    assert "".join(generator.generate(following)) == warm
+
+
+def test_settling_stops_between_batches(generator):
+    params = GenerationParams(max_tokens=12, temperature=0.0, top_k=1, seed=1)
+    first = GenerationRequest(params, prompt="<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n")
+    "".join(generator.generate(first))
+    before = generator.cached_tokens()
+    stop = threading.Event()
+    stop.set()
+    assert generator.settle(stop) == 0 and generator.cached_tokens() == before
+
+
 def test_generating_aside_keeps_the_chats_cache_and_stops_during_prefill(generator):
     params = GenerationParams(max_tokens=12, temperature=0.0, top_k=1, seed=1)
     chat = GenerationRequest(params, prompt="<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n")

@@ -67,3 +67,32 @@ def test_a_second_turn_starts_with_the_first_turns_prompt_and_reply(services):
     tokens = [real.tokenize(p, add_special=True) for p in prompts]
     evaluated = len(tokens[1]) - len(tokens[0])     # what the second turn adds after the first's prompt
     assert tokens[1][:len(tokens[0])] == tokens[0] and evaluated < len(tokens[0]) // 2
+
+
+def test_after_a_turn_settles_the_next_prompt_reads_only_what_is_new(services):
+    """Once the model is free after a turn, its reply is evaluated again in batches (settled): the
+    tokens the model keeps reach past the first prompt into the reply, and the second turn's
+    prompt starts with all of them."""
+    turns = services.turns
+    chat_id = services.companions.active_chat_id()
+    real = turns.generator
+    prompts: list[list[int]] = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def generate(self, request, stop_event=None):
+            prompts.append(real.prompt_token_ids(request))
+            return real.generate(request, stop_event)
+
+    turns.generator = Recording()
+    try:
+        turns.send(chat_id, "Tell me about the sea.", {"max_tokens": 8})
+        assert turns.states.unsettled and turns.states.settle_now() and not turns.states.unsettled
+        settled = real.cached_tokens()
+        turns.send(chat_id, "And the mountains?", {"max_tokens": 8})
+    finally:
+        turns.generator = real
+    assert len(settled) > len(prompts[0])                  # the reply's tokens are kept
+    assert prompts[1][:len(settled)] == settled            # and the next prompt starts with them

@@ -8,6 +8,12 @@ restored when a chat's next prompt shares more of its beginning with the saved t
 what the model holds. Files are written atomically, tied to the model and the settings that
 shape the cache (a state from another model is never loaded), and bound in total size: the
 least recently used go first.
+
+A reply's tokens are evaluated one at a time, and llama.cpp rounds a token alone otherwise than
+in a batch, so the generator reuses only what batches evaluated. As soon as the model is free
+after a turn, the reply is settled: evaluated again in batches (a few hundred milliseconds of
+otherwise idle time), so the next turn reads only its own new tokens, as llama.cpp's server does,
+and its reply is still the one a cold cache gives.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"companion-kv-state\n"
 IDLE_SECONDS = 2.0      # a turn's state is saved once the model has been idle this long
+SETTLE_RETRY_SECONDS = 0.02   # how often settling after a turn tries the model while the turn ends
 
 
 @dataclass
@@ -135,6 +142,7 @@ class ChatStates:
         self.generator = generator       # the generator serving now (it can be swapped)
         self.owner: int | None = None    # the chat whose state the model holds
         self.unsaved = False             # the owner's state changed since it was saved
+        self.unsettled = False           # the owner's reply was evaluated one token at a time (settle)
         self.restored = 0                # states restored since start
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -145,13 +153,16 @@ class ChatStates:
         generator = self.generator()
         return generator if hasattr(generator, "export_state") and generator.state == "ready" else None
 
+    def _saving(self) -> bool:
+        return self.files.max_bytes > 0
+
     # called holding the model ------------------------------------------------------------------
 
     def before_turn(self, chat_id: int, request) -> None:
         """Before a chat's generation: keep the state of the chat that held the model, and bring
         back this chat's when it shares more of the prompt's beginning than what is held now."""
         generator = self._local()
-        if generator is None or self.files.max_bytes <= 0 or self.owner == chat_id:
+        if generator is None or not self._saving() or self.owner == chat_id:
             return    # the model holds this chat already: nothing saved of it is further along
         prompt_tokens = generator.prompt_token_ids(request)
         if self.owner is not None and self.owner != chat_id and self.unsaved:
@@ -169,13 +180,14 @@ class ChatStates:
     def before_other_use(self) -> None:
         """Before a generation that is no chat's (a plain completion): keep the held chat's state."""
         generator = self._local()
-        if generator is not None and self.owner is not None and self.unsaved and self.files.max_bytes > 0:
+        if generator is not None and self.owner is not None and self.unsaved and self._saving():
             self._save(generator, self.owner)
         self.owner = None
 
     def after_turn(self, chat_id: int) -> None:
-        """After a chat's generation: its state is saved once the model is idle."""
-        self.owner, self.unsaved = chat_id, True
+        """After a chat's generation: its reply is settled as soon as the model is free, its state
+        saved once the model is idle."""
+        self.owner, self.unsaved, self.unsettled = chat_id, self._saving(), True
         self._last_turn = time.monotonic()
         self._wake.set()
 
@@ -197,9 +209,9 @@ class ChatStates:
     # in the background -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Clear what a crash left half-written, then save after turns, while idle, on a background thread."""
+        """Clear what a crash left half-written, then settle and save after turns on a background thread."""
         self.files.remove_partials()
-        if self._thread is None and self.files.max_bytes > 0:
+        if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="kv-states", daemon=True)
             self._thread.start()
 
@@ -207,6 +219,8 @@ class ChatStates:
         while not self._closing.is_set():
             self._wake.wait()
             self._wake.clear()
+            while self.unsettled and not self._closing.is_set() and not self.settle_now():
+                self._closing.wait(SETTLE_RETRY_SECONDS)   # the turn is still ending
             while self.unsaved and not self._closing.is_set():
                 idle = time.monotonic() - self._last_turn
                 if idle < IDLE_SECONDS:
@@ -215,6 +229,32 @@ class ChatStates:
                 if self.save_now(wait=False):
                     break
                 self._closing.wait(IDLE_SECONDS)
+
+    def settle_now(self) -> bool:
+        """Evaluate the held chat's last reply again in batches (the generator's settle), so the
+        next turn reads only what is new; True when done or nothing is to be done, False when the
+        model is busy. A turn that comes meanwhile stops it between batches; the rest is then read
+        with that turn's prompt."""
+        if not self.unsettled:
+            return True
+        stop = self.lock.hold_for_background()
+        if stop is None:
+            return False
+        try:
+            generator = self._local()
+            if generator is not None and hasattr(generator, "settle") and self.unsettled:
+                started = time.monotonic()
+                settled = generator.settle(stop)
+                if settled:
+                    log.debug("chat %s: %d tokens of the reply settled in %.2f s", self.owner, settled,
+                              time.monotonic() - started)
+            self.unsettled = False
+        except Exception:
+            log.exception("the reply's tokens were not settled")
+            self.unsettled = False
+        finally:
+            self.lock.release_background()
+        return True
 
     def save_now(self, wait: bool = True) -> bool:
         """Save the held chat's state if it changed; True when nothing is left unsaved. With
@@ -243,5 +283,5 @@ class ChatStates:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        if self.files.max_bytes > 0:
+        if self._saving():
             self.save_now(wait=True)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CHECKOUT_MODELS = Path(__file__).resolve().parent.parent / "models"
 PREFILL_STEP = 8   # prompt tokens evaluated at a time by generate_aside (a step ~ a token's time here)
+SETTLE_STEP = 64   # a reply's tokens evaluated again at a time by settle (stoppable between steps)
 
 
 def usable_cpus() -> int:
@@ -431,6 +432,29 @@ class LlamaGenerator(BackgroundLoaded):
         if shared < len(head):
             llama.eval(head[shared:])
         self._reusable = llama.n_tokens
+
+    def settle(self, stop: threading.Event | None = None) -> int:
+        """Evaluate again, in batches, the cached tokens that were evaluated one at a time (a
+        prompt's last token and the reply's), so that the next prompt, which starts with them,
+        reuses them (_reuse_prefix reuses only what batches evaluated). Run while the model is
+        idle after a turn; stops between batches once stop is set. Returns the tokens settled."""
+        with self._lock:
+            llama = self._llama
+            start = min(self._reusable, llama.n_tokens)
+            tail = llama._input_ids[start:llama.n_tokens].tolist()
+            if len(tail) < 2:     # one token alone is what a batch of one would evaluate anyway
+                return 0
+            llama._ctx.kv_cache_seq_rm(-1, start, -1)
+            llama.n_tokens = start
+            done = 0
+            while done < len(tail) and not (stop is not None and stop.is_set()):
+                step = tail[done:done + SETTLE_STEP]
+                if len(tail) - done - len(step) == 1:   # never leave one token for a batch of its own
+                    step = tail[done:]
+                llama.eval(step)
+                done += len(step)
+                self._reusable = llama.n_tokens
+            return done
 
     def _reuse_prefix(self, head: list[int]) -> int:
         """Keep the longest cached prefix of head among the tokens a prompt's batches evaluated,
