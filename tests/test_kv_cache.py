@@ -147,3 +147,29 @@ def test_a_write_a_crash_cut_short_is_removed_at_start(tmp_path, caplog):
         assert files.read("7", "m").data() == b"x" * 100
     finally:
         states.close()
+
+
+def test_a_switch_writes_the_kept_state_later_and_a_switch_back_uses_it_meanwhile(tmp_path, embedder):
+    """The chat that held the model is copied out of it at a switch and written to disk on the
+    background thread, not by the turn that switched; switching back before it is written
+    restores it from memory."""
+    settings = test_settings(tmp_path / "data")
+    services = started(settings, embedder)
+    folder = tmp_path / "data" / "kv_cache"
+    try:
+        turns = services.turns
+        services.store.update_companion(services.companions.active_companion_id(), {"persona": PERSONA})
+        first = services.companions.active_chat_id()
+        turns.send(first, "Good evening! How was the sea today?")
+        other = services.chats.create(services.companions.active_companion_id())["id"]
+        turns.send(other, "Hello, who are you?")         # the background thread is not running here
+        assert not list(folder.glob("*.kv")) and first in turns.states._pending
+        counts = evaluated_tokens(services)
+        turn = turns.start_send(first, "Tell me about the worst storm you saw.")
+        turn.run()
+        assert turns.states.restored == 1
+        assert sum(counts) < services.generator.prompt_tokens(turn.request) / 3
+        assert turns.states.save_now() and sorted(p.name for p in folder.glob("*.kv")) == [f"{first}.kv", f"{other}.kv"]
+        assert not turns.states._pending
+    finally:
+        services.close()

@@ -3,7 +3,9 @@ prefix a chat has built survives a restart and a switch to another chat or compa
 
 On a small board llama.cpp reads a prompt at a few dozen tokens a second: a cold 1,500-token
 history costs most of a minute, a restored one only the new message. A state is saved when
-another chat takes the model, after a turn while the daemon is idle, and when it stops; it is
+another chat takes the model (copied out of it then, written to disk on a background thread, so
+the turn that switched does not wait for the disk), after a turn while the daemon is idle, and
+when it stops; it is
 restored when a chat's next prompt shares more of its beginning with the saved tokens than with
 what the model holds. Files are written atomically, tied to the model and the settings that
 shape the cache (a state from another model is never loaded), and bound in total size: the
@@ -37,6 +39,15 @@ log = logging.getLogger(__name__)
 MAGIC = b"companion-kv-state\n"
 IDLE_SECONDS = 2.0      # a turn's state is saved once the model has been idle this long
 SETTLE_RETRY_SECONDS = 0.02   # how often settling after a turn tries the model while the turn ends
+
+
+@dataclass
+class KeptState:
+    """A chat's state copied out of the model, to be written to disk."""
+    chat_id: int
+    fingerprint: str
+    tokens: list[int]
+    data: memoryview
 
 
 @dataclass
@@ -143,6 +154,9 @@ class ChatStates:
         self.owner: int | None = None    # the chat whose state the model holds
         self.unsaved = False             # the owner's state changed since it was saved
         self.unsettled = False           # the owner's reply was evaluated one token at a time (settle)
+        self._pending: dict[int, KeptState] = {}   # states taken from the model, not yet on disk
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self.restored = 0                # states restored since start
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -166,13 +180,22 @@ class ChatStates:
             return    # the model holds this chat already: nothing saved of it is further along
         prompt_tokens = generator.prompt_token_ids(request)
         if self.owner is not None and self.owner != chat_id and self.unsaved:
-            self._save(generator, self.owner)
+            self._take(generator, self.owner)     # written to disk on the background thread, not now
+            self._wake.set()
         held = common_prefix(generator.cached_tokens(), prompt_tokens)
-        saved = self.files.read(str(chat_id), generator.fingerprint())
-        if saved is not None and common_prefix(saved.tokens, prompt_tokens) > held:
-            if generator.import_state(saved.tokens, saved.data()):
+        fingerprint = generator.fingerprint()
+        with self._pending_lock:
+            pending = self._pending.get(chat_id)
+        load: Callable[[], bytearray | memoryview]
+        if pending is not None and pending.fingerprint == fingerprint:   # taken at a switch, not written yet
+            tokens, load = pending.tokens, (lambda: pending.data)
+        else:
+            saved = self.files.read(str(chat_id), fingerprint)
+            tokens, load = (saved.tokens, saved.data) if saved is not None else ([], bytearray)
+        if common_prefix(tokens, prompt_tokens) > held:
+            if generator.import_state(tokens, load()):
                 self.restored += 1
-                log.info("chat %s: restored a kv state of %d tokens", chat_id, len(saved.tokens))
+                log.info("chat %s: restored a kv state of %d tokens", chat_id, len(tokens))
             else:
                 log.warning("chat %s: the kv state did not load; the prompt is evaluated whole", chat_id)
         self.owner = chat_id
@@ -181,7 +204,8 @@ class ChatStates:
         """Before a generation that is no chat's (a plain completion): keep the held chat's state."""
         generator = self._local()
         if generator is not None and self.owner is not None and self.unsaved and self._saving():
-            self._save(generator, self.owner)
+            self._take(generator, self.owner)
+            self._wake.set()
         self.owner = None
 
     def after_turn(self, chat_id: int) -> None:
@@ -195,16 +219,42 @@ class ChatStates:
         """The model was replaced: it holds nobody's state."""
         self.owner, self.unsaved = None, False
 
-    def _save(self, generator, chat_id: int) -> None:
-        started = time.monotonic()
+    def _take(self, generator, chat_id: int) -> None:
+        """Copy the held chat's state out of the model (holding it: tens of milliseconds), to be
+        written by _write_pending without the model."""
         try:
             tokens, data = generator.export_state()
-            self.files.write(str(chat_id), generator.fingerprint(), tokens, data)
-            self.unsaved = False
-            log.info("chat %s: saved a kv state of %d tokens (%.1f MB) in %.2f s", chat_id, len(tokens),
-                     len(data) / 1e6, time.monotonic() - started)
+            kept = KeptState(chat_id, generator.fingerprint(), tokens, data)
         except Exception:
-            log.exception("chat %s: the kv state was not saved", chat_id)
+            log.exception("chat %s: the kv state was not taken from the model", chat_id)
+            return
+        with self._pending_lock:
+            self._pending[chat_id] = kept
+        self.unsaved = False
+
+    def _write_pending(self) -> bool:
+        """Write the states taken from the model (a switch, an idle save) to disk, without holding
+        the model: a turn that comes meanwhile does not wait for the disk. False when one failed
+        (its chat, if the model still holds it, is saved again later)."""
+        written = True
+        with self._write_lock:
+            with self._pending_lock:
+                waiting = list(self._pending.values())
+            for kept in waiting:
+                started = time.monotonic()
+                try:
+                    self.files.write(str(kept.chat_id), kept.fingerprint, kept.tokens, kept.data)
+                    log.info("chat %s: saved a kv state of %d tokens (%.1f MB) in %.2f s", kept.chat_id,
+                             len(kept.tokens), len(kept.data) / 1e6, time.monotonic() - started)
+                except Exception:
+                    log.exception("chat %s: the kv state was not saved", kept.chat_id)
+                    written = False
+                    if self.owner == kept.chat_id:
+                        self.unsaved = True
+                with self._pending_lock:
+                    if self._pending.get(kept.chat_id) is kept:
+                        del self._pending[kept.chat_id]
+        return written
 
     # in the background -------------------------------------------------------------------------
 
@@ -221,6 +271,7 @@ class ChatStates:
             self._wake.clear()
             while self.unsettled and not self._closing.is_set() and not self.settle_now():
                 self._closing.wait(SETTLE_RETRY_SECONDS)   # the turn is still ending
+            self._write_pending()
             while self.unsaved and not self._closing.is_set():
                 idle = time.monotonic() - self._last_turn
                 if idle < IDLE_SECONDS:
@@ -257,10 +308,11 @@ class ChatStates:
         return True
 
     def save_now(self, wait: bool = True) -> bool:
-        """Save the held chat's state if it changed; True when nothing is left unsaved. With
-        wait, waits for a running generation to end (at stop)."""
+        """Save the held chat's state if it changed, and what a switch took; True when nothing is
+        left unsaved. With wait, waits for a running generation to end (at stop). The model is
+        held only while its state is copied, not while it is written."""
         if not self.unsaved or self.owner is None:
-            return True
+            return self._write_pending()
         stop = self.lock.hold_for_background()
         deadline = time.monotonic() + 30
         while stop is None and wait and time.monotonic() < deadline:
@@ -271,10 +323,10 @@ class ChatStates:
         try:
             generator = self._local()
             if generator is not None and self.owner is not None and self.unsaved:
-                self._save(generator, self.owner)
+                self._take(generator, self.owner)
         finally:
             self.lock.release_background()
-        return not self.unsaved
+        return self._write_pending() and not self.unsaved
 
     def close(self) -> None:
         """Save what is unsaved and stop the background thread."""

@@ -383,7 +383,7 @@ class LlamaGenerator(BackgroundLoaded):
             data, used, input_ids, n_tokens = self._save_cache()
             return [int(t) for t in input_ids[:n_tokens]], memoryview(data).cast("B")[:used]
 
-    def import_state(self, tokens: list[int], data: bytes | bytearray) -> bool:
+    def import_state(self, tokens: list[int], data: bytes | bytearray | memoryview) -> bool:
         """Put back a kept state; False (and an empty cache) when llama.cpp refuses it. A bytearray
         is loaded in place, other bytes are copied first."""
         if isinstance(data, bytearray):
