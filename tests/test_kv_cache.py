@@ -173,3 +173,44 @@ def test_a_switch_writes_the_kept_state_later_and_a_switch_back_uses_it_meanwhil
         assert not turns.states._pending
     finally:
         services.close()
+
+
+def test_the_next_prompt_is_read_while_idle_and_a_swipe_gets_the_state_before_it(tmp_path, embedder):
+    """After a turn, the chat's next prompt is read as far as it is known while the person writes:
+    the next turn reads only what the rehearsal could not know (its note and message), also when
+    the window moves on. When it moves on, the state before is kept first, and a swipe of the last
+    reply (whose prompt is the old one) is restored from it."""
+    settings = test_settings(tmp_path / "data")
+    services = started(settings, embedder)
+    try:
+        turns = services.turns
+        companion = services.companions.active_companion_id()
+        services.store.update_companion(companion, {"persona": PERSONA, "short_term_mem": 4})
+        chat_id = services.companions.active_chat_id()
+
+        def send_reads_only_what_is_new(line: str) -> None:
+            coming = turns.rehearse(chat_id) or []
+            counts = evaluated_tokens(services)
+            turn = turns.start_send(chat_id, line)
+            turn.run()
+            prompt_read = counts[0] if counts[0] > 1 else 0     # then the last token alone, then the reply's
+            assert prompt_read <= services.generator.prompt_tokens(turn.request) - len(coming), (line, counts)
+            assert turns.states.settle_now()
+
+        send_reads_only_what_is_new("Good evening!")
+        for line in ["How was the sea today?", "Tell me about the worst storm.", "Did the boats come back?",
+                     "Who waited for them?", "What about the fog?"]:
+            send_reads_only_what_is_new(line)
+            if turns.states.kept_before == chat_id:
+                break
+        assert turns.states.kept_before == chat_id, "the window never moved on"
+        counts = evaluated_tokens(services)
+        restored = turns.states.restored
+        swipe = turns.start_regenerate(chat_id)
+        swipe.run()
+        assert turns.states.restored == restored + 1                 # the state from before the rehearsal
+        assert sum(counts) < services.generator.prompt_tokens(swipe.request) / 3, counts
+        assert turns.states.settle_now()
+        send_reads_only_what_is_new("And the lighthouse?")
+    finally:
+        services.close()

@@ -96,3 +96,41 @@ def test_after_a_turn_settles_the_next_prompt_reads_only_what_is_new(services):
         turns.generator = real
     assert len(settled) > len(prompts[0])                  # the reply's tokens are kept
     assert prompts[1][:len(settled)] == settled            # and the next prompt starts with them
+
+
+def test_the_rehearsed_start_is_the_start_of_the_next_prompt(services):
+    """TurnService.rehearse builds the next turn's prompt before its message exists: its tokens
+    are the start of the prompt the next turn gives the model, also when the window moves on."""
+    from companion.model.kv_states import common_prefix
+
+    turns = services.turns
+    services.store.update_companion(services.companions.active_companion_id(), {"short_term_mem": 4})
+    chat_id = services.companions.active_chat_id()
+    real = turns.generator
+    prompts: list[list[int]] = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def generate(self, request, stop_event=None):
+            prompts.append(real.prompt_token_ids(request))
+            return real.generate(request, stop_event)
+
+    rehearsed = []
+    turns.generator = Recording()
+    try:
+        for line in ["Hello there!", "I planted tomatoes today.", "The cat sat on them.", "Now they are flat.",
+                     "Should I plant again?"]:
+            rehearsed.append(turns.rehearse(chat_id))
+            turns.send(chat_id, line, {"max_tokens": 8})
+    finally:
+        turns.generator = real
+    assert rehearsed[0] is None             # nothing said yet: the greeting only
+    moved = 0
+    for n in range(1, len(prompts)):
+        coming = rehearsed[n]
+        assert coming and prompts[n][:len(coming)] == coming, n
+        assert len(prompts[n]) - len(coming) < 120, n     # the note and the message are all that is new
+        moved += common_prefix(prompts[n - 1], coming) < len(prompts[n - 1]) - 1
+    assert moved >= 1                      # the window moved on at least once, and was rehearsed too

@@ -8,7 +8,7 @@ recalled, the prompt is built and the reply generated while the turn holds the m
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -26,6 +26,7 @@ from companion.chat.prompt import (
     note_text,
     resolve_placeholders,
     story_text,
+    time_text,
     window_start,
     with_text_before_newest,
 )
@@ -50,6 +51,30 @@ CLIENT_SOURCE = "client"      # a memory of an exchange a client sent with its o
 CLIENT_RECALL_DEPTH = 500     # most memories recalled for a client's message before those it holds are left out
 
 
+NEXT_NOTE = "\u27e6the next turn's note\u27e7"   # marks where a rehearsed prompt's known start ends
+
+
+@dataclass
+class Rehearsal:
+    """The next turn of a chat, built but not taken (TurnService.rehearse): what build_request
+    reads of a turn, with a stand-in for the message and the note nobody has written yet."""
+    companion: CompanionRow
+    user: dict
+    chat_id: int
+    history: list[MessageRow]
+    user_message: MessageRow
+    params: GenerationParams
+    stand_in_note: str
+    replaced: None = None
+    initiative: None = None
+    group: None = None
+    remembered_with: None = None
+    memories: list[RecalledMemory] = field(default_factory=list)
+    memory_window: dict | None = None
+    lore: list[dict] = field(default_factory=list)
+    note: tuple[str, list[dict], list[dict]] | None = None
+
+
 def group_member(companion: CompanionRow, user_name: str) -> GroupMember:
     """A member's stable part of a group prompt, its placeholders resolved to its own name."""
     name = char_name(companion)
@@ -69,7 +94,7 @@ class TurnService:
         self.settings = settings
         self.lock = ModelLock(settings.server.queue_timeout)
         self.states = ChatStates(StateFiles(Path(settings.data_dir) / "kv_cache", settings.model.kv_cache_mb * 2**20),
-                                 self.lock, lambda: self.generator)
+                                 self.lock, lambda: self.generator, self.rehearse)
         self.after_turn: Callable[[], None] | None = None  # called after each stored reply (summaries wake)
         self.publish = publish                 # the live events: a generation started, ended
         self.generating: dict | None = None    # what the model generates now (what, chat_id, companion_id)
@@ -478,7 +503,35 @@ class TurnService:
                 users[message["user_id"]] = persona["name"] if persona else ""
         return companions, users
 
-    def build_request(self, turn: TurnStream) -> GenerationRequest:
+    def rehearse(self, chat_id: int) -> list[int] | None:
+        """The tokens a chat's next prompt will start with, up to its turn's note: built as the
+        next turn will build it (the same window, lore and kept notes), with the last turn's
+        message and note standing in for sizes nobody knows yet. What the model can read while
+        the person writes; None when it cannot be told (a group chat, a model without tokens
+        here, a chat gone or empty)."""
+        chat = self.store.get_chat(chat_id)
+        render = getattr(self.generator, "render", None)   # the local model's: a remote one keeps no cache here
+        if chat is None or chat["group_id"] or render is None or not hasattr(self.generator, "tokenize"):
+            return None
+        companion, user = self._chat(chat_id)
+        history = self.store.messages(chat_id)
+        said = next((m for m in reversed(history) if not m["ai"]), None)
+        if not history or said is None:
+            return None
+        kept = self.store.notes([said["id"]]).get(said["id"])
+        recalled = [Recalled(m.text, m.created_at) for m in self._noted_memories(kept)] if kept else []
+        now = self.now()     # the note's size: as many memories as the last one showed, and the time
+        note = "\n\n".join(([memories_text(recalled, now)] if recalled else []) + [time_text(now, None)])
+        stand_in: MessageRow = {**said, "id": -1}     # stored under no id: no note of its own
+        rehearsal = Rehearsal(companion, user, chat_id, history, stand_in, self._params(companion, None),
+                              NEXT_NOTE + "\n" + note)
+        prompt, _ = render(self.build_request(rehearsal))
+        end = prompt.find(NEXT_NOTE)
+        if end < 0:      # the note did not fit: the next turn's prompt is not told
+            return None
+        return self.generator.tokenize(prompt[:end], add_special=True)[:-1]   # the last may join what follows
+
+    def build_request(self, turn: TurnStream | Rehearsal) -> GenerationRequest:
         """Recall memories and build the prompt within the context budget; sets turn.memories.
 
         Every earlier message is either in the prompt's history window or recallable: recall
@@ -486,8 +539,12 @@ class TurnService:
         the window's start later, recall runs again for the window that is left. Each history
         message shows the note its turn had before it; recall leaves out the memories those
         notes show, and lore they show is not repeated. This turn's note is kept with the
-        user's message (else with the reply, stream.note); a swipe reuses the kept one."""
-        self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
+        user's message (else with the reply, stream.note); a swipe reuses the kept one. A
+        rehearsal (the next turn, built while the person writes) recalls nothing, stores nothing
+        and leaves the model's cache as it is."""
+        rehearsal = isinstance(turn, Rehearsal)
+        if not rehearsal:
+            self.memory.flush()   # the last exchange's embedding first: it must not share the cores with the model
         companion, user, history = turn.companion, turn.user, turn.history
         newest = turn.user_message["text"] if turn.user_message else ""
         p = self._prompt_input(companion, user, newest)
@@ -537,6 +594,8 @@ class TurnService:
         if kept_note is not None:   # a swipe: the note of the message it answers, as it was
             p.note = kept_note["note"]
             memories = self._noted_memories(kept_note)
+        if isinstance(turn, Rehearsal):
+            p.note = turn.stand_in_note
         for _ in range(3):
             shown_memories, shown_lore = shown(start)
             in_note = self._place_lore(p, activated, shown_lore, bool(turn.group))
@@ -553,6 +612,8 @@ class TurnService:
             start = first
         first_kept = history[first]["id"] if first < len(history) else (
             turn.user_message["id"] if turn.user_message else None)
+        if rehearsal:
+            return GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
         if first_kept is not None and self.store.set_window_start(turn.chat_id, first_kept) and p.story is not None:
             # the window dropped a block: the story so far is refreshed now, and only now
             p.story = self._refresh_story(turn.chat_id)

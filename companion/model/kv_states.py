@@ -147,10 +147,13 @@ class ChatStates:
     Works with a generator that can export and import its state (the local one); with others
     it does nothing."""
 
-    def __init__(self, files: StateFiles, lock: ModelLock, generator: Callable[[], object]) -> None:
+    def __init__(self, files: StateFiles, lock: ModelLock, generator: Callable[[], object],
+                 rehearse: Callable[[int], list[int] | None] | None = None) -> None:
         self.files = files
         self.lock = lock
         self.generator = generator       # the generator serving now (it can be swapped)
+        self.rehearse = rehearse         # a chat's next prompt's start, in tokens (TurnService.rehearse)
+        self.kept_before: int | None = None   # the chat whose state was kept before a rehearsal moved on
         self.owner: int | None = None    # the chat whose state the model holds
         self.unsaved = False             # the owner's state changed since it was saved
         self.unsettled = False           # the owner's reply was evaluated one token at a time (settle)
@@ -176,8 +179,9 @@ class ChatStates:
         """Before a chat's generation: keep the state of the chat that held the model, and bring
         back this chat's when it shares more of the prompt's beginning than what is held now."""
         generator = self._local()
-        if generator is None or not self._saving() or self.owner == chat_id:
+        if generator is None or not self._saving() or (self.owner == chat_id and self.kept_before != chat_id):
             return    # the model holds this chat already: nothing saved of it is further along
+        self.kept_before = None
         prompt_tokens = generator.prompt_token_ids(request)
         if self.owner is not None and self.owner != chat_id and self.unsaved:
             self._take(generator, self.owner)     # written to disk on the background thread, not now
@@ -269,23 +273,26 @@ class ChatStates:
         while not self._closing.is_set():
             self._wake.wait()
             self._wake.clear()
-            while self.unsettled and not self._closing.is_set() and not self.settle_now():
-                self._closing.wait(SETTLE_RETRY_SECONDS)   # the turn is still ending
-            self._write_pending()
-            while self.unsaved and not self._closing.is_set():
-                idle = time.monotonic() - self._last_turn
-                if idle < IDLE_SECONDS:
-                    self._closing.wait(IDLE_SECONDS - idle)
+            while not self._closing.is_set():
+                if self.unsettled and not self.settle_now():
+                    self._closing.wait(SETTLE_RETRY_SECONDS)   # the turn is still ending
                     continue
-                if self.save_now(wait=False):
+                self._write_pending()
+                if not self.unsaved:
                     break
-                self._closing.wait(IDLE_SECONDS)
+                idle = time.monotonic() - self._last_turn
+                if idle >= IDLE_SECONDS and self.save_now(wait=False):
+                    break
+                self._wake.wait(max(0.0, IDLE_SECONDS - idle) or IDLE_SECONDS)   # a turn wakes it early
+                self._wake.clear()
 
     def settle_now(self) -> bool:
-        """Evaluate the held chat's last reply again in batches (the generator's settle), so the
-        next turn reads only what is new; True when done or nothing is to be done, False when the
-        model is busy. A turn that comes meanwhile stops it between batches; the rest is then read
-        with that turn's prompt."""
+        """Read the held chat's next prompt as far as it is known (rehearse: the history with the
+        last reply, and where the window moves on, the window it moves to) in batches, else
+        evaluate the last reply again in batches (the generator's settle), so the next turn reads
+        only what is new; True when done or nothing is to be done, False when the model is busy.
+        A turn that comes meanwhile stops it between batches; the rest is then read with that
+        turn's prompt."""
         if not self.unsettled:
             return True
         stop = self.lock.hold_for_background()
@@ -295,9 +302,19 @@ class ChatStates:
             generator = self._local()
             if generator is not None and hasattr(generator, "settle") and self.unsettled:
                 started = time.monotonic()
-                settled = generator.settle(stop)
+                coming = self._next_prompt()
+                if coming is None:
+                    settled = generator.settle(stop)
+                else:
+                    cached = generator.cached_tokens()
+                    if self._saving() and self.owner is not None and common_prefix(cached, coming) < len(cached):
+                        # the next prompt leaves part of the cache (the window moves on): what it holds
+                        # is kept, for a swipe of the last reply, whose prompt still starts with it
+                        self._take(generator, self.owner)
+                        self.kept_before = self.owner
+                    settled = generator.prefill(coming, stop)
                 if settled:
-                    log.debug("chat %s: %d tokens of the reply settled in %.2f s", self.owner, settled,
+                    log.debug("chat %s: %d tokens of the next prompt read in %.2f s", self.owner, settled,
                               time.monotonic() - started)
             self.unsettled = False
         except Exception:
@@ -306,6 +323,16 @@ class ChatStates:
         finally:
             self.lock.release_background()
         return True
+
+    def _next_prompt(self) -> list[int] | None:
+        """The held chat's next prompt's start (rehearse), or None when it cannot be told."""
+        if self.rehearse is None or self.owner is None:
+            return None
+        try:
+            return self.rehearse(self.owner)
+        except Exception:
+            log.exception("chat %s: the next prompt was not rehearsed", self.owner)
+            return None
 
     def save_now(self, wait: bool = True) -> bool:
         """Save the held chat's state if it changed, and what a switch took; True when nothing is

@@ -440,12 +440,19 @@ class LlamaGenerator(BackgroundLoaded):
         idle after a turn; stops between batches once stop is set. Returns the tokens settled."""
         with self._lock:
             llama = self._llama
-            start = min(self._reusable, llama.n_tokens)
-            tail = llama._input_ids[start:llama.n_tokens].tolist()
+            return self.prefill(llama._input_ids[:llama.n_tokens].tolist(), stop)
+
+    def prefill(self, tokens: list[int], stop: threading.Event | None = None) -> int:
+        """Bring the cache to tokens (the start of a prompt to come) in batches: the longest
+        prefix among what batches evaluated is kept, every cell after it dropped, the rest
+        evaluated SETTLE_STEP tokens at a time; stops between batches once stop is set. Returns
+        the tokens evaluated."""
+        with self._lock:
+            llama = self._llama
+            start = self._reuse_prefix(tokens[:llama.n_ctx()])
+            tail = tokens[start:llama.n_ctx()]
             if len(tail) < 2:     # one token alone is what a batch of one would evaluate anyway
                 return 0
-            llama._ctx.kv_cache_seq_rm(-1, start, -1)
-            llama.n_tokens = start
             done = 0
             while done < len(tail) and not (stop is not None and stop.is_set()):
                 step = tail[done:done + SETTLE_STEP]
