@@ -1,6 +1,6 @@
 """Run benchmarks and print one JSON document: `make bench` or `python -m bench.run`.
 
-    python -m bench.run [names...] [--quick] [--cores N]
+    python -m bench.run [names...] [--quick] [--cores N] [--set NAME=VALUE ...]
 
 Names: prompt_cache, prompt_notes, kv_restore, embedder, throughput, ttft, client_memory, overhead, recall_quality, locomo,
 recall_tuning, recall_latency, load, group_switch, startup, voice, flash_attn, peer, soak (default:
@@ -10,12 +10,14 @@ bench/results/ttft.png. --quick runs small versions (a smoke check) and writes t
 bench/results/quick/ instead, so it never replaces the figures of a full run. --cores N runs on N of
 the machine's CPUs only (the process and every daemon it starts are pinned to them, and "one thread
 per core" then means N), to show how the costs scale on a small board; results go to
-bench/results/cores-N/.
+bench/results/cores-N/. --set passes an argument to the benchmarks' run() (peer's long_turns=0
+leaves out its long chat); the result records it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import os
@@ -60,8 +62,8 @@ def benchmark(name: str):
     return importlib.import_module(f"bench.{name}").run
 
 
-def run_one(name: str, quick: bool, out: Path) -> dict:
-    options = QUICK[name] if quick else {}
+def run_one(name: str, quick: bool, out: Path, chosen: dict | None = None) -> dict:
+    options = {**(QUICK[name] if quick else {}), **(chosen or {})}
     quiet = common.wait_quiet(max_wait=30 if quick else 300)
     machine = common.machine()
     began = time.monotonic()
@@ -91,7 +93,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="small versions, a smoke check")
     parser.add_argument("--cores", type=int, default=0, help="run on this many CPUs only (pinned)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="options",
+                        help="an argument of the benchmarks' run(), as a Python literal (written to the result), "
+                             "e.g. --set long_turns=0 for peer without its long chat")
     args = parser.parse_args(argv)
+    try:
+        options = {name: ast.literal_eval(value) for name, _, value in (o.partition("=") for o in args.options)}
+    except (ValueError, SyntaxError) as exc:
+        sys.exit(f"--set takes NAME=VALUE with a Python literal value: {exc}")
     chosen = args.names or list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:
@@ -103,7 +112,7 @@ def main(argv: list[str]) -> None:
             sys.exit(f"--cores must be between 1 and {len(cpus)}")
         os.sched_setaffinity(0, cpus[:args.cores])
         out = out / f"cores-{args.cores}"
-    results = [run_one(name, args.quick, out) for name in chosen]
+    results = [run_one(name, args.quick, out, options) for name in chosen]
     json.dump(results, sys.stdout, indent=2)
     print()
 

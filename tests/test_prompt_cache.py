@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from test_turns import recorded_requests
+
 from companion.chat.prompt import PromptInput, Recalled, Turn, build_messages, note_text, window_start
 from companion.model.generation import GenerationRequest
 
@@ -45,23 +47,11 @@ def test_a_second_turn_starts_with_the_first_turns_prompt_and_reply(services):
     chat_id = services.companions.active_chat_id()
     services.memory.add(services.companions.active_companion_id(), "{{user}} keeps three bees named after planets.",
                         "custom")
-    prompts: list[str] = []
     real = turns.generator
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def generate(self, request, stop_event=None):
-            prompts.append(real.render(request)[0])
-            return real.generate(request, stop_event)
-
-    turns.generator = Recording()
-    try:
+    with recorded_requests(turns) as requests:
         first = turns.send(chat_id, "Do you remember my bees?", {"max_tokens": 8})
         turns.send(chat_id, "They are buzzing today.", {"max_tokens": 8})
-    finally:
-        turns.generator = real
+    prompts = [real.render(request)[0] for request in requests]
     assert first.memories
     assert prompts[1].startswith(prompts[0] + first.message["text"])
     tokens = [real.tokenize(p, add_special=True) for p in prompts]
@@ -76,24 +66,12 @@ def test_after_a_turn_settles_the_next_prompt_reads_only_what_is_new(services):
     turns = services.turns
     chat_id = services.companions.active_chat_id()
     real = turns.generator
-    prompts: list[list[int]] = []
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def generate(self, request, stop_event=None):
-            prompts.append(real.prompt_token_ids(request))
-            return real.generate(request, stop_event)
-
-    turns.generator = Recording()
-    try:
+    with recorded_requests(turns) as requests:
         turns.send(chat_id, "Tell me about the sea.", {"max_tokens": 8})
         assert turns.states.unsettled and turns.states.settle_now() and not turns.states.unsettled
         settled = real.cached_tokens()
         turns.send(chat_id, "And the mountains?", {"max_tokens": 8})
-    finally:
-        turns.generator = real
+    prompts = [real.prompt_token_ids(request) for request in requests]
     assert len(settled) > len(prompts[0])                  # the reply's tokens are kept
     assert prompts[1][:len(settled)] == settled            # and the next prompt starts with them
 
@@ -106,26 +84,13 @@ def test_the_rehearsed_start_is_the_start_of_the_next_prompt(services):
     turns = services.turns
     services.store.update_companion(services.companions.active_companion_id(), {"short_term_mem": 4})
     chat_id = services.companions.active_chat_id()
-    real = turns.generator
-    prompts: list[list[int]] = []
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def generate(self, request, stop_event=None):
-            prompts.append(real.prompt_token_ids(request))
-            return real.generate(request, stop_event)
-
     rehearsed = []
-    turns.generator = Recording()
-    try:
+    with recorded_requests(turns) as requests:
         for line in ["Hello there!", "I planted tomatoes today.", "The cat sat on them.", "Now they are flat.",
                      "Should I plant again?"]:
             rehearsed.append(turns.rehearse(chat_id))
             turns.send(chat_id, line, {"max_tokens": 8})
-    finally:
-        turns.generator = real
+    prompts = [turns.generator.prompt_token_ids(request) for request in requests]
     assert rehearsed[0] is None             # nothing said yet: the greeting only
     moved = 0
     for n in range(1, len(prompts)):
