@@ -147,3 +147,19 @@ def test_the_next_turns_prompt_appends_to_this_one_and_a_swipe_reuses_its_note(s
     with recorded_requests(turns) as requests:
         turns.regenerate(chat_id, {"max_tokens": 6})
     assert "Porto" not in "\n".join(m["content"] for m in requests[-1].messages)
+
+
+def test_a_memory_the_window_shows_is_not_replaced_by_a_lesser_one(services):
+    """Recall picks the best memories for the new message; those a note in the window shows
+    already are left out, and not replaced by the next best: the model sees the best ones, and
+    a turn that stays on the subject reads no memory again."""
+    turns = services.turns
+    companion_id, chat_id = services.companions.active_companion_id(), services.companions.active_chat_id()
+    services.store.update_companion(companion_id, {"long_term_mem": 1})
+    services.memory.add(companion_id, "{{user}}'s sister is called Priya and lives in Porto.", "custom")
+    services.memory.add(companion_id, "{{user}}'s cousin Ana also lives in Porto.", "custom")
+    first = turns.send(chat_id, "Do you remember my sister Priya from Porto?", {"max_tokens": 6})
+    second = turns.send(chat_id, "Priya from Porto says hi!", {"max_tokens": 6})
+    assert [m.text for m in first.memories] == ["{{user}}'s sister is called Priya and lives in Porto.".replace(
+        "{{user}}", services.store.get_user(services.store.active_user_id())["name"])]
+    assert second.memories == []

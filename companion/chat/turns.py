@@ -99,6 +99,7 @@ class TurnService:
         self.publish = publish                 # the live events: a generation started, ended
         self.generating: dict | None = None    # what the model generates now (what, chat_id, companion_id)
         self.clock: Callable[[], datetime] = self._local_now   # tests set a simulated one
+        self.rehearsed_starts: dict[int, int] = {}   # chat id: the message its rehearsed window starts at
 
     # holding the model -------------------------------------------------------------------------
 
@@ -569,6 +570,10 @@ class TurnService:
         activated = self._lore(companion, user, p, history[-short_term:] if short_term else [])
         turn.lore = [entry for entry, _ in activated]
         window_id = chat["window_start_id"] if chat else None
+        if isinstance(turn, TurnStream) and turn.replaced is None and turn.user_message is not None and kept_note is None:
+            rehearsed = self.rehearsed_starts.pop(turn.chat_id, None)   # a new message: where the rehearsal
+            if rehearsed is not None and rehearsed > (window_id or 0):   # started, if it fits (the prompt read
+                window_id = rehearsed                                    # while the person wrote starts so)
         kept_from = next((i for i, m in enumerate(history) if m["id"] >= window_id), len(history)) if window_id else 0
 
         def fit() -> tuple[list[dict], int]:
@@ -601,8 +606,8 @@ class TurnService:
             in_note = self._place_lore(p, activated, shown_lore, bool(turn.group))
             if recall_ready and p.note is None:
                 in_window = {m["id"] for m in history[start:]} | ({turn.user_message["id"]} if turn.user_message else set())
-                memories = self.memory.recall(companion["id"], query, recall_count, exclude_message_ids=in_window,
-                                              exclude_memory_ids=shown_memories)
+                memories = self.memory.recall(companion["id"], query, recall_count, exclude_message_ids=in_window)
+                memories[:] = [m for m in memories if m.id not in shown_memories]   # shown already: not again
                 turn.memory_window = memories.window.as_json() if memories.window else None
             if p.note is None:
                 p.memories = [Recalled(m.text, m.created_at) for m in memories]
@@ -613,6 +618,11 @@ class TurnService:
         first_kept = history[first]["id"] if first < len(history) else (
             turn.user_message["id"] if turn.user_message else None)
         if rehearsal:
+            if first_kept is not None:
+                self.rehearsed_starts[turn.chat_id] = first_kept
+                if first_kept > (window_id or 0) and p.story is not None:   # as the turn will refresh it
+                    p.story = self._refresh_story(turn.chat_id, keep=False)
+                    messages, _ = fit()
             return GenerationRequest(turn.params, messages=messages, char=char_name(companion), user=user["name"])
         if first_kept is not None and self.store.set_window_start(turn.chat_id, first_kept) and p.story is not None:
             # the window dropped a block: the story so far is refreshed now, and only now
@@ -643,9 +653,10 @@ class TurnService:
         name = self.settings.server.timezone
         return datetime.now(ZoneInfo(name)) if name else datetime.now(timezone.utc).astimezone()
 
-    def _refresh_story(self, chat_id: int) -> str:
-        """The chat's story so far, from its summaries up to now, kept with the chat."""
+    def _refresh_story(self, chat_id: int, keep: bool = True) -> str:
+        """The chat's story so far, from its summaries up to now, kept with the chat (with keep)."""
         summaries = [row["text"] for row in self.store.chat_summaries(chat_id)]
         story = story_text(summaries, self.generator.count_tokens, self.settings.memory.story_token_budget)
-        self.store.update_chat(chat_id, {"story": story})
+        if keep:
+            self.store.update_chat(chat_id, {"story": story})
         return story

@@ -359,8 +359,7 @@ class LongTermMemory:
 
     def recall(self, companion_id: int, query: str, k: int, min_relevance: float | None = None,
                exclude_message_ids: AbstractSet[int] = frozenset(), now: datetime | None = None,
-               window: TimeWindow | None | Literal[_Auto.AUTO] = AUTO,
-               exclude_memory_ids: AbstractSet[int] = frozenset()) -> Recall:
+               window: TimeWindow | None | Literal[_Auto.AUTO] = AUTO) -> Recall:
         """The companion's k best memories for the query, best first.
 
         1. Candidates: the nearest memories by meaning (exact cosine over every vector, by the
@@ -377,7 +376,6 @@ class LongTermMemory:
            recency_weight times recency (halving every half_life_hours), scaled back to 0..1; an
            exchange in which the person only asked something counts question_weight as much.
         3. Left out: memories of messages in exclude_message_ids (the prompt's history window),
-           the memories in exclude_memory_ids (a note in the window shows them already),
            those less similar than min_relevance (default: the setting) that no word matched
            (inside a time window the time is what makes a memory relevant: no floor there),
            and near-duplicates of a better one.
@@ -418,8 +416,6 @@ class LongTermMemory:
         for memory_id in ids:
             row = rows[memory_id]
             if {row["user_message_id"], row["reply_message_id"]} & exclude_message_ids:
-                continue
-            if memory_id in exclude_memory_ids:
                 continue
             relevance = similar[memory_id]
             if relevance < floor and memory_id not in ranks.words and result.window is None:
