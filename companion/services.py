@@ -146,4 +146,5 @@ def build_services(settings: Settings, generator: Generator | None = None,
                     initiative=InitiativeScheduler(store, turns, settings, turns.now),
                     state_watch=StateWatch(events.publish, lambda: services.loading_states()),
                     voice=VoiceService(settings.voice, store, data))
+    services.chats.opened = turns.states.open     # a new chat's start is read while nobody waits
     return services

@@ -188,8 +188,8 @@ def test_the_next_prompt_is_read_while_idle_and_a_swipe_gets_the_state_before_it
         services.store.update_companion(companion, {"persona": PERSONA, "short_term_mem": 4})
         chat_id = services.companions.active_chat_id()
 
-        def send_reads_only_what_is_new(line: str) -> None:
-            coming = turns.rehearse(chat_id) or []
+        def send_reads_only_what_is_new(line: str, read_before: bool = True) -> None:
+            coming = (turns.rehearse(chat_id) or []) if read_before else []
             counts = evaluated_tokens(services)
             turn = turns.start_send(chat_id, line)
             turn.run()
@@ -197,7 +197,7 @@ def test_the_next_prompt_is_read_while_idle_and_a_swipe_gets_the_state_before_it
             assert prompt_read <= services.generator.prompt_tokens(turn.request) - len(coming), (line, counts)
             assert turns.states.settle_now()
 
-        send_reads_only_what_is_new("Good evening!")
+        send_reads_only_what_is_new("Good evening!", read_before=False)    # nothing was read before it
         for line in ["How was the sea today?", "Tell me about the worst storm.", "Did the boats come back?",
                      "Who waited for them?", "What about the fog?"]:
             send_reads_only_what_is_new(line)
@@ -212,5 +212,31 @@ def test_the_next_prompt_is_read_while_idle_and_a_swipe_gets_the_state_before_it
         assert sum(counts) < services.generator.prompt_tokens(swipe.request) / 3, counts
         assert turns.states.settle_now()
         send_reads_only_what_is_new("And the lighthouse?")
+    finally:
+        services.close()
+
+
+def test_a_new_chats_start_is_read_before_its_first_turn_and_the_old_chat_is_kept(tmp_path, embedder):
+    settings = test_settings(tmp_path / "data")
+    services = started(settings, embedder)
+    try:
+        turns = services.turns
+        companion = services.companions.active_companion_id()
+        services.store.update_companion(companion, {"persona": PERSONA})
+        first = services.companions.active_chat_id()
+        turns.send(first, "Good evening! How was the sea today?")
+        other = services.chats.create(companion)["id"]         # tells the KV states to open it
+        assert turns.states.opening == other and turns.states.open_now()
+        assert turns.states.owner == other and first in turns.states._pending      # the old chat kept
+        coming = turns.rehearse(other)
+        assert coming and services.generator.cached_tokens()[:len(coming)] == coming
+        counts = evaluated_tokens(services)
+        turn = turns.start_send(other, "Hello, who are you?")
+        turn.run()
+        assert counts[0] <= services.generator.prompt_tokens(turn.request) - len(coming)   # its note and message
+        counts = evaluated_tokens(services)
+        back = turns.start_send(first, "And the fog?")
+        back.run()
+        assert turns.states.restored == 1 and sum(counts) < services.generator.prompt_tokens(back.request) / 3
     finally:
         services.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import List
+from typing import Callable, List
 
 from companion.characters.companions import placeholder_names
 from companion.chat.prompt import resolve_placeholders
@@ -33,6 +33,7 @@ class ChatsService:
         """memory: None to read chats only (`companion export`); deleting and importing need it."""
         self.store = store
         self.memory = memory
+        self.opened: Callable[[int], None] | None = None   # told a new chat's id (the model reads its start)
 
     def get(self, chat_id: int) -> ChatRow:
         return existing_chat(self.store, chat_id)
@@ -46,7 +47,10 @@ class ChatsService:
         greetings = [companion["first_message"]] + list((companion.get("card") or {}).get("alternate_greetings") or [])
         if not 0 <= greeting_index < len(greetings):
             raise BadRequest(f"greeting_index must be between 0 and {len(greetings) - 1}")
-        return self.get(self.store.create_chat(companion_id, title, greetings[greeting_index]))
+        chat = self.get(self.store.create_chat(companion_id, title, greetings[greeting_index]))
+        if self.opened is not None:
+            self.opened(chat["id"])
+        return chat
 
     def describe(self, chat: ChatRow) -> dict:
         group_id = chat.get("group_id")

@@ -509,21 +509,21 @@ class TurnService:
         next turn will build it (the same window, lore and kept notes), with the last turn's
         message and note standing in for sizes nobody knows yet. What the model can read while
         the person writes; None when it cannot be told (a group chat, a model without tokens
-        here, a chat gone or empty)."""
+        here, a chat gone or empty). The stand-in message is stored under no id: no note of its own."""
         chat = self.store.get_chat(chat_id)
         render = getattr(self.generator, "render", None)   # the local model's: a remote one keeps no cache here
         if chat is None or chat["group_id"] or render is None or not hasattr(self.generator, "tokenize"):
             return None
         companion, user = self._chat(chat_id)
         history = self.store.messages(chat_id)
-        said = next((m for m in reversed(history) if not m["ai"]), None)
-        if not history or said is None:
+        if not history:
             return None
-        kept = self.store.notes([said["id"]]).get(said["id"])
+        said = next((m for m in reversed(history) if not m["ai"]), None)   # None in a chat just opened
+        kept = self.store.notes([said["id"]]).get(said["id"]) if said else None
         recalled = [Recalled(m.text, m.created_at) for m in self._noted_memories(kept)] if kept else []
         now = self.now()     # the note's size: as many memories as the last one showed, and the time
         note = "\n\n".join(([memories_text(recalled, now)] if recalled else []) + [time_text(now, None)])
-        stand_in: MessageRow = {**said, "id": -1}     # stored under no id: no note of its own
+        stand_in: MessageRow = {**(said or history[-1]), "id": -1, "text": said["text"] if said else ""}
         rehearsal = Rehearsal(companion, user, chat_id, history, stand_in, self._params(companion, None),
                               NEXT_NOTE + "\n" + note)
         prompt, _ = render(self.build_request(rehearsal))

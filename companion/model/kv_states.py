@@ -154,6 +154,7 @@ class ChatStates:
         self.generator = generator       # the generator serving now (it can be swapped)
         self.rehearse = rehearse         # a chat's next prompt's start, in tokens (TurnService.rehearse)
         self.kept_before: int | None = None   # the chat whose state was kept before a rehearsal moved on
+        self.opening: int | None = None       # a chat just made, whose start is to be read (open)
         self.owner: int | None = None    # the chat whose state the model holds
         self.unsaved = False             # the owner's state changed since it was saved
         self.unsettled = False           # the owner's reply was evaluated one token at a time (settle)
@@ -274,6 +275,9 @@ class ChatStates:
             self._wake.wait()
             self._wake.clear()
             while not self._closing.is_set():
+                if self.opening is not None and not self.open_now():
+                    self._closing.wait(SETTLE_RETRY_SECONDS)   # a turn holds the model
+                    continue
                 if self.unsettled and not self.settle_now():
                     self._closing.wait(SETTLE_RETRY_SECONDS)   # the turn is still ending
                     continue
@@ -324,15 +328,48 @@ class ChatStates:
             self.lock.release_background()
         return True
 
-    def _next_prompt(self) -> list[int] | None:
-        """The held chat's next prompt's start (rehearse), or None when it cannot be told."""
-        if self.rehearse is None or self.owner is None:
+    def _next_prompt(self, chat_id: int | None = None) -> list[int] | None:
+        """A chat's (default: the held one's) next prompt's start (rehearse), or None when it
+        cannot be told."""
+        chat_id = self.owner if chat_id is None else chat_id
+        if self.rehearse is None or chat_id is None:
             return None
         try:
-            return self.rehearse(self.owner)
+            return self.rehearse(chat_id)
         except Exception:
-            log.exception("chat %s: the next prompt was not rehearsed", self.owner)
+            log.exception("chat %s: the next prompt was not rehearsed", chat_id)
             return None
+
+    def open(self, chat_id: int) -> None:
+        """A chat was just made: its start (the card, its greeting) is read while the model is
+        free, the held chat's state kept first, so its first turn reads only its note and message."""
+        if self._saving():     # without kept states the held chat's cache is not given up for a guess
+            self.opening = chat_id
+            self._wake.set()
+
+    def open_now(self) -> bool:
+        """Read the start of the chat open() was told of; False while the model is busy."""
+        chat_id = self.opening
+        if chat_id is None:
+            return True
+        stop = self.lock.hold_for_background()
+        if stop is None:
+            return False
+        try:
+            generator = self._local()
+            coming = self._next_prompt(chat_id) if generator is not None and hasattr(generator, "prefill") else None
+            if generator is not None and coming is not None and chat_id != self.owner:
+                if self.owner is not None and self.unsaved:
+                    self._take(generator, self.owner)     # kept as at a switch
+                generator.prefill(coming, stop)
+                self.owner, self.kept_before, self.unsettled, self.unsaved = chat_id, chat_id, False, False
+        except Exception:
+            log.exception("chat %s: its start was not read", chat_id)
+        finally:
+            if self.opening == chat_id:
+                self.opening = None
+            self.lock.release_background()
+        return True
 
     def save_now(self, wait: bool = True) -> bool:
         """Save the held chat's state if it changed, and what a switch took; True when nothing is
