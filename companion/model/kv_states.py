@@ -27,9 +27,10 @@ import struct
 import threading
 import time
 from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from companion.lru_files import remove_partials, trim_least_recent, write_atomically
 from companion.model.lock import ModelLock
@@ -299,34 +300,39 @@ class ChatStates:
         turn's prompt."""
         if not self.unsettled:
             return True
-        stop = self.lock.hold_for_background()
-        if stop is None:
-            return False
-        try:
-            generator = self._local()
+        with self._background("the next prompt was not read") as (stop, generator):
+            if stop is None:
+                return False
             if generator is not None and hasattr(generator, "settle") and self.unsettled:
-                started = time.monotonic()
+                self.unsettled = False
                 coming = self._next_prompt()
                 if coming is None:
-                    settled = generator.settle(stop)
-                else:
-                    cached = generator.cached_tokens()
-                    if self._saving() and self.owner is not None and common_prefix(cached, coming) < len(cached):
-                        # the next prompt leaves part of the cache (the window moves on): what it holds
-                        # is kept, for a swipe of the last reply, whose prompt still starts with it
-                        self._take(generator, self.owner)
-                        self.kept_before = self.owner
-                    settled = generator.prefill(coming, stop)
-                if settled:
-                    log.debug("chat %s: %d tokens of the next prompt read in %.2f s", self.owner, settled,
-                              time.monotonic() - started)
+                    generator.settle(stop)
+                    return True
+                cached = generator.cached_tokens()
+                if self._saving() and self.owner is not None and common_prefix(cached, coming) < len(cached):
+                    # the next prompt leaves part of the cache (the window moves on): what it holds
+                    # is kept, for a swipe of the last reply, whose prompt still starts with it
+                    self._take(generator, self.owner)
+                    self.kept_before = self.owner
+                generator.prefill(coming, stop)
             self.unsettled = False
+        return True
+
+    @contextmanager
+    def _background(self, failure: str) -> Iterator[tuple[threading.Event | None, Any]]:
+        """Hold the model for background work: (the event a turn sets to stop it, the local
+        generator), or (None, None) when the model is busy; what fails is logged."""
+        stop = self.lock.hold_for_background()
+        if stop is None:
+            yield None, None
+            return
+        try:
+            yield stop, self._local()
         except Exception:
-            log.exception("the reply's tokens were not settled")
-            self.unsettled = False
+            log.exception(failure)
         finally:
             self.lock.release_background()
-        return True
 
     def _next_prompt(self, chat_id: int | None = None) -> list[int] | None:
         """A chat's (default: the held one's) next prompt's start (rehearse), or None when it
@@ -352,23 +358,16 @@ class ChatStates:
         chat_id = self.opening
         if chat_id is None:
             return True
-        stop = self.lock.hold_for_background()
-        if stop is None:
-            return False
-        try:
-            generator = self._local()
-            coming = self._next_prompt(chat_id) if generator is not None and hasattr(generator, "prefill") else None
+        with self._background(f"chat {chat_id}: its start was not read") as (stop, generator):
+            if stop is None:
+                return False
+            self.opening = None if self.opening == chat_id else self.opening
+            coming = self._next_prompt(chat_id) if hasattr(generator, "prefill") else None
             if generator is not None and coming is not None and chat_id != self.owner:
                 if self.owner is not None and self.unsaved:
                     self._take(generator, self.owner)     # kept as at a switch
-                generator.prefill(coming, stop)
                 self.owner, self.kept_before, self.unsettled, self.unsaved = chat_id, chat_id, False, False
-        except Exception:
-            log.exception("chat %s: its start was not read", chat_id)
-        finally:
-            if self.opening == chat_id:
-                self.opening = None
-            self.lock.release_background()
+                generator.prefill(coming, stop)
         return True
 
     def save_now(self, wait: bool = True) -> bool:
