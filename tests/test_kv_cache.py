@@ -163,7 +163,7 @@ def test_a_switch_writes_the_kept_state_later_and_a_switch_back_uses_it_meanwhil
         turns.send(first, "Good evening! How was the sea today?")
         other = services.chats.create(services.companions.active_companion_id())["id"]
         turns.send(other, "Hello, who are you?")         # the background thread is not running here
-        assert not list(folder.glob("*.kv")) and first in turns.states._pending
+        assert not list(folder.glob("*.kv")) and str(first) in turns.states._pending
         counts = evaluated_tokens(services)
         turn = turns.start_send(first, "Tell me about the worst storm you saw.")
         turn.run()
@@ -204,6 +204,10 @@ def test_the_next_prompt_is_read_while_idle_and_a_swipe_gets_the_state_before_it
             if turns.states.kept_before == chat_id:
                 break
         assert turns.states.kept_before == chat_id, "the window never moved on"
+        assert turns.states.save_now()           # the state read ahead is the chat's (for a restart)
+        fingerprint = services.generator.fingerprint()
+        assert turns.states.files.read(str(chat_id), fingerprint).tokens == turns.rehearse(chat_id)
+        assert turns.states.files.read(f"{chat_id}-before", fingerprint) is not None     # and the one before
         counts = evaluated_tokens(services)
         restored = turns.states.restored
         swipe = turns.start_regenerate(chat_id)
@@ -227,7 +231,7 @@ def test_a_new_chats_start_is_read_before_its_first_turn_and_the_old_chat_is_kep
         turns.send(first, "Good evening! How was the sea today?")
         other = services.chats.create(companion)["id"]         # tells the KV states to open it
         assert turns.states.opening == other and turns.states.open_now()
-        assert turns.states.owner == other and first in turns.states._pending      # the old chat kept
+        assert turns.states.owner == other and str(first) in turns.states._pending      # the old chat kept
         coming = turns.rehearse(other)
         assert coming and services.generator.cached_tokens()[:len(coming)] == coming
         counts = evaluated_tokens(services)

@@ -44,8 +44,9 @@ SETTLE_RETRY_SECONDS = 0.02   # how often settling after a turn tries the model 
 
 @dataclass
 class KeptState:
-    """A chat's state copied out of the model, to be written to disk."""
+    """A chat's state copied out of the model, to be written to disk under key."""
     chat_id: int
+    key: str
     fingerprint: str
     tokens: list[int]
     data: memoryview
@@ -67,6 +68,11 @@ class SavedState:
             if fh.readinto(buffer) != self.data_size:
                 raise OSError(f"{self.path.name} was cut short while it was read")
         return buffer
+
+
+def before_key(chat_id: int) -> str:
+    """The key of a chat's state from before its window moved on (kept for a swipe)."""
+    return f"{chat_id}-before"
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -159,7 +165,7 @@ class ChatStates:
         self.owner: int | None = None    # the chat whose state the model holds
         self.unsaved = False             # the owner's state changed since it was saved
         self.unsettled = False           # the owner's reply was evaluated one token at a time (settle)
-        self._pending: dict[int, KeptState] = {}   # states taken from the model, not yet on disk
+        self._pending: dict[str, KeptState] = {}   # states taken from the model, not yet on disk, by key
         self._pending_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.restored = 0                # states restored since start
@@ -190,14 +196,9 @@ class ChatStates:
             self._wake.set()
         held = common_prefix(generator.cached_tokens(), prompt_tokens)
         fingerprint = generator.fingerprint()
-        with self._pending_lock:
-            pending = self._pending.get(chat_id)
-        load: Callable[[], bytearray | memoryview]
-        if pending is not None and pending.fingerprint == fingerprint:   # taken at a switch, not written yet
-            tokens, load = pending.tokens, (lambda: pending.data)
-        else:
-            saved = self.files.read(str(chat_id), fingerprint)
-            tokens, load = (saved.tokens, saved.data) if saved is not None else ([], bytearray)
+        kept = [self._kept(key, fingerprint) for key in (str(chat_id), before_key(chat_id))]
+        tokens, load = max((k for k in kept if k is not None), key=lambda k: common_prefix(k[0], prompt_tokens),
+                           default=([], bytearray))
         if common_prefix(tokens, prompt_tokens) > held:
             if generator.import_state(tokens, load()):
                 self.restored += 1
@@ -205,6 +206,15 @@ class ChatStates:
             else:
                 log.warning("chat %s: the kv state did not load; the prompt is evaluated whole", chat_id)
         self.owner = chat_id
+
+    def _kept(self, key: str, fingerprint: str) -> tuple[list[int], Callable[[], bytearray | memoryview]] | None:
+        """A kept state's tokens and how to load it: taken and not written yet, else on disk."""
+        with self._pending_lock:
+            pending = self._pending.get(key)
+        if pending is not None and pending.fingerprint == fingerprint:
+            return pending.tokens, (lambda: pending.data)
+        saved = self.files.read(key, fingerprint)
+        return (saved.tokens, saved.data) if saved is not None else None
 
     def before_other_use(self) -> None:
         """Before a generation that is no chat's (a plain completion): keep the held chat's state."""
@@ -225,18 +235,19 @@ class ChatStates:
         """The model was replaced: it holds nobody's state."""
         self.owner, self.unsaved = None, False
 
-    def _take(self, generator, chat_id: int) -> None:
+    def _take(self, generator, chat_id: int, key: str | None = None) -> None:
         """Copy the held chat's state out of the model (holding it: tens of milliseconds), to be
-        written by _write_pending without the model."""
+        written by _write_pending without the model, under the chat's key (or another)."""
         try:
             tokens, data = generator.export_state()
-            kept = KeptState(chat_id, generator.fingerprint(), tokens, data)
+            kept = KeptState(chat_id, key or str(chat_id), generator.fingerprint(), tokens, data)
         except Exception:
             log.exception("chat %s: the kv state was not taken from the model", chat_id)
             return
         with self._pending_lock:
-            self._pending[chat_id] = kept
-        self.unsaved = False
+            self._pending[kept.key] = kept
+        if key is None:
+            self.unsaved = False
 
     def _write_pending(self) -> bool:
         """Write the states taken from the model (a switch, an idle save) to disk, without holding
@@ -249,17 +260,17 @@ class ChatStates:
             for kept in waiting:
                 started = time.monotonic()
                 try:
-                    self.files.write(str(kept.chat_id), kept.fingerprint, kept.tokens, kept.data)
+                    self.files.write(kept.key, kept.fingerprint, kept.tokens, kept.data)
                     log.info("chat %s: saved a kv state of %d tokens (%.1f MB) in %.2f s", kept.chat_id,
                              len(kept.tokens), len(kept.data) / 1e6, time.monotonic() - started)
                 except Exception:
                     log.exception("chat %s: the kv state was not saved", kept.chat_id)
                     written = False
-                    if self.owner == kept.chat_id:
+                    if self.owner == kept.chat_id and kept.key == str(kept.chat_id):
                         self.unsaved = True
                 with self._pending_lock:
-                    if self._pending.get(kept.chat_id) is kept:
-                        del self._pending[kept.chat_id]
+                    if self._pending.get(kept.key) is kept:
+                        del self._pending[kept.key]
         return written
 
     # in the background -------------------------------------------------------------------------
@@ -312,10 +323,10 @@ class ChatStates:
                 cached = generator.cached_tokens()
                 if self._saving() and self.owner is not None and common_prefix(cached, coming) < len(cached):
                     # the next prompt leaves part of the cache (the window moves on): what it holds
-                    # is kept, for a swipe of the last reply, whose prompt still starts with it
-                    self._take(generator, self.owner)
+                    # is kept apart, for a swipe of the last reply, whose prompt still starts with it
+                    self._take(generator, self.owner, before_key(self.owner))
                     self.kept_before = self.owner
-                generator.prefill(coming, stop)
+                generator.prefill(coming, stop)     # saved when idle, as a turn's state is
             self.unsettled = False
         return True
 
