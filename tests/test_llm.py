@@ -171,3 +171,20 @@ def test_the_token_path_decodes_characters_split_across_tokens(generator):
     pieces = list(generator.generate(request))
     emoji = [piece for piece in pieces if any(ord(c) > 0x1F000 for c in piece)]
     assert emoji and "\ufffd" not in "".join(pieces)       # each emoji (4 bytes, several tokens) whole
+
+
+def test_the_lasting_threadpool_changes_no_reply_and_is_freed_with_the_model(generator, monkeypatch):
+    from companion.model import local
+    from companion.model.threadpool import attach_threadpool
+
+    request = GenerationRequest(GenerationParams(max_tokens=16, temperature=0.0),
+                                messages=[{"role": "user", "content": "Describe the sea."}])
+    with_pool = "".join(generator.generate(request))
+    monkeypatch.setattr(local, "attach_threadpool", lambda llama, n_threads: False)
+    plain = LlamaGenerator(generator.path, generator.settings)
+    plain.load()
+    assert "".join(plain.generate(request)) == with_pool    # ggml's threadpool per graph: the same reply
+    assert attach_threadpool(plain._llama, 2)              # this build has the functions
+    assert "".join(plain.generate(request)) == with_pool
+    plain._llama.close()                                    # detached and freed before the context
+    assert plain._llama._ctx.ctx is None

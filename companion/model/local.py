@@ -25,6 +25,7 @@ from companion.model.generation import GenerationParams, GenerationRequest, rend
 from companion.model.gguf import GGUFError, read_metadata
 from companion.model.kv_states import common_prefix
 from companion.model.loading import BackgroundLoaded
+from companion.model.threadpool import attach_threadpool
 
 if TYPE_CHECKING:   # imported when the model loads
     from llama_cpp import Llama
@@ -225,6 +226,7 @@ class LlamaGenerator(BackgroundLoaded):
                       n_threads_batch=threads, n_batch=self.settings.n_batch,
                       n_gpu_layers=self.settings.n_gpu_layers, flash_attn=self.settings.flash_attn,
                       use_mmap=self.settings.use_mmap, verbose=False)
+        attach_threadpool(llama, threads)
         self._formatter, self.template, self.template_note = self._chat_formatter(llama)
         self._llama = llama
 
