@@ -278,6 +278,11 @@ class MemorySettings:
         3.0, "Seconds without a turn before summaries are written.", ge=0)
     story_token_budget: int = setting(
         300, "Most tokens of a chat's \"story so far\" (its newest summaries), for chats that turn it on.", ge=0)
+    time_refresh_minutes: float = setting(
+        15.0, "A turn's note tells the current date and time unless a note in the prompt's history already told "
+              "it less than this many minutes ago, on the same day (a long pause is always told); 0 tells it every "
+              "turn. The line is ~20 tokens read on the turn's path and repeated by every note kept in the window: "
+              "without it a warm turn on Seraphina's chat reads ~30 tokens instead of ~50 (bench/peer.py).", ge=0)
     chroma_url: str = setting(
         "", "A Chroma server (`chroma run`) to keep the memory index in, e.g. 'http://127.0.0.1:8000'; "
             "empty keeps it embedded in the data dir.")

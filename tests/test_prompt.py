@@ -71,6 +71,32 @@ def test_the_time_stays_out_of_the_cached_prefix():
     assert a[:-2] == b[:-2] and a[-2] != b[-2]       # everything before the volatile part is the same
 
 
+def test_a_time_a_note_in_the_window_told_lately_is_not_told_again():
+    zone = timezone(timedelta(hours=2))
+    told = note_text(PromptInput(char="A", user="B", now=datetime(2026, 11, 27, 15, 4, tzinfo=zone)))
+    assert told == "Current date and time: Friday 27 November 2026, 15:04"
+    history = [Turn(True, "Hello B"), Turn(False, "Hi!", note=told), Turn(True, "How are you?")]
+
+    def note_at(hour: int, minute: int, day: int = 27, **kw) -> str:
+        return note_text(PromptInput(char="A", user="B", history=history, time_refresh_minutes=15,
+                                     now=datetime(2026, 11, day, hour, minute, tzinfo=zone), **kw))
+
+    assert note_at(15, 18) == ""                                        # 14 minutes on: the window tells it
+    p = PromptInput(char="A", user="B", history=history, time_refresh_minutes=15, newest="x",
+                    now=datetime(2026, 11, 27, 15, 18, tzinfo=zone))
+    assert [m["role"] for m in build_messages(p)] == ["system", "assistant", "system", "user", "assistant", "user"]
+    assert note_at(15, 19) == "Current date and time: Friday 27 November 2026, 15:19"    # 15 minutes: again
+    assert note_at(15, 0).startswith("Current date and time")          # a clock set back
+    assert note_at(15, 10, day=28).startswith("Current date and time: Saturday")   # another day
+    assert "Ferns" in note_at(15, 10, memories=[Recalled("Ferns", "2026-11-20T10:00:00+00:00")])
+    assert "Current date" not in note_at(15, 10, memories=[Recalled("Ferns", "2026-11-20T10:00:00+00:00")])
+    history[1].note = "Lore only."                                      # no note in the window tells it
+    assert note_at(15, 10).startswith("Current date and time")
+    history[1].note = told
+    assert note_text(PromptInput(char="A", user="B", history=history, now=datetime(2026, 11, 27, 15, 10, tzinfo=zone))
+                     ).startswith("Current date and time")             # 0 minutes (the default): every turn
+
+
 def test_system_part_does_not_change_with_history():
     p = PromptInput(char="A", user="B", persona="p", newest="x")
     first = build_messages(p)[0]

@@ -98,3 +98,25 @@ def test_the_rehearsed_start_is_the_start_of_the_next_prompt(services):
         assert len(prompts[n]) - len(coming) < 120, n     # the note and the message are all that is new
         moved += n > 0 and common_prefix(prompts[n - 1], coming) < len(prompts[n - 1]) - 1
     assert moved >= 1                      # the window moved on at least once, and was rehearsed too
+
+
+def test_a_warm_turn_with_nothing_to_recall_reads_only_its_message(services):
+    """The time a note in the window told minutes ago is not told again, and a turn that recalls
+    nothing then has no note at all: after the model read the next prompt's start while idle, the
+    turn reads only the new message and the reply's cue."""
+    from companion.model.kv_states import common_prefix
+
+    turns = services.turns
+    chat_id = services.companions.active_chat_id()
+    real = turns.generator
+    with recorded_requests(turns) as requests:
+        turns.send(chat_id, "Tell me about the sea.", {"max_tokens": 8})
+        turns.states.settle_now()
+        ready = real.cached_tokens()
+        turns.send(chat_id, "And the mountains?", {"max_tokens": 8})
+    first, second = (request.messages for request in requests)
+    assert "Current date and time" in first[-2]["content"]
+    assert [m["role"] for m in second[-2:]] == ["assistant", "user"]     # no note before the message
+    prompt = real.prompt_token_ids(requests[1])
+    message = real.tokenize("<|im_start|>user\nAnd the mountains?<|im_end|>\n<|im_start|>assistant\n")
+    assert len(prompt) - common_prefix(ready, prompt) <= len(message)

@@ -4,7 +4,7 @@ Layout, built so llama.cpp can reuse the evaluated prefix (KV cache) from turn t
 
     [system: persona, personality, scenario, user persona, example dialogue, tuning]  stable
     [history window: oldest .. newest-1, each message after the note its turn had]   grows by appending
-    [this turn's note: lore triggered now, recalled memories, current date and time] small
+    [this turn's note: lore triggered now, recalled memories, current date and time] small, often none
     [newest user message][assistant cue]
 
 A turn's note is kept with the message it went before (the user's message; in a group chat or
@@ -88,6 +88,7 @@ class PromptInput:
     now: datetime | None = None             # aware, in the person's timezone (default: now, the machine's)
     story: str | None = None                # the chat's "story so far" when it has it on
     last_message_at: str | None = None      # when the last message before this one was said
+    time_refresh_minutes: float = 0         # a time a note in the history shows holds this long (0: none)
     initiative: str = ""                    # the companion writes first (no newest message): why
     group: list[GroupMember] = field(default_factory=list)   # a group chat: every member, in the group's order
 
@@ -192,9 +193,14 @@ def describe_age(created_at: str, now: datetime) -> str:
 LONG_SILENCE_SECONDS = 6 * 3600   # a pause this long is said in the prompt ("3 days later")
 
 
+TIME_LINE = "Current date and time: "
+TIME_FORMAT = "%A %d %B %Y, %H:%M"
+TIME_SHOWN = re.compile(re.escape(TIME_LINE) + r"([^.\n]+)")
+
+
 def time_text(now: datetime, last_message_at: str | None) -> str:
     """The current local date and time, and how long since the last message when that is long."""
-    text = f"Current date and time: {now.strftime('%A %d %B %Y, %H:%M')}"
+    text = TIME_LINE + now.strftime(TIME_FORMAT)
     if last_message_at:
         age = describe_age(last_message_at, now)
         try:
@@ -206,6 +212,32 @@ def time_text(now: datetime, last_message_at: str | None) -> str:
         if long:
             text += f". Time since the last message: {age.removesuffix(' ago')}."
     return text
+
+
+def time_shown(history: list[Turn], now: datetime) -> datetime | None:
+    """The newest date and time a note in the history tells (as time_text wrote it, read in now's
+    timezone); None when none does."""
+    for turn in reversed(history):
+        found = TIME_SHOWN.search(turn.note) if turn.note else None
+        if found:
+            try:
+                return datetime.strptime(found.group(1).strip(), TIME_FORMAT).replace(tzinfo=now.tzinfo)
+            except ValueError:
+                return None
+    return None
+
+
+def time_still_shown(p: PromptInput, now: datetime) -> bool:
+    """Whether a note in the prompt's history already tells the time well enough: on the same day,
+    less than time_refresh_minutes ago. The line is then left out of the new note, so a warm turn
+    reads only its message (the line is ~20 tokens the model reads every turn otherwise, and every
+    note kept in the window repeats it); a long pause always tells it again."""
+    if p.time_refresh_minutes <= 0:
+        return False
+    shown = time_shown(p.history, now)
+    if shown is None or shown.date() != now.date():
+        return False
+    return 0 <= (now - shown).total_seconds() < p.time_refresh_minutes * 60
 
 
 def memory_date(created_at: str, now: datetime) -> str:
@@ -242,15 +274,17 @@ def with_text_before_newest(messages: list[dict], text: str) -> list[dict]:
 
 def note_text(p: PromptInput) -> str:
     """This turn's note (placeholders unresolved): triggered lore, recalled memories, the current
-    date and time (and the length of a long pause), why the companion writes first, whose turn it
-    is in a group. Kept with the message it goes before, later prompts show it there again."""
+    date and time (and the length of a long pause) unless a note in the window still shows it,
+    why the companion writes first, whose turn it is in a group. Kept with the message it goes
+    before, later prompts show it there again."""
     if p.note is not None:
         return p.note
     now = p.now or datetime.now(timezone.utc).astimezone()
     parts = [text.strip() for text in p.lore_triggered if text.strip()]
     if p.memories:
         parts.append(memories_text(p.memories, now))
-    parts.append(time_text(now, p.last_message_at))
+    if not time_still_shown(p, now):
+        parts.append(time_text(now, p.last_message_at))
     if p.initiative:
         parts.append(INITIATIVE_NOTE.format(reason=p.initiative))
     if p.group:

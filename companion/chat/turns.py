@@ -7,6 +7,7 @@ recalled, the prompt is built and the reply generated while the turn holds the m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -39,7 +40,7 @@ from companion.formats.cards import char_name
 from companion.memory.ranking import RecalledMemory
 from companion.memory.recall import LongTermMemory
 from companion.model.generation import GenerationParams, GenerationRequest, Generator
-from companion.model.kv_states import ChatStates, StateFiles
+from companion.model.kv_states import ChatStates, StateFiles, common_prefix
 from companion.model.lock import ModelLock
 from companion.store import Store
 from companion.store.rows import ChatRow, CompanionRow, MessageRow
@@ -428,7 +429,9 @@ class TurnService:
             example = self.store.latest_tuning_example(companion["id"])
             if example:
                 tuning = (example["user_text"], example["ai_text"])
-        return prompt_input(companion, user, newest, tuning)
+        p = prompt_input(companion, user, newest, tuning)
+        p.time_refresh_minutes = self.settings.memory.time_refresh_minutes
+        return p
 
     def _counter(self, companion: CompanionRow, user: dict) -> Callable[[list[dict]], int]:
         def count(messages: list[dict]) -> int:
@@ -526,11 +529,17 @@ class TurnService:
         stand_in: MessageRow = {**(said or history[-1]), "id": -1, "text": said["text"] if said else ""}
         rehearsal = Rehearsal(companion, user, chat_id, history, stand_in, self._params(companion, None),
                               NEXT_NOTE + "\n" + note)
-        prompt, _ = render(self.build_request(rehearsal))
+        request = self.build_request(rehearsal)
+        prompt, _ = render(request)
         end = prompt.find(NEXT_NOTE)
         if end < 0:      # the note did not fit: the next turn's prompt is not told
             return None
-        return self.generator.tokenize(prompt[:end], add_special=True)[:-1]   # the last may join what follows
+        start = self.generator.tokenize(prompt[:end], add_special=True)[:-1]   # the last may join what follows
+        # the next turn may have no note at all (nothing recalled, the time told lately): only what
+        # the prompt with and without one share is known
+        bare, _ = render(dataclasses.replace(
+            request, messages=[m for m in request.messages or [] if NEXT_NOTE not in m["content"]]))
+        return start[:common_prefix(start, self.generator.tokenize(bare, add_special=True))]
 
     def build_request(self, turn: TurnStream | Rehearsal) -> GenerationRequest:
         """Recall memories and build the prompt within the context budget; sets turn.memories.
