@@ -8,6 +8,7 @@ import shutil
 import pytest
 from conftest import test_settings
 
+from companion.formats.cards import normalize_card
 from companion.model.kv_states import StateFiles
 from companion.services import build_services
 
@@ -242,5 +243,33 @@ def test_a_new_chats_start_is_read_before_its_first_turn_and_the_old_chat_is_kep
         back = turns.start_send(first, "And the fog?")
         back.run()
         assert turns.states.restored == 1 and sum(counts) < services.generator.prompt_tokens(back.request) / 3
+    finally:
+        services.close()
+
+
+def test_a_deleted_chats_kept_states_go_with_it(tmp_path, embedder):
+    """Deleting a chat removes its kept states (written and not yet written); the one the model
+    holds is not saved afterwards. Deleting a companion does the same for its chats."""
+    settings = test_settings(tmp_path / "data")
+    services = started(settings, embedder)
+    folder = tmp_path / "data" / "kv_cache"
+    try:
+        turns = services.turns
+        companion = services.companions.active_companion_id()
+        first = services.companions.active_chat_id()
+        turns.send(first, "Good evening! How was the sea today?")
+        other = services.chats.create(companion)["id"]
+        turns.send(other, "Hello, who are you?")             # the first chat's state is taken, not written
+        assert str(first) in turns.states._pending
+        turns.states.files.write(f"{first}-before", services.generator.fingerprint(), [1, 2], b"xx")
+        services.chats.delete(first)
+        assert not turns.states._pending and not list(folder.glob(f"{first}*.kv"))
+        assert turns.states.save_now() and [p.name for p in folder.glob("*.kv")] == [f"{other}.kv"]
+        second = services.companions.create(normalize_card({"name": "Bea", "first_mes": "Hi!"}), {})
+        chat = second["active_chat_id"]
+        turns.send(chat, "Hi Bea!")
+        assert turns.states.save_now() and (folder / f"{chat}.kv").exists()
+        services.companions.delete(second["id"])
+        assert not (folder / f"{chat}.kv").exists() and not turns.states.unsaved
     finally:
         services.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import List, Literal
+from typing import Callable, List, Literal
 
 from companion.characters.avatars import AvatarFiles
 from companion.characters.lore import LoreError, parse_lorebook
@@ -86,6 +86,7 @@ class CompanionService:
         self.memory = memory
         self.lorebooks = lorebooks
         self.avatars = AvatarFiles(avatars_dir)
+        self.chats_deleted: Callable[[list[int]], None] | None = None   # told deleted chats' ids
 
     # the active ones -----------------------------------------------------------------------
 
@@ -231,12 +232,15 @@ class CompanionService:
             raise Conflict(f"{companion['name']} is a member of the group(s) {', '.join(g['name'] for g in groups)}; "
                            "take it out of them first")
         self.memory.erase(companion_id)
+        chat_ids = [chat["id"] for chat in self.store.list_chats(companion_id, 10**6, 0)[0]]
         with self.store.transaction():
             was_active = self.store.active_companion_id() == companion_id
             self.store.delete_companion(companion_id)
             if was_active:
                 self.store.set_state("active_companion_id", self.store.list_rows("companions", 1, 0)[0]["id"])
         self.avatars.remove(companion.get("avatar"))
+        if self.chats_deleted is not None:
+            self.chats_deleted(chat_ids)
 
     def activate(self, companion_id: int) -> CompanionRow:
         """Make a companion the one the AI Companion API talks to."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, List
+from typing import Any, Callable, List
 
 from companion.errors import BadRequest, NotFound
 from companion.formats.cards import char_name
@@ -79,6 +79,7 @@ class GroupService:
     def __init__(self, store: Store, rng: random.Random | None = None) -> None:
         self.store = store
         self.rng = rng or random.Random()
+        self.chats_deleted: Callable[[list[int]], None] | None = None   # told deleted chats' ids
 
     def get(self, group_id: int) -> dict:
         group = self.store.get_group(group_id)
@@ -177,6 +178,8 @@ class GroupService:
             if self.store.get_state("active_group_id") == str(group_id):
                 self.store.set_state("active_group_id", "")
             self.store.delete_group(group_id)
+        if self.chats_deleted is not None:
+            self.chats_deleted([chat["id"] for chat in chats])
         return memory_ids
 
     def activate(self, group_id: int) -> dict:

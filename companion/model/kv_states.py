@@ -232,8 +232,24 @@ class ChatStates:
         self._wake.set()
 
     def forget(self) -> None:
-        """The model was replaced: it holds nobody's state."""
-        self.owner, self.unsaved = None, False
+        """The model was replaced: it holds nobody's state, and nothing of it is to be settled."""
+        self.owner, self.unsaved, self.unsettled, self.kept_before = None, False, False, None
+
+    def drop(self, chat_ids: list[int]) -> None:
+        """Chats were deleted: their kept states go (on disk and not yet written), and the one the
+        model holds, if it is one of them, is not saved."""
+        gone = set(chat_ids)
+        with self._write_lock:      # a write under way ends first, so that no file comes back
+            with self._pending_lock:
+                for key in [k for k, kept in self._pending.items() if kept.chat_id in gone]:
+                    del self._pending[key]
+            for chat_id in gone:
+                for key in (str(chat_id), before_key(chat_id)):
+                    self.files.path(key).unlink(missing_ok=True)
+        if self.owner in gone:
+            self.unsaved = False
+        if self.opening in gone:
+            self.opening = None
 
     def _take(self, generator, chat_id: int, key: str | None = None) -> None:
         """Copy the held chat's state out of the model (holding it: tens of milliseconds), to be
@@ -314,8 +330,8 @@ class ChatStates:
         with self._background("the next prompt was not read") as (stop, generator):
             if stop is None:
                 return False
-            if generator is not None and hasattr(generator, "settle") and self.unsettled:
-                self.unsettled = False
+            unsettled, self.unsettled = self.unsettled, False   # a turn that stops it reads the rest itself
+            if generator is not None and hasattr(generator, "settle") and unsettled:
                 coming = self._next_prompt()
                 if coming is None:
                     generator.settle(stop)
@@ -327,7 +343,6 @@ class ChatStates:
                     self._take(generator, self.owner, before_key(self.owner))
                     self.kept_before = self.owner
                 generator.prefill(coming, stop)     # saved when idle, as a turn's state is
-            self.unsettled = False
         return True
 
     @contextmanager
