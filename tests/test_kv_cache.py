@@ -273,3 +273,33 @@ def test_a_deleted_chats_kept_states_go_with_it(tmp_path, embedder):
         assert not (folder / f"{chat}.kv").exists() and not turns.states.unsaved
     finally:
         services.close()
+
+
+def test_lore_the_history_triggers_is_read_ahead_with_the_next_prompts_start(tmp_path, embedder):
+    """A new chat whose greeting triggers a lorebook entry: the entry's text opens the first turn's
+    note, and it is read with the chat's start before the person writes, so the first turn reads
+    only the rest of its note and its message."""
+    settings = test_settings(tmp_path / "data")
+    services = started(settings, embedder)
+    try:
+        turns = services.turns
+        companion = services.companions.active_companion_id()
+        lore = ("The lighthouse on the cape was built in 1852 of red granite; its lamp burns whale oil, its "
+                "keeper climbs one hundred and twelve steps each dusk, and the fog bell rings every half minute "
+                "when the mist comes in from the sea.")
+        book = services.lorebooks.create({"name": "Cape"}, [{"keys": ["lighthouse"], "content": lore}])
+        services.lorebooks.attach(companion, book["id"])
+        services.store.update_companion(companion, {"persona": PERSONA,
+                                                    "first_message": "Welcome to the lighthouse, traveller."})
+        chat = services.chats.create(companion)["id"]
+        assert turns.states.open_now() and turns.states.owner == chat
+        coming = turns.rehearse(chat)
+        assert lore in services.generator.detokenize(coming)        # read with the start
+        counts = evaluated_tokens(services)
+        turn = turns.start_send(chat, "Hello, who are you?")
+        turn.run()
+        assert [entry["content"] for entry in turn.lore] == [lore]  # the first turn's note shows it
+        assert services.generator.cached_tokens()[:len(coming)] == coming
+        assert counts[0] < services.generator.count_tokens(lore)    # and does not read it again
+    finally:
+        services.close()

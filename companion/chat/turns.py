@@ -439,13 +439,13 @@ class TurnService:
                 GenerationRequest(messages=messages, char=char_name(companion), user=user["name"]))
         return count
 
-    def _lore(self, companion: CompanionRow, user: dict, p: PromptInput,
+    def _lore(self, companion: CompanionRow, user: dict, newest: str,
               window: list[MessageRow]) -> list[tuple[dict, str]]:
         """Activate the companion's lorebooks on the newest messages: each entry as a reply's
         context says it (its content resolved) with its position."""
         names = (char_name(companion), user["name"])
         recent = [resolve_placeholders(m["text"], *names) for m in window]
-        recent.append(resolve_placeholders(p.newest, *names))
+        recent.append(resolve_placeholders(newest, *names))
         activated = self.lorebooks.activate(companion["id"], recent, self.generator.count_tokens,
                                             self.settings.lore.scan_depth, self.settings.lore.token_budget)
         return [({"lorebook_id": lorebook_id, "book": item.book_name, "entry": item.entry_index,
@@ -535,8 +535,11 @@ class TurnService:
         if end < 0:      # the note did not fit: the next turn's prompt is not told
             return None
         start = self.generator.tokenize(prompt[:end], add_special=True)[:-1]   # the last may join what follows
-        # the next turn may have no note at all (nothing recalled, the time told lately): only what
-        # the prompt with and without one share is known
+        volatile = next(m["content"] for m in request.messages or [] if NEXT_NOTE in m["content"])
+        if volatile.replace(rehearsal.stand_in_note, "").strip():
+            return start     # lore or the card's post-history instructions: the turn has this message
+        # else the next turn may have no note at all (nothing recalled, the time told lately): only
+        # what the prompt with and without one share is known
         bare, _ = render(dataclasses.replace(
             request, messages=[m for m in request.messages or [] if NEXT_NOTE not in m["content"]]))
         return start[:common_prefix(start, self.generator.tokenize(bare, add_special=True))]
@@ -576,7 +579,8 @@ class TurnService:
         short_term = companion["short_term_mem"]
         count, budget = self._counter(companion, user), self.generator.n_ctx - turn.params.max_tokens
         recall_ready = self.memory.embedder.state == "ready"   # a failed embedder costs recall, not the reply
-        activated = self._lore(companion, user, p, history[-short_term:] if short_term else [])
+        # a rehearsal knows the lore the history triggers, not what the message to come will
+        activated = self._lore(companion, user, "" if rehearsal else p.newest, history[-short_term:] if short_term else [])
         turn.lore = [entry for entry, _ in activated]
         window_id = chat["window_start_id"] if chat else None
         if isinstance(turn, TurnStream) and turn.replaced is None and turn.user_message is not None and kept_note is None:
@@ -608,11 +612,11 @@ class TurnService:
         if kept_note is not None:   # a swipe: the note of the message it answers, as it was
             p.note = kept_note["note"]
             memories = self._noted_memories(kept_note)
-        if isinstance(turn, Rehearsal):
-            p.note = turn.stand_in_note
         for _ in range(3):
             shown_memories, shown_lore = shown(start)
             in_note = self._place_lore(p, activated, shown_lore, bool(turn.group))
+            if isinstance(turn, Rehearsal):    # the note starts with that lore, as the turn's will
+                p.note = "\n\n".join([*p.lore_triggered, turn.stand_in_note])
             if recall_ready and p.note is None:
                 in_window = {m["id"] for m in history[start:]} | ({turn.user_message["id"]} if turn.user_message else set())
                 memories = self.memory.recall(companion["id"], query, recall_count, exclude_message_ids=in_window)
