@@ -388,8 +388,12 @@ def summarize(turns: list[dict], plan: list[dict]) -> dict:
         } for arm in ARMS}}
     kinds = {after: {step["phase"] for step in plan if step["after"] == after}
              for after in ("start", "new_chat", "switch", "restart", "switch_after_restart")}
+    # the turns in which the daemon recalled no new memory: what llama-server does too (no target:
+    # it tells the cost of the machinery from the cost of the memories)
+    no_memory = {(t["phase"], t["turn"]) for t in rows("daemon", lambda t: not t.get("memories_used"))}
     categories = {
         "warm": lambda t: t["turn"] > 0,
+        "warm_no_memory": lambda t: t["turn"] > 0 and (t["phase"], t["turn"]) in no_memory,
         "after_switch": lambda t: t["turn"] == 0 and t["phase"] in kinds["switch"],
         "after_restart": lambda t: t["turn"] == 0 and t["phase"] in kinds["restart"],
         "first_turn_cold": lambda t: t["turn"] == 0 and t["phase"] in kinds["start"],
@@ -416,6 +420,7 @@ def summarize(turns: list[dict], plan: list[dict]) -> dict:
     ratios = {
         "warm_ttft": by_kind["warm"]["ratio_ttft"],
         "warm_reply": by_kind["warm"]["ratio_reply"],
+        "warm_ttft_no_memory": by_kind["warm_no_memory"]["ratio_ttft"],
         "switch_ttft": by_kind["after_switch"]["ratio_ttft"],
         "restart_ttft": by_kind["after_restart"]["ratio_ttft"],
         "session_reply_sum": ratio(session["daemon"]["reply_s_sum"], session["llama_server"]["reply_s_sum"]),

@@ -56,8 +56,10 @@ def test_the_summary_ratios_and_targets():
             for arm, scale in (("daemon", 1.0), ("llama_server", 2.0)):
                 ttft = (0.2 if i else 1.0) * scale
                 turns.append({"arm": arm, "phase": step["phase"], "turn": i, "ttft_s": ttft, "reply_s": ttft + 1,
-                              "tokens": 10, "decode_tps": 50.0})
+                              "tokens": 10, "decode_tps": 50.0, "memories_used": int(step["phase"] == "A1")})
     summary = peer.summarize(turns, plan)
     assert summary["ratios"]["warm_ttft"] == 0.5 and summary["ratios"]["decode"] == 1.0
+    assert summary["by_kind"]["warm_no_memory"]["daemon"]["turns"] == 4      # A1's turn 1 recalled one
+    assert summary["by_kind"]["warm_no_memory"]["llama_server"]["turns"] == 4
     assert summary["by_kind"]["after_restart"]["daemon"]["turns"] == 1
     assert summary["targets"]["met"]["warm_ttft_at_most"] and not summary["targets"]["met"]["restart_ttft_at_most"]
