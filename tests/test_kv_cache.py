@@ -150,6 +150,34 @@ def test_a_write_a_crash_cut_short_is_removed_at_start(tmp_path, caplog):
         states.close()
 
 
+def test_settling_waits_for_the_turn_to_let_go_of_the_model_without_polling(tmp_path):
+    """After a turn, the KV-states thread waits for the model while the turn still holds it: it is
+    woken when the turn lets go (it used to try the model every 20 ms) and settles then."""
+    import time
+
+    from companion.model.kv_states import ChatStates
+    from companion.model.lock import ModelLock
+
+    lock = ModelLock(0)
+    states = ChatStates(StateFiles(tmp_path, max_bytes=0), lock, lambda: None)
+    tries = []
+    hold = lock.hold_for_background
+    lock.hold_for_background = lambda: tries.append(1) or hold()
+    lock.acquire()                          # a turn holds the model
+    states.start()
+    try:
+        states.after_turn(7)
+        time.sleep(0.5)
+        assert states.unsettled and len(tries) <= 2, len(tries)
+        lock.release()                      # the turn ends
+        deadline = time.monotonic() + 2
+        while states.unsettled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not states.unsettled
+    finally:
+        states.close()
+
+
 def test_a_switch_writes_the_kept_state_later_and_a_switch_back_uses_it_meanwhile(tmp_path, embedder):
     """The chat that held the model is copied out of it at a switch and written to disk on the
     background thread, not by the turn that switched; switching back before it is written

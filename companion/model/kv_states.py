@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"companion-kv-state\n"
 IDLE_SECONDS = 2.0      # a turn's state is saved once the model has been idle this long
-SETTLE_RETRY_SECONDS = 0.02   # how often settling after a turn tries the model while the turn ends
+SETTLE_RETRY_SECONDS = 0.02   # after the model was free, how long before background work tries it again
+MODEL_WAIT_SECONDS = 1.0      # the longest wait for a turn to release the model before looking again
 
 
 @dataclass
@@ -304,10 +305,10 @@ class ChatStates:
             self._wake.clear()
             while not self._closing.is_set():
                 if self.opening is not None and not self.open_now():
-                    self._closing.wait(SETTLE_RETRY_SECONDS)   # a turn holds the model
+                    self._wait_for_model()
                     continue
                 if self.unsettled and not self.settle_now():
-                    self._closing.wait(SETTLE_RETRY_SECONDS)   # the turn is still ending
+                    self._wait_for_model()
                     continue
                 self._write_pending()
                 if not self.unsaved:
@@ -317,6 +318,12 @@ class ChatStates:
                     break
                 self._wake.wait(max(0.0, IDLE_SECONDS - idle) or IDLE_SECONDS)   # a turn wakes it early
                 self._wake.clear()
+
+    def _wait_for_model(self) -> None:
+        """Wait while a turn holds the model (woken when it lets go, not polling it); when the
+        model was free but not to be had (a turn was about to take it), wait a moment."""
+        if self.lock.wait_idle(MODEL_WAIT_SECONDS):
+            self._closing.wait(SETTLE_RETRY_SECONDS)
 
     def settle_now(self) -> bool:
         """Read the held chat's next prompt as far as it is known (rehearse: the history with the
