@@ -147,5 +147,5 @@ def build_services(settings: Settings, generator: Generator | None = None,
                     state_watch=StateWatch(events.publish, lambda: services.loading_states()),
                     voice=VoiceService(settings.voice, store, data))
     services.chats.opened = turns.states.open     # a new chat's start is read while nobody waits
-    services.chats.deleted = services.companions.chats_deleted = services.groups.chats_deleted = turns.states.drop
+    services.chats.chats_deleted = services.companions.chats_deleted = services.groups.chats_deleted = turns.states.drop
     return services

@@ -120,3 +120,21 @@ def test_a_warm_turn_with_nothing_to_recall_reads_only_its_message(services):
     prompt = real.prompt_token_ids(requests[1])
     message = real.tokenize("<|im_start|>user\nAnd the mountains?<|im_end|>\n<|im_start|>assistant\n")
     assert len(prompt) - common_prefix(ready, prompt) <= len(message)
+
+
+def test_after_a_turn_with_memories_the_rehearsed_start_holds_for_a_turn_without_any(services):
+    """The last turn showed a memory, so the rehearsal's stand-in note tells one; the next turn
+    recalls nothing and tells no time, so it has no note: the rehearsed start is still the start
+    of its prompt, and no token of a note it does not have."""
+    turns = services.turns
+    companion = services.companions.active_companion_id()
+    chat_id = services.companions.active_chat_id()
+    services.memory.add(companion, "{{user}} keeps three bees named after planets.", "custom")
+    with recorded_requests(turns) as requests:
+        first = turns.send(chat_id, "Do you remember my bees?", {"max_tokens": 8})
+        coming = turns.rehearse(chat_id)
+        second = turns.send(chat_id, "Good.", {"max_tokens": 8})
+    assert first.memories and not second.memories
+    assert requests[1].messages[-2]["role"] == "assistant"          # no note before the message
+    prompt = turns.generator.prompt_token_ids(requests[1])
+    assert coming and prompt[:len(coming)] == coming

@@ -34,7 +34,7 @@ class ChatsService:
         self.store = store
         self.memory = memory
         self.opened: Callable[[int], None] | None = None   # told a new chat's id (the model reads its start)
-        self.deleted: Callable[[list[int]], None] | None = None   # told deleted chats' ids (their model states go)
+        self.chats_deleted: Callable[[list[int]], None] | None = None   # told deleted chats' ids (their model states go)
 
     def get(self, chat_id: int) -> ChatRow:
         return existing_chat(self.store, chat_id)
@@ -104,8 +104,8 @@ class ChatsService:
                 self.store.update_companion(chat["companion_id"], {"active_chat_id": newest["id"]})
         assert self.memory is not None   # read-only without one (__init__)
         self.memory.unindex(memory_ids)
-        if self.deleted is not None:
-            self.deleted([chat_id])
+        if self.chats_deleted is not None:
+            self.chats_deleted([chat_id])
 
     def activate(self, chat_id: int) -> dict:
         """Make a chat its companion's active chat, and its companion the active companion."""

@@ -525,7 +525,9 @@ class TurnService:
         kept = self.store.notes([said["id"]]).get(said["id"]) if said else None
         recalled = [Recalled(m.text, m.created_at) for m in self._noted_memories(kept)] if kept else []
         now = self.now()     # the note's size: as many memories as the last one showed, and the time
-        note = "\n\n".join(([memories_text(recalled, now)] if recalled else []) + [time_text(now, None)])
+        note = resolve_placeholders(     # resolved, as the prompt shows it, so that it is found there
+            "\n\n".join(([memories_text(recalled, now)] if recalled else []) + [time_text(now, None)]),
+            char_name(companion), user["name"])
         stand_in: MessageRow = {**(said or history[-1]), "id": -1, "text": said["text"] if said else ""}
         rehearsal = Rehearsal(companion, user, chat_id, history, stand_in, self._params(companion, None),
                               NEXT_NOTE + "\n" + note)
