@@ -164,3 +164,24 @@ def test_a_group_chats_transcript_names_each_speaker():
     assert transcript(messages, "Ada, Bo", "Sam", {2: "Ada", 3: "Bo"}).splitlines() == [
         "Sam: Hi all", "Ada: Hello Sam, I am Ada", "Bo: Hey"]
     assert transcript(messages[:2], "Ada", "Sam").splitlines()[1] == "Ada: Hello Sam, I am Ada"
+
+
+def test_a_summary_waits_for_other_background_work_only_as_long_as_it_holds_the_model(summarizing):
+    """Background work holding the model (a chat's next prompt read, a KV state copied) keeps a
+    summary waiting only until it lets go (before, the summary looked again 5 s later, and in a
+    quick conversation never got to be written)."""
+    chat_id = summarizing.companions.active_chat_id()
+    for line in ["My name is Ada and I keep bees.", "I live in a small house by the sea.",
+                 "Tomorrow I will visit my sister Inga."]:
+        summarizing.turns.send(chat_id, line)
+    lock = summarizing.turns.lock
+    assert lock.wait_idle(30)
+    assert lock.hold_for_background() is not None      # other background work has the model
+    summarizing.summaries.start()
+    time.sleep(0.6)                                     # the summary found it busy
+    assert summaries_of(summarizing) == []
+    let_go = time.monotonic()
+    lock.release_background()
+    wait_for(lambda: summaries_of(summarizing), timeout=60)
+    assert time.monotonic() - let_go < 4.0
+

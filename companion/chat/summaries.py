@@ -27,7 +27,8 @@ from companion.store.rows import MessageRow
 
 log = logging.getLogger(__name__)
 
-BUSY_WAIT = 5.0    # seconds to wait for a turn's end (it wakes us) before looking again
+BUSY_WAIT = 5.0    # the longest wait for the model to be let go before looking again
+UNAVAILABLE_WAIT = 1.0   # seconds between looks while no model is loaded (it is loading, or swapped)
 MIN_IDLE = 0.05    # seconds of quiet before a summary, at the least
 
 INSTRUCTION = ("Summarize this part of a conversation between {user} and {char} in at most three "
@@ -92,9 +93,10 @@ class SummaryService:
                     break
                 if outcome == "none":
                     break
-                if outcome not in ("written", "gone"):   # a turn has the model (or none is loaded): wait
-                    self._wake.wait(timeout=BUSY_WAIT)
-                    self._wake.clear()
+                if outcome == "busy":      # a turn or other background work holds the model: until it is let go
+                    self.turns.lock.wait_idle(BUSY_WAIT)
+                elif outcome == "unavailable":
+                    self._closing.wait(UNAVAILABLE_WAIT)
 
     def _idle(self) -> bool:
         """Wait until no turn has run for summary_idle_seconds; False when woken by a turn."""

@@ -26,6 +26,7 @@ class ModelLock:
         self._background: threading.Event | None = None   # the stop event of background work holding it
         self._waiting = 0                                   # turns waiting for the model
         self._waiting_lock = threading.Lock()
+        self._let_go = threading.Condition()               # notified whenever the model is let go
 
     def acquire(self, wait: bool = True) -> None:
         """Take the model for a generation: at once, after background work stops, or within
@@ -54,7 +55,7 @@ class ModelLock:
     def release(self) -> None:
         """Give back the model taken by acquire()."""
         self._running = None
-        self._lock.release()
+        self._release()
 
     def running(self, stop: threading.Event) -> None:
         """Name the event that stops the generation holding the model (abort() sets it)."""
@@ -82,7 +83,12 @@ class ModelLock:
     def release_background(self) -> None:
         """Give back the model taken by hold_for_background."""
         self._background = None
+        self._release()
+
+    def _release(self) -> None:
         self._lock.release()
+        with self._let_go:
+            self._let_go.notify_all()
 
     def stop_background(self) -> None:
         """Ask background work holding the model to stop (it stops within one step)."""
@@ -96,14 +102,16 @@ class ModelLock:
         return self._background is not None
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing holds the model; False after the timeout."""
-        if self._lock.acquire(timeout=timeout):
-            self._lock.release()
-            return True
-        return False
+        """Wait until nothing holds the model (woken when it is let go; the model is not taken,
+        so a turn that comes meanwhile never finds it held by the waiter); False after the timeout."""
+        with self._let_go:
+            return self._let_go.wait_for(lambda: not self._lock.locked(), timeout=timeout)
 
     @contextmanager
     def held(self) -> Iterator[None]:
         """Hold the model for a moment (to swap it), waiting as long as it takes."""
-        with self._lock:
+        self._lock.acquire()
+        try:
             yield
+        finally:
+            self._release()
