@@ -121,6 +121,44 @@ def test_generating_aside_keeps_the_chats_cache_and_stops_during_prefill(generat
     assert generator.cached_tokens() == kept
 
 
+
+class StopAfter(threading.Event):
+    """A stop event that reads as set from its nth look on: a background generation stopped at
+    the same step every time."""
+
+    def __init__(self, looks: int) -> None:
+        super().__init__()
+        self.looks = looks
+
+    def is_set(self) -> bool:
+        self.looks -= 1
+        return self.looks < 0 or super().is_set()
+
+
+def test_a_stopped_aside_goes_on_where_it_stopped(generator):
+    """A summary stopped by every turn still ends: each call goes on from what the last one read
+    and wrote (before, each started again and one given 12 steps a time never got past its prompt)."""
+    params = GenerationParams(max_tokens=24, temperature=0.0, top_k=1, seed=1)
+    request = GenerationRequest(params, prompt="Summarize: " + "the garden was quiet and the bees were busy. " * 12)
+    chat = GenerationRequest(params, prompt="<|im_start|>user\nTell me about the sea.<|im_end|>\n<|im_start|>assistant\n")
+    "".join(generator.generate(chat))
+    kept = generator.cached_tokens()
+    steps = len(generator.prompt_token_ids(request)) // 8      # PREFILL_STEP tokens a step
+    assert steps > 12
+    resumed = generator.aside_resumed
+    texts = []
+    for _ in range(steps // 12 + 24 // 12 + 2):
+        texts.append("".join(generator.generate_aside(request, StopAfter(12))))
+        assert generator.cached_tokens() == kept          # the chat's cache is back after each
+        if generator._aside is None:
+            break
+    assert generator._aside is None, "never ended"
+    assert generator.aside_resumed - resumed == len(texts) - 1
+    assert texts[-1].startswith(texts[-2]) and len(texts[-1]) > len(texts[-2])   # the text written goes on
+    assert generator.cached_tokens() == kept
+    assert texts[-1] == "".join(generator.generate_aside(request, threading.Event()))   # as if never stopped
+
+
 def test_the_prompt_format_in_use_says_why(generator, client):
     model = client.get("/api/status").get_json()["model"]
     assert (model["prompt_format"], model["prompt_format_note"]) == ("gguf", "the model's own chat template")

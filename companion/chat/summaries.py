@@ -4,7 +4,8 @@ window, the local model writes a short summary of it, kept as a memory (source "
 The work runs on one background thread while the daemon is idle. It takes the model only when
 no turn holds it, and a turn that arrives meanwhile stops it within one step (the model
 lock preempts background work; the local model evaluates a summary's prompt a few tokens at a time,
-see LlamaGenerator.generate_aside); the interrupted block is summarized again later. Where a
+see LlamaGenerator.generate_aside); the local model keeps what the interrupted summary had read
+and written, and goes on from there the next time (other generators start it again). Where a
 chat has been summarized to is kept in the database, so a restart resumes where it stopped. The
 model's KV cache is saved before a summary and restored after, so the chat's prompt prefix
 stays warm.
@@ -147,7 +148,7 @@ class SummaryService:
         text = "".join(pieces).strip()
         if interrupted:
             self.interrupted += 1
-            log.info("summary of chat %s interrupted by a turn; resuming later", chat_id)
+            log.info("summary of chat %s interrupted by a turn; going on later", chat_id)
             return "interrupted"
         covered = messages[:count]
         if not text:

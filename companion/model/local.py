@@ -16,6 +16,7 @@ import os
 import random
 import threading
 from collections.abc import Generator as Stream
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -191,6 +192,15 @@ class StopStrings:
         return out
 
 
+@dataclass
+class AsideProgress:
+    """What a stopped generate_aside had done: its prompt's tokens, the KV cache it had filled
+    (as _save_cache takes it) and the tokens it had written."""
+    tokens: list[int]
+    state: tuple
+    written: list[int]
+
+
 class LlamaGenerator(BackgroundLoaded):
     """A GGUF model run by llama-cpp-python, loaded in the background, one call at a time."""
 
@@ -211,6 +221,8 @@ class LlamaGenerator(BackgroundLoaded):
         self.template_note = ""    # why this prompt format: shown by /api/status and the page
         self._formatter = None
         self._pieces: dict[int, bytes] = {}
+        self._aside: AsideProgress | None = None   # a stopped generate_aside's progress
+        self.aside_resumed = 0                      # generate_aside calls that went on from one
         self._lock = threading.RLock()
         self._reusable = 0   # the cached tokens evaluated in a prompt's batches (_reuse_prefix)
 
@@ -310,20 +322,36 @@ class LlamaGenerator(BackgroundLoaded):
         """Generate background text (a summary) without disturbing the chat: the model's state
         (its KV cache) is saved before and restored after, and the prompt is evaluated in steps
         of PREFILL_STEP tokens, so that stop_event stops it within one step, prefill included
-        (llama-cpp-python evaluates a prompt in one uninterruptible call otherwise)."""
+        (llama-cpp-python evaluates a prompt in one uninterruptible call otherwise).
+
+        Stopped, it keeps what it had done (the prompt read so far, the tokens written): the next
+        call with the same prompt goes on from there and yields the whole text, so background work
+        that every turn interrupts still ends. One such progress is kept, the newest."""
         prompt, stops = self.render(request)
         with self._lock:
             llama = self._llama
             state = self._save_cache()
             try:
                 tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-                same = self._reuse_prefix(tokens[:-1])
-                for start in range(same, len(tokens) - 1, PREFILL_STEP):
+                kept, self._aside = self._aside, None
+                written: list[int] = []
+                if kept is not None and kept.tokens == tokens and self._restore_cache(kept.state):
+                    written = kept.written
+                    self.aside_resumed += 1
+                context = tokens + written
+                same = self._reuse_prefix(context[:-1])
+                for start in range(same, len(context) - 1, PREFILL_STEP):
                     if stop_event.is_set():
-                        return
-                    llama.eval(tokens[start:min(start + PREFILL_STEP, len(tokens) - 1)])
+                        break
+                    llama.eval(context[start:min(start + PREFILL_STEP, len(context) - 1)])
                     self._reusable = llama.n_tokens
-                yield from self._complete(prompt, stops, request.params, stop_event)
+                else:
+                    yield from self._complete_tokens(tokens, stops, request.params, stop_event, written)
+                if stop_event.is_set():
+                    # the tokens written were evaluated one at a time, as they will be again: kept
+                    # too, so the text that goes on is the text an unstopped call writes
+                    self._reusable = llama.n_tokens
+                    self._aside = AsideProgress(tokens, self._save_cache(), written)
             finally:
                 self._restore_cache(state)
 
@@ -465,6 +493,23 @@ class LlamaGenerator(BackgroundLoaded):
                 self._reusable = llama.n_tokens
             return done
 
+    def _prime_sampler(self, written: list[int]) -> None:
+        """Make the sampler the next generate() call makes have seen the tokens already written,
+        as it had when it wrote them (its penalties count the tokens it sampled, not the prompt's):
+        a generation that goes on then picks the tokens it would have picked unstopped. Wraps the
+        Llama's sampler factory for that one call."""
+        llama = self._llama
+        make = type(llama)._init_sampler
+
+        def primed(*args, **kwargs):
+            del llama._init_sampler          # once
+            sampler = make(llama, *args, **kwargs)
+            for token in written:
+                sampler.accept(token)
+            return sampler
+
+        llama._init_sampler = primed  # type: ignore[method-assign]
+
     def _reuse_prefix(self, head: list[int]) -> int:
         """Keep the longest cached prefix of head among the tokens a prompt's batches evaluated,
         drop every cell after it, and return its length. A reply's tokens (and a prompt's last
@@ -486,12 +531,21 @@ class LlamaGenerator(BackgroundLoaded):
         string is held back until it is known not to be one, so a stop string is never sent
         and taken back. Ends at an end-of-generation token, a stop string, max_tokens, or
         within one token once stop_event is set."""
+        with self._lock:
+            tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            yield from self._complete_tokens(tokens, stops, params, stop_event)
+
+    def _complete_tokens(self, tokens: list[int], stops: list[str], params: GenerationParams,
+                         stop_event: threading.Event | None = None,
+                         written: list[int] | None = None) -> Stream[str, None, None]:
+        """_complete of a tokenized prompt. written: tokens of the reply already generated (a
+        stopped aside going on), whose text comes first; each new token is appended to it."""
         from llama_cpp import llama_cpp
 
         stop_event = stop_event or threading.Event()
+        written = [] if written is None else written
         with self._lock:
             llama = self._llama
-            tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
             budget = min(params.max_tokens, llama.n_ctx() - len(tokens))
             if budget <= 0:
                 raise BadRequest(f"the prompt is too long for the context size ({llama.n_ctx()} tokens)")
@@ -499,21 +553,27 @@ class LlamaGenerator(BackgroundLoaded):
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stopper = StopStrings(stops)
             vocab = llama._model.vocab
-            generated = 0
-            self._evaluate_all_but_last(tokens)
-            pieces = llama.generate(tokens, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
+            context = tokens + written
+            if written:
+                text, _ = stopper.feed(decoder.decode(b"".join(self._piece(t) for t in written)))
+                if text:
+                    yield text
+            self._evaluate_all_but_last(context)
+            pieces = llama.generate(context, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
                                     temp=params.temperature, repeat_penalty=params.repeat_penalty,
                                     frequency_penalty=params.frequency_penalty,
                                     presence_penalty=params.presence_penalty)
+            if written:
+                self._prime_sampler(written)
             try:
-                for token in pieces:
+                for token in (pieces if len(written) < budget else ()):
                     if stop_event.is_set() or llama_cpp.llama_vocab_is_eog(vocab, token):
                         break
-                    generated += 1
+                    written.append(token)
                     text, stopped = stopper.feed(decoder.decode(self._piece(token)))
                     if text:
                         yield text
-                    if stopped or generated >= budget:
+                    if stopped or len(written) >= budget:
                         break
                 if not stopper.stopped:   # a character cut off by max_tokens is left out, not sent as U+FFFD
                     rest = stopper.finish()
@@ -521,3 +581,4 @@ class LlamaGenerator(BackgroundLoaded):
                         yield rest
             finally:
                 pieces.close()
+                vars(llama).pop("_init_sampler", None)    # primed and never called: not for the next
