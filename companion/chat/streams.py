@@ -32,6 +32,27 @@ class Reply:
     memory_window: dict | None = None    # the time window the prompt named ("yesterday"), if any
 
 
+@dataclass(eq=False)
+class TurnPlan:
+    """What TurnService.build_request reads of a turn (the companion, the person, the chat, the
+    history before it, the message it answers or the reply it replaces, a group's members) and
+    what it writes back (the memories recalled, the lore activated, a new note to keep)."""
+    companion: CompanionRow
+    user: dict
+    chat_id: int
+    history: list[MessageRow]
+    user_message: MessageRow | None
+    params: GenerationParams
+    replaced: MessageRow | None = None
+    initiative: str | None = None           # the companion writes first: why, for the prompt
+    group: list[CompanionRow] | None = None  # a group chat: its members, in order
+    remembered_with: MessageRow | None = None   # in a group: the user's message this reply is remembered with
+    memories: list[RecalledMemory] = field(default_factory=list)
+    memory_window: dict | None = None
+    lore: list[dict] = field(default_factory=list)
+    note: tuple[str, list[dict], list[dict]] | None = None   # a new note kept with the reply
+
+
 class ReplyTrimmer:
     """Trims a streamed reply on the fly: the pieces it lets out add up to the stripped text.
 
@@ -174,7 +195,7 @@ class RememberedStream(RawStream):
             log.exception("the exchange for companion %s was not remembered", self.companion_id)
 
 
-class TurnStream(ModelHold):
+class TurnStream(ModelHold, TurnPlan):
     """A started turn holding the model: iterate events() to generate, or close() to let go.
 
     events() yields ("token", text) pieces and finally ("done", Reply). Aborting (abort(), or
@@ -187,16 +208,9 @@ class TurnStream(ModelHold):
                  params: GenerationParams, initiative: str | None = None, group: list[CompanionRow] | None = None,
                  remembered_with: MessageRow | None = None, owns_lock: bool = True) -> None:
         what = "initiative" if initiative else "swipe" if replaced is not None else "reply"
-        super().__init__(turns, params, what, chat_id, companion["id"], owns_lock)
-        self.initiative = initiative
-        self.group = group                      # a group chat: its members, in order
-        self.remembered_with = remembered_with  # in a group: the user's message this reply is remembered with
-        self.companion, self.user, self.chat_id = companion, user, chat_id
-        self.history, self.user_message, self.replaced = history, user_message, replaced
-        self.memories: list[RecalledMemory] = []
-        self.memory_window: dict | None = None
-        self.lore: list[dict] = []
-        self.note: tuple[str, list[dict], list[dict]] | None = None   # a new note kept with the reply
+        TurnPlan.__init__(self, companion, user, chat_id, history, user_message, params, replaced, initiative,
+                          group, remembered_with)
+        ModelHold.__init__(self, turns, params, what, chat_id, companion["id"], owns_lock)
 
     def events(self) -> Stream[tuple[str, object], None, None]:
         """Generate: token pieces as they come, then the stored reply."""

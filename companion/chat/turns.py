@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -31,7 +31,7 @@ from companion.chat.prompt import (
     window_start,
     with_text_before_newest,
 )
-from companion.chat.streams import GroupStream, RawStream, RememberedStream, Reply, TurnStream
+from companion.chat.streams import GroupStream, RawStream, RememberedStream, Reply, TurnPlan, TurnStream
 from companion.chat.turn_input import exchange_text, history_turns, prompt_input, recall_query, said_in
 from companion.config import Settings
 from companion.errors import BadRequest, ModelUnavailable, NotAvailable, NotFound
@@ -55,25 +55,11 @@ CLIENT_RECALL_DEPTH = 500     # most memories recalled for a client's message be
 NEXT_NOTE = "\u27e6the next turn's note\u27e7"   # marks where a rehearsed prompt's known start ends
 
 
-@dataclass
-class Rehearsal:
-    """The next turn of a chat, built but not taken (TurnService.rehearse): what build_request
-    reads of a turn, with a stand-in for the message and the note nobody has written yet."""
-    companion: CompanionRow
-    user: dict
-    chat_id: int
-    history: list[MessageRow]
-    user_message: MessageRow
-    params: GenerationParams
-    stand_in_note: str
-    replaced: None = None
-    initiative: None = None
-    group: None = None
-    remembered_with: None = None
-    memories: list[RecalledMemory] = field(default_factory=list)
-    memory_window: dict | None = None
-    lore: list[dict] = field(default_factory=list)
-    note: tuple[str, list[dict], list[dict]] | None = None
+@dataclass(eq=False)
+class Rehearsal(TurnPlan):
+    """The next turn of a chat, built but not taken (TurnService.rehearse), with a stand-in for
+    the message and the note nobody has written yet."""
+    stand_in_note: str = ""
 
 
 def group_member(companion: CompanionRow, user_name: str) -> GroupMember:
@@ -530,7 +516,7 @@ class TurnService:
             char_name(companion), user["name"])
         stand_in: MessageRow = {**(said or history[-1]), "id": -1, "text": said["text"] if said else ""}
         rehearsal = Rehearsal(companion, user, chat_id, history, stand_in, self._params(companion, None),
-                              NEXT_NOTE + "\n" + note)
+                              stand_in_note=NEXT_NOTE + "\n" + note)
         request = self.build_request(rehearsal)
         prompt, _ = render(request)
         end = prompt.find(NEXT_NOTE)
@@ -546,7 +532,7 @@ class TurnService:
             request, messages=[m for m in request.messages or [] if NEXT_NOTE not in m["content"]]))
         return start[:common_prefix(start, self.generator.tokenize(bare, add_special=True))]
 
-    def build_request(self, turn: TurnStream | Rehearsal) -> GenerationRequest:
+    def build_request(self, turn: TurnPlan) -> GenerationRequest:
         """Recall memories and build the prompt within the context budget; sets turn.memories.
 
         Every earlier message is either in the prompt's history window or recallable: recall
@@ -585,7 +571,7 @@ class TurnService:
         activated = self._lore(companion, user, "" if rehearsal else p.newest, history[-short_term:] if short_term else [])
         turn.lore = [entry for entry, _ in activated]
         window_id = chat["window_start_id"] if chat else None
-        if isinstance(turn, TurnStream) and turn.replaced is None and turn.user_message is not None and kept_note is None:
+        if not rehearsal and turn.replaced is None and turn.user_message is not None and kept_note is None:
             rehearsed = self.rehearsed_starts.pop(turn.chat_id, None)   # a new message: where the rehearsal
             if rehearsed is not None and rehearsed > (window_id or 0):   # started, if it fits (the prompt read
                 window_id = rehearsed                                    # while the person wrote starts so)
