@@ -266,7 +266,8 @@ class MemorySettings:
            "\"I love music. What are you listening to?\") is found by what the person said alone, not by "
            "the whole exchange: such a reply tells nothing about it. 0: every exchange by both. Measured on the tuning "
            "data (bench/recall_tuning.py): 2, 3 or 5 raise the chat log's recall@5 by one question of 92 and change "
-           "nothing on LoCoMo (real people never give the same reply twice).", ge=0)
+           "nothing on LoCoMo (real people never give the same reply twice). A prompt also tells such an exchange "
+           "by what the person said alone (the stock reply is not read every turn).", ge=0)
     search_depth: int = setting(
         50, "How many best matches by meaning and by words are fused for one recall.", ge=1, le=1000)
     summaries: bool = setting(

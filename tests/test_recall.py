@@ -156,6 +156,7 @@ def test_a_stock_reply_is_not_what_finds_an_exchange():
     assert table.similarities([1], query, stock_reply=2) == pytest.approx({1: 1.0})
     table.put([3], [row], [1], [0.0], [stock])       # replaced: its reply counted anew
     assert table.similarities([1, 3], query, stock_reply=2) == pytest.approx({1: 0.1, 3: 0.1})
+    assert table.stock_replies([1, 3, 7], 2) == {1, 3} and table.stock_replies([1, 3], 0) == set()
 
 
 def test_a_fact_is_not_crowded_out_by_a_stock_reply_on_its_topic(tmp_path, embedder):
@@ -173,6 +174,10 @@ def test_a_fact_is_not_crowded_out_by_a_stock_reply_on_its_topic(tmp_path, embed
     companion = memory.store.active_companion_id()
     found = memory.recall(companion, "What musical instrument do I know?", 5, now=NOW)
     assert any("cello" in m.text for m in found), [m.text for m in found]
+    # a prompt tells such an exchange without its stock reply, and the others whole
+    joke = next(m for m in memory.recall(companion, "Tell me a joke.", 5, now=NOW) if "joke" in m.text)
+    assert joke.stock_reply and joke.told == "{{user}}: Tell me a joke."
+    assert all(m.told == m.text for m in found if "cello" in m.text)
     memory.close()
 
 

@@ -163,3 +163,26 @@ def test_a_memory_the_window_shows_is_not_replaced_by_a_lesser_one(services):
     assert [m.text for m in first.memories] == ["{{user}}'s sister is called Priya and lives in Porto.".replace(
         "{{user}}", services.store.get_user(services.store.active_user_id())["name"])]
     assert second.memories == []
+
+
+def test_a_turns_note_tells_a_remembered_exchange_without_its_stock_reply(services):
+    """An exchange whose reply the model gave many times ("I'm sorry for any confusion...") is
+    told in the note by what the person said alone: the reply says nothing of it, and read every
+    turn it costs time and teaches the model its own stock phrase."""
+    store, memory = services.store, services.memory
+    companion = store.active_companion_id()
+    stock = "I'm sorry for any confusion, but I'll make sure to provide the correct information."
+    rows = [store.add_memory(companion, f"{{{{user}}}}: {line}\n{{{{char}}}}: {stock}", "exchange")
+            for line in ["My sister Inga keeps bees in the garden.", "I went to the pottery class.",
+                         "It rained all day."]]
+    rows.append(store.add_memory(companion, "{{user}}: Inga sold her honey at the market.\n{{char}}: How lovely!",
+                                 "exchange"))
+    memory.index(rows)
+    chat_id = services.companions.active_chat_id()
+    reply = services.turns.send(chat_id, "What does my sister Inga do?")
+    recalled = {m.id for m in reply.memories}
+    assert {rows[0]["id"], rows[3]["id"]} <= recalled
+    said = store.messages(chat_id)[-2]
+    note = store.notes([said["id"]])[said["id"]]["note"]
+    assert "My sister Inga keeps bees in the garden." in note and stock not in note
+    assert "Inga sold her honey at the market.\n{{char}}: How lovely!" in note

@@ -62,6 +62,11 @@ class Rehearsal(TurnPlan):
     stand_in_note: str = ""
 
 
+def as_told(memories: list[RecalledMemory]) -> list[Recalled]:
+    """Recalled memories as a prompt tells them (RecalledMemory.told), with when they happened."""
+    return [Recalled(m.told, m.created_at) for m in memories]
+
+
 def group_member(companion: CompanionRow, user_name: str) -> GroupMember:
     """A member's stable part of a group prompt, its placeholders resolved to its own name."""
     name = char_name(companion)
@@ -325,7 +330,7 @@ class TurnService:
             memories = self._recall_for_client(companion, asked, messages, names)
             request = GenerationRequest(params, messages=messages)
             if memories:
-                told = memories_text([Recalled(m.text, m.created_at) for m in memories], self.now())
+                told = memories_text(as_told(memories), self.now())
                 placed = with_text_before_newest(messages, resolve_placeholders(told, *names))
                 with_them = GenerationRequest(params, messages=placed)
                 if self.generator.prompt_tokens(with_them) + params.max_tokens <= limit:
@@ -509,7 +514,7 @@ class TurnService:
             return None
         said = next((m for m in reversed(history) if not m["ai"]), None)   # None in a chat just opened
         kept = self.store.notes([said["id"]]).get(said["id"]) if said else None
-        recalled = [Recalled(m.text, m.created_at) for m in self._noted_memories(kept)] if kept else []
+        recalled = as_told(self._noted_memories(kept)) if kept else []
         now = self.now()     # the note's size: as many memories as the last one showed, and the time
         note = resolve_placeholders(     # resolved, as the prompt shows it, so that it is found there
             "\n\n".join(([memories_text(recalled, now)] if recalled else []) + [time_text(now, None)]),
@@ -611,7 +616,7 @@ class TurnService:
                 memories[:] = [m for m in memories if m.id not in shown_memories]   # shown already: not again
                 turn.memory_window = memories.window.as_json() if memories.window else None
             if p.note is None:
-                p.memories = [Recalled(m.text, m.created_at) for m in memories]
+                p.memories = as_told(memories)
             messages, first = fit()
             if first <= start or (not p.memories and shown(first) == (shown_memories, shown_lore)):
                 break

@@ -184,6 +184,14 @@ class VectorTable:
         replies = self.replies[rows]
         return (replies < 0) | (self.reply_counts[np.maximum(replies, 0)] < stock_reply)
 
+    def stock_replies(self, ids: list[int], stock_reply: int) -> set[int]:
+        """Those of the ids here whose reply was given `stock_reply` times or more (none when 0)."""
+        found = [i for i in ids if i in self.row]
+        if not found:
+            return set()
+        whole = self.whole_views(np.asarray([self.row[i] for i in found], dtype=np.int64), stock_reply)
+        return set() if whole is None else {i for i, by_whole in zip(found, whole.tolist()) if not by_whole}
+
     def similarities(self, ids: list[int], query: np.ndarray, stock_reply: int = 0) -> dict[int, float]:
         """How similar to the query those ids that are here are (their closer view's cosine;
         see whole_views for `stock_reply`)."""

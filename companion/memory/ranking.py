@@ -10,6 +10,7 @@ import numpy as np
 
 from companion.config import MemorySettings
 from companion.memory.time_words import TimeWindow
+from companion.memory.units import without_reply
 
 
 @dataclass
@@ -19,6 +20,13 @@ class RecalledMemory:
     created_at: str
     score: float
     relevance: float = 0.0
+    stock_reply: bool = False   # an exchange whose reply is a stock phrase (given stock_reply_count times or more)
+
+    @property
+    def told(self) -> str:
+        """The memory as a prompt tells it: an exchange whose reply is a stock phrase without that
+        reply, which tells nothing of it ("I'm sorry for any confusion...", said fifty times)."""
+        return without_reply(self.text) if self.stock_reply else self.text
 
 
 class Recall(list):

@@ -403,6 +403,7 @@ class LongTermMemory:
             table = self.vectors()
             vectors = table.vectors_of([i for i in ids if i in rows])
             similar = table.similarities(list(vectors), query_vector, options.stock_reply_count)
+            stock = table.stock_replies(list(vectors), options.stock_reply_count)
         ids = [i for i in ids if i in vectors]
         said = {i: " ".join(embedded_text(rows[i]["text"]).lower().split()) for i in ids}
         asked = {i: asked_only(rows[i]["text"]) for i in ids}
@@ -430,7 +431,7 @@ class LongTermMemory:
         kept = without_duplicates(candidates, vectors, k, options.duplicate_similarity)
         for score, memory_id, row, relevance, _ in newest_first(kept, vectors, options.same_fact_similarity):
             result.append(RecalledMemory(memory_id, row["text"], row["created_at"], round(score, 4),
-                                         round(relevance, 4)))
+                                         round(relevance, 4), memory_id in stock))
         return result
 
     def _candidates(self, companion_id: int, query: str, query_vector: np.ndarray, window: TimeWindow | None,

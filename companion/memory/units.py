@@ -27,6 +27,12 @@ def whole_text(text: str) -> str:
     return f"{match.group(1)}\n{text[match.end():]}" if match else text
 
 
+def without_reply(text: str) -> str:
+    """An exchange with only what the person said ("{{user}}: ..."); another memory as it is."""
+    match = EXCHANGE.match(text)
+    return f"{{{{user}}}}: {match.group(1)}" if match else text
+
+
 def reply_of(text: str) -> str | None:
     """An exchange's reply, normalized (lower case, single spaces) to count how often it was
     given; None for a memory that is not an exchange."""
